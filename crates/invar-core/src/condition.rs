@@ -1,0 +1,242 @@
+//! CEL conditions, compiled when the config is loaded and evaluated against a snapshot.
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+/// Which variables a condition may use; an unknown variable is a config error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `skip_when` / `fail_when` / `warn_when`: `rows`, `row`, `count`, `now`.
+    Probe,
+    /// `every_row`: `r`, `now`.
+    EveryRow,
+    /// `skip_if`: `source`, `now`.
+    SkipIf,
+    /// a suite's `select`: `id`, `severity`, `tags`.
+    Select,
+}
+
+impl Scope {
+    pub fn variables(self) -> &'static [&'static str] {
+        match self {
+            Scope::Probe => &["rows", "row", "count", "now"],
+            Scope::EveryRow => &["r", "now"],
+            Scope::SkipIf => &["source", "now"],
+            Scope::Select => &["id", "severity", "tags"],
+        }
+    }
+}
+
+/// A compile error, positioned inside the expression (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// A compiled CEL condition and the text it came from.
+#[derive(Clone)]
+pub struct Condition {
+    pub source: String,
+    program: Arc<cel::Program>,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Condition {
+    /// Compiles `source`, checking that it only names variables of `scope`.
+    pub fn compile(source: &str, scope: Scope) -> Result<Condition, Vec<ConditionError>> {
+        let program = match cel::Program::compile(source) {
+            Ok(p) => p,
+            Err(errs) => {
+                return Err(errs
+                    .errors
+                    .iter()
+                    .map(|e| ConditionError {
+                        line: e.pos.0.max(1) as usize,
+                        col: (e.pos.1.max(0) as usize) + 1,
+                        message: format!("invalid CEL: {}", e.msg),
+                    })
+                    .collect());
+            }
+        };
+        let mut bound = HashSet::new();
+        collect_bound(program.expression(), &mut bound);
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        let mut idents = Vec::new();
+        collect_idents(program.expression(), &mut idents);
+        for (id, name) in idents {
+            if name.starts_with('@') || bound.contains(name.as_str()) || scope.variables().contains(&name.as_str()) {
+                continue;
+            }
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let offset = program.source_info().offset_for(id).map(|(s, _)| s as usize).unwrap_or(0);
+            let (line, col) = line_col(source, offset);
+            errors.push(ConditionError {
+                line,
+                col,
+                message: format!(
+                    "unknown variable `{name}`: expected one of {}",
+                    scope.variables().iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Condition { source: source.to_string(), program: Arc::new(program) })
+    }
+
+    /// Evaluates to a bool; anything else (or a runtime error) is an error message.
+    pub fn eval_bool(&self, ctx: &cel::Context) -> Result<bool, String> {
+        match self.program.execute(ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "condition `{}` gave {:?}, expected a bool",
+                self.source,
+                other.type_of()
+            )),
+            Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
+        }
+    }
+}
+
+fn line_col(source: &str, char_offset: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut col = 1;
+    for (i, c) in source.chars().enumerate() {
+        if i == char_offset {
+            break;
+        }
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+fn collect_bound(e: &IdedExpr, out: &mut HashSet<String>) {
+    walk(e, &mut |x| {
+        if let Expr::Comprehension(c) = &x.expr {
+            out.insert(c.iter_var.clone());
+            out.insert(c.accu_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                out.insert(v.clone());
+            }
+        }
+    });
+}
+
+fn collect_idents(e: &IdedExpr, out: &mut Vec<(u64, String)>) {
+    walk(e, &mut |x| {
+        if let Expr::Ident(name) = &x.expr {
+            out.push((x.id, name.clone()));
+        }
+    });
+}
+
+fn walk(e: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
+    f(e);
+    match &e.expr {
+        Expr::Call(call) => {
+            if let Some(t) = &call.target {
+                walk(t, f);
+            }
+            for a in &call.args {
+                walk(a, f);
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, f);
+            walk(&c.accu_init, f);
+            walk(&c.loop_cond, f);
+            walk(&c.loop_step, f);
+            walk(&c.result, f);
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                walk(x, f);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(sf) => walk(&sf.value, f),
+                    EntryExpr::MapEntry(me) => {
+                        walk(&me.key, f);
+                        walk(&me.value, f);
+                    }
+                }
+            }
+        }
+        Expr::Select(s) => walk(&s.operand, f),
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(sf) => walk(&sf.value, f),
+                    EntryExpr::MapEntry(me) => {
+                        walk(&me.key, f);
+                        walk(&me.value, f);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_and_evaluates() {
+        let c = Condition::compile("row.missing / row.sample > 0.01", Scope::Probe).unwrap();
+        let mut ctx = cel::Context::default();
+        let t = crate::Table {
+            columns: vec!["missing".into(), "sample".into()],
+            rows: vec![vec![crate::Value::Int(5), crate::Value::Int(100)]],
+        };
+        ctx.add_variable_from_value("row", t.row_cel(0));
+        assert!(c.eval_bool(&ctx).unwrap());
+    }
+
+    #[test]
+    fn unknown_variable_is_positioned() {
+        let errs = Condition::compile("count > 0 &&\n  rowz.x > 1", Scope::Probe).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].line, errs[0].col), (2, 3));
+        assert!(errs[0].message.contains("`rowz`"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn comprehension_variables_are_not_unknown() {
+        Condition::compile("rows.all(x, x.ok) && rows.exists(y, y.n > 1)", Scope::Probe).unwrap();
+    }
+
+    #[test]
+    fn syntax_error_is_reported() {
+        let errs = Condition::compile("row.x >", Scope::Probe).unwrap_err();
+        assert!(!errs.is_empty());
+        assert!(errs[0].message.starts_with("invalid CEL"));
+    }
+}

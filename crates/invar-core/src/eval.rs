@@ -1,0 +1,431 @@
+//! Verdicts: an invariant plus the snapshot it needs → an outcome with violations.
+//!
+//! Pure and deterministic: the same tables give the same verdict, whatever the row order
+//! (set-check violations are sorted by key).
+
+use crate::condition::Condition;
+use crate::model::{Check, Invariant, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck, SubsetCheck};
+use crate::report::{Outcome, Verdict};
+use crate::value::{Table, Value};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A probe's table, or why it could not be read (already redacted).
+pub type ProbeResult = Result<Arc<Table>, String>;
+
+/// All probes of one run, each read once.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The run's start: `now` in conditions, the reference for `grace`.
+    pub now: DateTime<Utc>,
+    pub probes: HashMap<Probe, ProbeResult>,
+}
+
+impl Snapshot {
+    pub fn new(now: DateTime<Utc>) -> Snapshot {
+        Snapshot { now, probes: HashMap::new() }
+    }
+    fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
+        match self.probes.get(p) {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("probe ({}) was not read", p.describe())),
+        }
+    }
+}
+
+fn now_cel(now: DateTime<Utc>) -> cel::Value {
+    cel::Value::Timestamp(now.fixed_offset())
+}
+
+/// Decides the cost guard before probing. `facts` is the `source` map (`name`, `type`,
+/// `size_bytes`…) of each source the invariant reads. Some(reason) means skip.
+pub fn skip_if_decision(
+    cond: &Condition,
+    facts: &[BTreeMap<String, Value>],
+    now: DateTime<Utc>,
+) -> Result<Option<String>, String> {
+    for f in facts {
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("source", Value::Map(f.clone()).to_cel());
+        ctx.add_variable_from_value("now", now_cel(now));
+        if cond.eval_bool(&ctx)? {
+            let name = f.get("name").map(|v| v.key_text()).unwrap_or_default();
+            let size = f
+                .get("size_bytes")
+                .and_then(|v| v.as_f64())
+                .map(|s| format!(" (size_bytes = {})", s as u64))
+                .unwrap_or_default();
+            return Ok(Some(format!("cost guard: `{}` held for source `{name}`{size}", cond.source)));
+        }
+    }
+    Ok(None)
+}
+
+/// Evaluates one invariant over the snapshot. Never panics; an unreadable probe is `error`.
+pub fn evaluate(inv: &Invariant, snap: &Snapshot) -> Verdict {
+    let mut errors = Vec::new();
+    for p in inv.check.probes() {
+        if let Err(e) = snap.get(p) {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        return Verdict::error(errors.join("; "));
+    }
+    match &inv.check {
+        Check::Probe(pc) => eval_probe(pc, snap),
+        Check::Same(pair) => eval_pair(pair, snap, PairKind::Same),
+        Check::Disjoint(pair) => eval_pair(pair, snap, PairKind::Disjoint),
+        Check::Subset(sub) => eval_subset(sub, snap),
+    }
+}
+
+fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
+    let table = snap.get(&pc.probe).expect("checked by evaluate");
+    let count = table.len();
+    let mut v = Verdict::new(Outcome::Pass);
+    v.examined = count as u64;
+    v.measure("count", count as u64);
+    if count == 1 {
+        for (c, val) in table.columns.iter().zip(&table.rows[0]) {
+            v.measure(c, val.to_json());
+        }
+    }
+
+    if count == 0 {
+        match pc.on_empty {
+            OnEmpty::Skip => return Verdict { reason: Some("probe returned no rows (on_empty: skip)".into()), ..v.into_outcome(Outcome::Skip) },
+            OnEmpty::Fail => {
+                let mut v = v.into_outcome(Outcome::Fail);
+                v.reason = Some("probe returned no rows (on_empty: fail)".into());
+                v.push_violation(serde_json::json!({"empty": true}));
+                return v;
+            }
+            OnEmpty::Pass => {}
+        }
+    }
+
+    let has_conditions = pc.fail_when.is_some() || pc.every_row.is_some() || pc.skip_when.is_some() || pc.warn_when.is_some();
+    let need_table_ctx = pc.skip_when.is_some() || pc.fail_when.is_some() || pc.warn_when.is_some();
+    let mut ctx = cel::Context::default();
+    ctx.add_variable_from_value("now", now_cel(snap.now));
+    if need_table_ctx {
+        let rows: Vec<cel::Value> = (0..count).map(|i| table.row_cel(i)).collect();
+        let row = rows.first().cloned().unwrap_or_else(|| Value::Map(BTreeMap::new()).to_cel());
+        ctx.add_variable_from_value("rows", cel::Value::List(Arc::new(rows)));
+        ctx.add_variable_from_value("row", row);
+        ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
+    }
+
+    if let Some(c) = &pc.skip_when {
+        match c.eval_bool(&ctx) {
+            Ok(true) => return v.into_outcome(Outcome::Skip).with_reason(format!("skip_when held: `{}`", c.source)),
+            Ok(false) => {}
+            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+        }
+    }
+    if let Some(c) = &pc.fail_when {
+        match c.eval_bool(&ctx) {
+            Ok(true) => {
+                let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("fail_when held: `{}`", c.source));
+                if count == 0 {
+                    v.push_violation(serde_json::json!({"count": 0}));
+                }
+                for i in 0..count {
+                    v.push_violation(table.row_json(i));
+                }
+                return v;
+            }
+            Ok(false) => {}
+            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+        }
+    }
+    if let Some(c) = &pc.every_row {
+        let mut broken = Vec::new();
+        for i in 0..count {
+            let mut rctx = ctx.new_inner_scope();
+            rctx.add_variable_from_value("r", table.row_cel(i));
+            match c.eval_bool(&rctx) {
+                Ok(true) => {}
+                Ok(false) => broken.push(i),
+                Err(e) => {
+                    return Verdict { measured: v.measured, ..Verdict::error(format!("row {}: {e}", i + 1)) };
+                }
+            }
+        }
+        v.measure("rows_breaking", broken.len() as u64);
+        if !broken.is_empty() {
+            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
+                "{} of {count} rows break `{}`",
+                broken.len(),
+                c.source
+            ));
+            for i in broken {
+                v.push_violation(table.row_json(i));
+            }
+            return v;
+        }
+    }
+    if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none()) {
+        // Without `fail_when` or `every_row`, every returned row is a violation.
+        if count > 0 {
+            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("{count} violating rows returned"));
+            for i in 0..count {
+                v.push_violation(table.row_json(i));
+            }
+            return v;
+        }
+    }
+    if let Some(c) = &pc.warn_when {
+        match c.eval_bool(&ctx) {
+            Ok(true) => return v.into_outcome(Outcome::Warn).with_reason(format!("warn_when held: `{}`", c.source)),
+            Ok(false) => {}
+            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+        }
+    }
+    // A condition-style check that looked at no rows proved nothing: say so.
+    if count == 0 && (pc.fail_when.is_some() || pc.every_row.is_some()) {
+        v.vacuous = true;
+        v.reason = Some("vacuous: the probe returned no rows".into());
+    }
+    v
+}
+
+impl Verdict {
+    fn into_outcome(mut self, o: Outcome) -> Verdict {
+        self.outcome = o;
+        self
+    }
+}
+
+/// The key rows of one side: key text → (key as JSON object, newest age).
+struct KeySet {
+    keys: BTreeMap<String, (serde_json::Value, Option<DateTime<Utc>>)>,
+    null_keys: u64,
+}
+
+fn key_columns(kp: &KeyedProbe, t: &Table) -> Result<Vec<usize>, String> {
+    let names: Vec<String> = if !kp.key.is_empty() {
+        kp.key.clone()
+    } else if matches!(kp.probe, Probe::Values(_)) {
+        vec!["value".into()]
+    } else {
+        t.columns.clone()
+    };
+    names
+        .iter()
+        .map(|n| {
+            t.column(n).ok_or_else(|| {
+                format!(
+                    "key column `{n}` is not in the result of {} (columns: {})",
+                    kp.probe.describe(),
+                    t.columns.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
+    let cols = key_columns(kp, t)?;
+    let age_col = match &kp.age {
+        Some(a) => Some(t.column(a).ok_or_else(|| {
+            format!("age column `{a}` is not in the result of {} (columns: {})", kp.probe.describe(), t.columns.join(", "))
+        })?),
+        None => None,
+    };
+    let mut keys: BTreeMap<String, (serde_json::Value, Option<DateTime<Utc>>)> = BTreeMap::new();
+    let mut null_keys = 0;
+    for row in &t.rows {
+        if cols.iter().any(|&c| row[c].is_null()) {
+            null_keys += 1;
+            continue;
+        }
+        let text = cols.iter().map(|&c| row[c].key_text()).collect::<Vec<_>>().join("\u{1f}");
+        let age = age_col.and_then(|c| row[c].as_timestamp());
+        let entry = keys.entry(text).or_insert_with(|| {
+            let mut obj = serde_json::Map::new();
+            for &c in &cols {
+                obj.insert(t.columns[c].clone(), row[c].to_json());
+            }
+            (serde_json::Value::Object(obj), None)
+        });
+        entry.1 = match (entry.1, age) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(KeySet { keys, null_keys })
+}
+
+fn young(age: Option<DateTime<Utc>>, grace: Option<Duration>, now: DateTime<Utc>) -> bool {
+    match (age, grace) {
+        (Some(a), Some(g)) => now.signed_duration_since(a).to_std().map(|d| d < g).unwrap_or(true),
+        _ => false,
+    }
+}
+
+#[derive(PartialEq)]
+enum PairKind {
+    Same,
+    Disjoint,
+}
+
+fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
+    let lt = snap.get(&pair.left.probe).expect("checked");
+    let rt = snap.get(&pair.right.probe).expect("checked");
+    let (left, right) = match (key_set(&pair.left, lt), key_set(&pair.right, rt)) {
+        (Ok(l), Ok(r)) => (l, r),
+        (Err(e), _) | (_, Err(e)) => return Verdict::error(e),
+    };
+    let mut v = Verdict::new(Outcome::Pass);
+    v.examined = (left.keys.len() + right.keys.len()) as u64;
+    v.measure("left_keys", left.keys.len() as u64);
+    v.measure("right_keys", right.keys.len() as u64);
+    if left.null_keys + right.null_keys > 0 {
+        v.measure("null_keys_ignored", left.null_keys + right.null_keys);
+    }
+    let mut in_grace = 0u64;
+    match kind {
+        PairKind::Same => {
+            let mut only_left = 0u64;
+            let mut only_right = 0u64;
+            for (k, (obj, age)) in &left.keys {
+                if !right.keys.contains_key(k) {
+                    if young(*age, pair.grace, snap.now) {
+                        in_grace += 1;
+                    } else {
+                        only_left += 1;
+                        v.push_violation(serde_json::json!({"side": "only_left", "key": obj}));
+                    }
+                }
+            }
+            for (k, (obj, age)) in &right.keys {
+                if !left.keys.contains_key(k) {
+                    if young(*age, pair.grace, snap.now) {
+                        in_grace += 1;
+                    } else {
+                        only_right += 1;
+                        v.push_violation(serde_json::json!({"side": "only_right", "key": obj}));
+                    }
+                }
+            }
+            v.measure("only_left", only_left);
+            v.measure("only_right", only_right);
+            if only_left + only_right > 0 {
+                v.outcome = Outcome::Fail;
+                v.reason = Some(format!("{only_left} keys only on the left, {only_right} only on the right"));
+            }
+        }
+        PairKind::Disjoint => {
+            let mut both = 0u64;
+            for (k, (obj, age)) in &left.keys {
+                if let Some((_, rage)) = right.keys.get(k) {
+                    if young(*age, pair.grace, snap.now) || young(*rage, pair.grace, snap.now) {
+                        in_grace += 1;
+                    } else {
+                        both += 1;
+                        v.push_violation(serde_json::json!({"key": obj}));
+                    }
+                }
+            }
+            v.measure("in_both", both);
+            if both > 0 {
+                v.outcome = Outcome::Fail;
+                v.reason = Some(format!("{both} keys are on both sides"));
+            }
+        }
+    }
+    if pair.grace.is_some() {
+        v.measure("within_grace", in_grace);
+    }
+    if v.outcome == Outcome::Pass && left.keys.is_empty() && right.keys.is_empty() {
+        v.vacuous = true;
+        v.reason = Some("vacuous: both sides are empty".into());
+    }
+    v
+}
+
+fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
+    let et = snap.get(&sub.each.probe).expect("checked");
+    let it = snap.get(&sub.within.probe).expect("checked");
+    let (each, within) = match (key_set(&sub.each, et), key_set(&sub.within, it)) {
+        (Ok(l), Ok(r)) => (l, r),
+        (Err(e), _) | (_, Err(e)) => return Verdict::error(e),
+    };
+    let mut v = Verdict::new(Outcome::Pass);
+    v.examined = each.keys.len() as u64;
+    v.measure("each_keys", each.keys.len() as u64);
+    v.measure("in_keys", within.keys.len() as u64);
+    let mut missing = 0u64;
+    let mut in_grace = 0u64;
+    for (k, (obj, age)) in &each.keys {
+        if !within.keys.contains_key(k) {
+            if young(*age, sub.grace, snap.now) {
+                in_grace += 1;
+            } else {
+                missing += 1;
+                v.push_violation(serde_json::json!({"missing": obj}));
+            }
+        }
+    }
+    v.measure("missing", missing);
+    if sub.grace.is_some() {
+        v.measure("within_grace", in_grace);
+    }
+    if missing > 0 {
+        v.outcome = Outcome::Fail;
+        v.reason = Some(format!("{missing} of {} keys are missing", each.keys.len()));
+    } else if each.keys.is_empty() {
+        v.vacuous = true;
+        v.reason = Some("vacuous: no keys to check".into());
+    }
+    v
+}
+
+/// The verdict of a subset check pushed down into the database: `missing` holds the keys
+/// of `each` not found `in` the other side, and column `__examined` the number of keys.
+pub fn subset_from_pushdown(missing: &Table) -> Verdict {
+    let ex_col = missing.column("__examined");
+    let examined = ex_col
+        .and_then(|c| missing.rows.first().map(|r| r[c].as_f64().unwrap_or(0.0) as u64))
+        .unwrap_or(0);
+    let mut v = Verdict::new(Outcome::Pass);
+    let mut keys: Vec<(String, serde_json::Value)> = Vec::new();
+    for row in &missing.rows {
+        if row.iter().enumerate().any(|(i, x)| Some(i) != ex_col && x.is_null()) {
+            continue; // the examined-count row of an empty anti-join
+        }
+        let mut obj = serde_json::Map::new();
+        let mut text = Vec::new();
+        for (i, c) in missing.columns.iter().enumerate() {
+            if Some(i) != ex_col {
+                obj.insert(c.clone(), row[i].to_json());
+                text.push(row[i].key_text());
+            }
+        }
+        keys.push((text.join("\u{1f}"), serde_json::Value::Object(obj)));
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys.dedup_by(|a, b| a.0 == b.0);
+    v.examined = examined;
+    v.measure("each_keys", examined);
+    v.measure("missing", keys.len() as u64);
+    v.measure("pushed_down", true);
+    let n = keys.len();
+    for (_, k) in keys {
+        v.push_violation(serde_json::json!({"missing": k}));
+    }
+    if n > 0 {
+        v.outcome = Outcome::Fail;
+        v.reason = Some(format!("{n} of {examined} keys are missing"));
+    } else if examined == 0 {
+        v.vacuous = true;
+        v.reason = Some("vacuous: no keys to check".into());
+    }
+    v
+}

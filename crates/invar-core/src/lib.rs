@@ -1,0 +1,21 @@
+//! invar-core: the model (invariants, probes, tables, outcomes), CEL conditions, set relations
+//! and the run report — everything that decides a verdict, as pure functions of a snapshot.
+//!
+//! Nothing here does I/O: sources read probes into [`Table`]s elsewhere, and [`evaluate`]
+//! turns an invariant plus the tables it needs into a [`Verdict`]. That keeps every verdict
+//! testable without servers and deterministic for the same snapshot.
+
+pub mod condition;
+pub mod eval;
+pub mod model;
+pub mod report;
+pub mod secret;
+pub mod units;
+pub mod value;
+
+pub use condition::{Condition, ConditionError, Scope};
+pub use eval::{ProbeResult, Snapshot, evaluate, skip_if_decision};
+pub use model::*;
+pub use report::{Counts, Outcome, RunReport, SourceUnavailable, Verdict, InvariantResult};
+pub use secret::{Secret, redact_url};
+pub use value::{Table, Value};

@@ -1,0 +1,200 @@
+//! Outcomes, verdicts and the run report (the JSON contract of `invar run --format json`).
+
+use crate::model::FailOn;
+use serde::{Deserialize, Serialize};
+
+/// How one invariant came out. Order is "worst last" for `status`, with skip counting as pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Warn,
+    /// The invariant is false: an assessment failure.
+    Fail,
+    /// Could not be assessed (thin data, cost guard, budget); never a pass.
+    Skip,
+    /// The engine could not evaluate (source down, bad query, timeout): an automation error.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "fail",
+            Outcome::Skip => "skip",
+            Outcome::Error => "error",
+        }
+    }
+    /// Rank for the run status: pass = skip < warn < fail < error.
+    fn rank(self) -> u8 {
+        match self {
+            Outcome::Pass | Outcome::Skip => 0,
+            Outcome::Warn => 1,
+            Outcome::Fail => 2,
+            Outcome::Error => 3,
+        }
+    }
+}
+
+/// Violations kept in a report per invariant; the total is always exact.
+pub const VIOLATIONS_CAP: usize = 100;
+
+/// The decision for one invariant, from a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// Rows (or keys) examined.
+    pub examined: u64,
+    /// A pass that examined nothing.
+    pub vacuous: bool,
+    /// The values the decision was made on.
+    pub measured: serde_json::Map<String, serde_json::Value>,
+    pub violations_total: u64,
+    /// The first violations, capped at [`VIOLATIONS_CAP`].
+    pub violations: Vec<serde_json::Value>,
+}
+
+impl Verdict {
+    pub fn new(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            reason: None,
+            examined: 0,
+            vacuous: false,
+            measured: serde_json::Map::new(),
+            violations_total: 0,
+            violations: Vec::new(),
+        }
+    }
+    pub fn error(reason: impl Into<String>) -> Verdict {
+        Verdict { reason: Some(reason.into()), ..Verdict::new(Outcome::Error) }
+    }
+    pub fn skip(reason: impl Into<String>) -> Verdict {
+        Verdict { reason: Some(reason.into()), ..Verdict::new(Outcome::Skip) }
+    }
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Verdict {
+        self.reason = Some(reason.into());
+        self
+    }
+    /// Adds violations, keeping the first [`VIOLATIONS_CAP`] and counting them all.
+    pub fn push_violation(&mut self, v: serde_json::Value) {
+        self.violations_total += 1;
+        if self.violations.len() < VIOLATIONS_CAP {
+            self.violations.push(v);
+        }
+    }
+    pub fn measure(&mut self, key: &str, v: impl Into<serde_json::Value>) {
+        self.measured.insert(key.to_string(), v.into());
+    }
+}
+
+/// One invariant's line in the run report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    pub id: String,
+    pub title: String,
+    pub severity: String,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub examined: u64,
+    pub vacuous: bool,
+    pub duration_ms: u64,
+    pub measured: serde_json::Map<String, serde_json::Value>,
+    pub violations_total: u64,
+    pub violations: Vec<serde_json::Value>,
+    pub runbook: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub pass: u64,
+    pub warn: u64,
+    pub fail: u64,
+    pub skip: u64,
+    pub error: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Warn => self.warn += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Skip => self.skip += 1,
+            Outcome::Error => self.error += 1,
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.pass + self.warn + self.fail + self.skip + self.error
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceUnavailable {
+    pub source: String,
+    /// Already redacted.
+    pub error: String,
+}
+
+/// The JSON run report; field names are a documented contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub suite: String,
+    pub trigger: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub status: Outcome,
+    pub exit_code: i32,
+    pub counts: Counts,
+    pub automation_error: bool,
+    pub assessment_failures: u64,
+    pub lock_skipped: bool,
+    pub skipped_budget: u64,
+    pub sources_unavailable: Vec<SourceUnavailable>,
+    pub results: Vec<InvariantResult>,
+}
+
+/// The worst outcome, skip counting as pass.
+pub fn run_status(results: &[InvariantResult]) -> Outcome {
+    results
+        .iter()
+        .map(|r| r.outcome)
+        .max_by_key(|o| o.rank())
+        .map(|o| if o == Outcome::Skip { Outcome::Pass } else { o })
+        .unwrap_or(Outcome::Pass)
+}
+
+/// Exit code per the contract: 2 on any error, else 1 on a failure the suite cares about, else 0.
+pub fn exit_code(counts: &Counts, fail_on: FailOn) -> i32 {
+    if counts.error > 0 {
+        return 2;
+    }
+    match fail_on {
+        FailOn::Never => 0,
+        FailOn::Fail if counts.fail > 0 => 1,
+        FailOn::Warn if counts.fail + counts.warn > 0 => 1,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        let c = |fail, warn, error| Counts { pass: 1, warn, fail, skip: 1, error };
+        assert_eq!(exit_code(&c(0, 0, 0), FailOn::Fail), 0);
+        assert_eq!(exit_code(&c(0, 1, 0), FailOn::Fail), 0);
+        assert_eq!(exit_code(&c(0, 1, 0), FailOn::Warn), 1);
+        assert_eq!(exit_code(&c(1, 0, 0), FailOn::Fail), 1);
+        assert_eq!(exit_code(&c(1, 0, 0), FailOn::Never), 0);
+        assert_eq!(exit_code(&c(1, 0, 1), FailOn::Fail), 2);
+        assert_eq!(exit_code(&c(0, 0, 1), FailOn::Never), 2);
+    }
+}
