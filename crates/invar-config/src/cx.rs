@@ -1,0 +1,357 @@
+//! Small typed extractors over the positioned tree. Each one pushes a diagnostic and returns
+//! `None` on a mistake, so the walk carries on and every mistake is reported.
+
+use crate::diag::{Diagnostic, did_you_mean, mask_secrets, one_of_hint};
+use crate::interp::interpolate;
+use crate::yaml::{Entry, Kind, Node, Pos, Style};
+use invar_core::{Condition, Scope};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One loaded config file.
+pub(crate) struct File {
+    /// As given (includes are joined onto the including file's directory): shown in messages.
+    pub display: PathBuf,
+    /// The file's directory, absolute: relative paths inside the file resolve against it.
+    pub dir: PathBuf,
+    pub lines: Vec<String>,
+    pub root: Option<Node>,
+}
+
+/// The walk's state for one file.
+pub(crate) struct Cx<'a> {
+    pub file: &'a File,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub diags: &'a mut Vec<Diagnostic>,
+}
+
+/// A map's entries, after its keys were checked.
+#[derive(Clone, Copy)]
+pub(crate) struct Fields<'n> {
+    pub entries: &'n [Entry],
+    pub pos: Pos,
+}
+
+impl<'n> Fields<'n> {
+    pub fn get(&self, key: &str) -> Option<&'n Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// `path.key` (or `key` at the top).
+pub(crate) fn sub(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+/// The last segment of a key path, for messages: `invariants[2].probe` → `probe`.
+pub(crate) fn name_of(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+impl<'a> Cx<'a> {
+    /// Pushes a diagnostic at `line` (1-based) and `col` (0-based).
+    pub fn error_at(
+        &mut self,
+        line: usize,
+        col: usize,
+        len: usize,
+        path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let source_line = line.checked_sub(1).and_then(|i| self.file.lines.get(i)).map(|l| mask_secrets(l));
+        self.diags.push(Diagnostic {
+            file: self.file.display.clone(),
+            line,
+            col: col + 1,
+            key_path: path.to_string(),
+            message: message.into(),
+            hint,
+            len: len.max(1),
+            source_line,
+        });
+    }
+
+    pub fn err(&mut self, pos: Pos, path: &str, message: impl Into<String>, hint: Option<String>) {
+        self.error_at(pos.line, pos.col, pos.len(), path, message, hint);
+    }
+
+    /// How many diagnostics exist so far (to tell whether a part had mistakes).
+    pub fn count(&self) -> usize {
+        self.diags.len()
+    }
+
+    /// Checks that `node` is a map whose keys are all in `allowed`. Keys in `later` (key, noun)
+    /// are reported as "not supported yet".
+    pub fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+        later: &[(&str, &str)],
+    ) -> Option<Fields<'n>> {
+        let Kind::Map(entries) = &node.kind else {
+            self.err(node.pos, path, format!("`{}` must be a map, found {}", name_of(path), node.describe()), None);
+            return None;
+        };
+        for e in entries {
+            if allowed.contains(&e.key.as_str()) {
+                continue;
+            }
+            let at = sub(path, &e.key);
+            if let Some((_, noun)) = later.iter().find(|(k, _)| *k == e.key) {
+                self.err(e.key_pos, &at, format!("{noun} `{}` is not supported yet", e.key), None);
+            } else {
+                self.err(e.key_pos, &at, format!("unknown key `{}`", e.key), Some(one_of_hint(&e.key, allowed)));
+            }
+        }
+        Some(Fields { entries, pos: node.pos })
+    }
+
+    /// A map with free-form keys (e.g. `env:`).
+    pub fn any_map<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Entry]> {
+        match &node.kind {
+            Kind::Map(entries) => Some(entries),
+            _ => {
+                self.err(node.pos, path, format!("`{}` must be a map, found {}", name_of(path), node.describe()), None);
+                None
+            }
+        }
+    }
+
+    /// The entry for `key`, or a "missing required key" diagnostic at the map.
+    pub fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, path: &str) -> Option<&'n Entry> {
+        let e = fields.get(key);
+        if e.is_none() {
+            let msg = format!("`{}` is missing required key `{key}`", name_of(path));
+            self.err(fields.pos, path, msg, None);
+        }
+        e
+    }
+
+    /// A scalar's text after `${VAR}` interpolation, and its style.
+    fn scalar(&mut self, node: &Node, path: &str, expected: &str) -> Option<(String, Style)> {
+        match &node.kind {
+            Kind::Scalar(s, style) => self.interpolate(node, s, path).map(|v| (v, *style)),
+            _ => {
+                let msg = format!("`{}` must be {expected}, found {}", name_of(path), node.describe());
+                self.err(node.pos, path, msg, None);
+                None
+            }
+        }
+    }
+
+    /// Replaces `${VAR}`s in a scalar's text; unset variables are positioned inside it.
+    pub fn interpolate(&mut self, node: &Node, text: &str, path: &str) -> Option<String> {
+        match interpolate(text, self.env) {
+            Ok(v) => Some(v),
+            Err(errs) => {
+                for e in errs {
+                    let (line, col) = self.offset_pos(node, e.offset);
+                    let same_line = self.offset_pos(node, e.offset + e.len).0 == line;
+                    let len = if same_line { e.len } else { 1 };
+                    self.error_at(line, col, len, path, e.message, e.hint);
+                }
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        self.scalar(node, path, "a string").map(|(s, _)| s)
+    }
+
+    pub fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        let (v, style) = self.scalar(node, path, "`true` or `false`")?;
+        if style == Style::Plain {
+            match v.as_str() {
+                "true" | "True" | "TRUE" => return Some(true),
+                "false" | "False" | "FALSE" => return Some(false),
+                _ => {}
+            }
+        }
+        let hint = (style != Style::Plain).then(|| "write it without quotes".to_string());
+        self.err(node.pos, path, format!("`{}` must be `true` or `false`, found `{v}`", name_of(path)), hint);
+        None
+    }
+
+    /// A whole number of at least `min`.
+    pub fn uint(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
+        let expected = format!("a whole number of at least {min}");
+        let (v, style) = self.scalar(node, path, &expected)?;
+        match v.parse::<u64>() {
+            Ok(n) if n >= min && style == Style::Plain => Some(n),
+            _ => {
+                self.err(node.pos, path, format!("`{}` must be {expected}, found `{v}`", name_of(path)), None);
+                None
+            }
+        }
+    }
+
+    pub fn u32(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+        let n = self.uint(node, path, u64::from(min))?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(node.pos, path, format!("`{}` is too large: `{n}`", name_of(path)), None);
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let v = self.scalar(node, path, "a duration like `30s`").map(|(s, _)| s)?;
+        match invar_core::units::parse_duration(&v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(node.pos, path, format!("invalid duration `{v}` for `{}`", name_of(path)), Some(e));
+                None
+            }
+        }
+    }
+
+    /// One of `options`; `what` names the setting in the message (`unknown severity `high``).
+    pub fn choice(&mut self, node: &Node, path: &str, what: &str, options: &[&'static str]) -> Option<&'static str> {
+        let v = self.scalar(node, path, &format!("one of: {}", options.join(", ")))?.0;
+        match options.iter().find(|o| **o == v) {
+            Some(o) => Some(o),
+            None => {
+                self.err(node.pos, path, format!("unknown {what} `{v}`"), Some(one_of_hint(&v, options)));
+                None
+            }
+        }
+    }
+
+    pub fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let Kind::Seq(items) = &node.kind else {
+            let hint = matches!(node.kind, Kind::Scalar(..)).then(|| "write a list, e.g. `[a, b]`".to_string());
+            let msg = format!("`{}` must be a list of strings, found {}", name_of(path), node.describe());
+            self.err(node.pos, path, msg, hint);
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.scalar(item, &format!("{path}[{i}]"), "a string") {
+                Some((s, _)) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Compiles a CEL condition, positioning its errors inside the file.
+    pub fn condition(&mut self, node: &Node, path: &str, scope: Scope) -> Option<Condition> {
+        let src = self.string(node, path)?;
+        match Condition::compile(&src, scope) {
+            Ok(c) => Some(c),
+            Err(errs) => {
+                for e in errs {
+                    let offset = char_offset(&src, e.line, e.col);
+                    let (line, col) = self.offset_pos(node, offset);
+                    let mut len = 1;
+                    let hint = unknown_name(&e.message).map(|name| {
+                        len = name.chars().count();
+                        let vars = scope.variables();
+                        match did_you_mean(name, vars.iter().copied()) {
+                            Some(m) => format!("did you mean `{m}`?"),
+                            None => format!("variables here: {}", vars.join(", ")),
+                        }
+                    });
+                    self.error_at(line, col, len, path, e.message, hint);
+                }
+                None
+            }
+        }
+    }
+
+    /// The file position (line, 0-based col) of character `offset` of a scalar's value.
+    /// Exact for single-line and `|` block scalars; close for folded multi-line ones.
+    pub fn offset_pos(&self, node: &Node, offset: usize) -> (usize, usize) {
+        let mut rest = offset;
+        let segments = self.segments(node);
+        for (i, &(line, col, len)) in segments.iter().enumerate() {
+            if rest <= len || i + 1 == segments.len() {
+                return (line, col + rest.min(len));
+            }
+            rest -= len + 1;
+        }
+        (node.pos.line, node.pos.col)
+    }
+
+    /// The pieces of file text a scalar's value comes from: (line, start col, length).
+    fn segments(&self, node: &Node) -> Vec<(usize, usize, usize)> {
+        let Kind::Scalar(value, style) = &node.kind else {
+            return vec![(node.pos.line, node.pos.col, 0)];
+        };
+        let line_text = |l: usize| self.file.lines.get(l.wrapping_sub(1)).map(String::as_str);
+        let indent_of = |s: &str| s.chars().take_while(|c| *c == ' ' || *c == '\t').count();
+        let width = |s: &str| s.chars().count();
+        match style {
+            Style::Block => {
+                // The span starts at the first content line, at the block's indentation.
+                let indent = node.pos.col;
+                let mut segs = Vec::new();
+                for l in node.pos.line..=node.pos.end_line.max(node.pos.line) {
+                    let Some(text) = line_text(l) else { break };
+                    if text.trim().is_empty() {
+                        segs.push((l, 0, 0));
+                    } else if indent_of(text) < indent && l > node.pos.line {
+                        break;
+                    } else {
+                        segs.push((l, indent, width(text).saturating_sub(indent)));
+                    }
+                }
+                while segs.len() > 1 && segs.last().is_some_and(|s| s.2 == 0) {
+                    segs.pop();
+                }
+                if segs.is_empty() {
+                    segs.push((node.pos.line, node.pos.col, 0));
+                }
+                segs
+            }
+            _ => {
+                let q = usize::from(*style != Style::Plain);
+                let start = node.pos.col + q;
+                if node.pos.end_line <= node.pos.line {
+                    return vec![(node.pos.line, start, width(value))];
+                }
+                let mut segs = Vec::new();
+                for l in node.pos.line..=node.pos.end_line {
+                    let Some(text) = line_text(l) else { break };
+                    if l == node.pos.line {
+                        segs.push((l, start, width(text.trim_end()).saturating_sub(start)));
+                    } else {
+                        let ind = indent_of(text);
+                        segs.push((l, ind, width(text.trim()).min(width(text) - ind)));
+                    }
+                }
+                segs
+            }
+        }
+    }
+}
+
+/// The character offset of 1-based (`line`, `col`) in `text`.
+fn char_offset(text: &str, line: usize, col: usize) -> usize {
+    let before: usize = text.split('\n').take(line.saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
+    before + col.saturating_sub(1)
+}
+
+/// `unknown variable `x`: …` → `x`.
+fn unknown_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variable `")?;
+    Some(&rest[..rest.find('`')?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn char_offsets() {
+        assert_eq!(char_offset("abc", 1, 1), 0);
+        assert_eq!(char_offset("abc\ndef", 2, 2), 5);
+        assert_eq!(unknown_name("unknown variable `rowz`: expected"), Some("rowz"));
+    }
+}

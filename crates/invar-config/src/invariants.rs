@@ -1,0 +1,236 @@
+//! `invariants:` — common fields plus exactly one check kind.
+
+use crate::cx::{Cx, Fields, sub};
+use crate::probes::{self, Keyed};
+use crate::sources::SourceTable;
+use crate::yaml::{Entry, Kind, Node};
+use invar_core::{Check, Invariant, OnEmpty, PairCheck, ProbeCheck, Scope, Severity, SubsetCheck};
+use std::collections::HashMap;
+
+const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint"];
+const LATER_KINDS: &[&str] = &["transitions", "join"];
+const CONDITION_KEYS: &[&str] = &["skip_when", "fail_when", "warn_when", "every_row", "on_empty"];
+const INVARIANT_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "severity",
+    "tags",
+    "runbook",
+    "owner",
+    "timeout",
+    "skip_if",
+    "fire_after",
+    "resolve_after",
+    "alerts",
+    "probe",
+    "same",
+    "subset",
+    "disjoint",
+    "transitions",
+    "join",
+    "skip_when",
+    "fail_when",
+    "warn_when",
+    "every_row",
+    "on_empty",
+];
+
+/// Invariant ids seen so far in any file: id → `file:line`.
+pub(crate) type Ids = HashMap<String, String>;
+
+/// Reads an `invariants:` list, appending every valid invariant to `out`.
+pub(crate) fn invariants(cx: &mut Cx, node: &Node, sources: &SourceTable, ids: &mut Ids, out: &mut Vec<Invariant>) {
+    let items = match &node.kind {
+        Kind::Seq(items) => items,
+        Kind::Null => return,
+        _ => {
+            let msg = format!("`invariants` must be a list, found {}", node.describe());
+            cx.err(node.pos, "invariants", msg, Some("start each invariant with `- id: …`".into()));
+            return;
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        if let Some(inv) = invariant(cx, item, &format!("invariants[{i}]"), sources, ids) {
+            out.push(inv);
+        }
+    }
+}
+
+fn invariant(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable, ids: &mut Ids) -> Option<Invariant> {
+    let before = cx.count();
+    let f = cx.map(node, path, INVARIANT_KEYS, &[])?;
+    let p = |k: &str| sub(path, k);
+
+    let id = cx.required(&f, "id", path).and_then(|e| {
+        let id = cx.string(&e.value, &p("id"))?;
+        if id.trim().is_empty() {
+            cx.err(e.value.pos, &p("id"), "`id` must not be empty", None);
+            return None;
+        }
+        let here = format!("{}:{}", cx.file.display.display(), e.value.pos.line);
+        if let Some(first) = ids.get(&id) {
+            let msg = format!("duplicate invariant id `{id}`");
+            cx.err(e.value.pos, &p("id"), msg, Some(format!("`{id}` is first defined at {first}")));
+            return None;
+        }
+        ids.insert(id.clone(), here);
+        Some(id)
+    });
+    let title = cx.required(&f, "title", path).and_then(|e| cx.string(&e.value, &p("title")));
+    let severity = f.get("severity").and_then(|e| {
+        let s = cx.choice(&e.value, &p("severity"), "severity", &["critical", "major", "minor"])?;
+        Some(match s {
+            "critical" => Severity::Critical,
+            "minor" => Severity::Minor,
+            _ => Severity::Major,
+        })
+    });
+    let tags = f.get("tags").and_then(|e| cx.string_list(&e.value, &p("tags")));
+    let runbook = f.get("runbook").and_then(|e| cx.string(&e.value, &p("runbook")));
+    let owner = f.get("owner").and_then(|e| cx.string(&e.value, &p("owner")));
+    let timeout = f.get("timeout").and_then(|e| cx.duration(&e.value, &p("timeout")));
+    let skip_if = f.get("skip_if").and_then(|e| cx.condition(&e.value, &p("skip_if"), Scope::SkipIf));
+    let fire_after = f.get("fire_after").and_then(|e| cx.u32(&e.value, &p("fire_after"), 1));
+    let resolve_after = f.get("resolve_after").and_then(|e| cx.u32(&e.value, &p("resolve_after"), 1));
+    let alerts = f.get("alerts").and_then(|e| cx.string_list(&e.value, &p("alerts")));
+    let check = check(cx, &f, path, id.as_deref(), sources);
+
+    if cx.count() > before {
+        return None;
+    }
+    Some(Invariant {
+        id: id?,
+        title: title?,
+        severity: severity.unwrap_or(Severity::Major),
+        tags: tags.unwrap_or_default(),
+        runbook,
+        owner,
+        timeout,
+        skip_if,
+        fire_after: fire_after.unwrap_or(1),
+        resolve_after: resolve_after.unwrap_or(1),
+        alerts: alerts.unwrap_or_default(),
+        check: check?,
+        defined_at: format!("{}:{}", cx.file.display.display(), node.pos.line),
+    })
+}
+
+fn check(cx: &mut Cx, f: &Fields, path: &str, id: Option<&str>, sources: &SourceTable) -> Option<Check> {
+    let who = id.map(|id| format!("invariant `{id}`")).unwrap_or_else(|| format!("`{path}`"));
+    let kinds: Vec<&Entry> = f
+        .entries
+        .iter()
+        .filter(|e| CHECK_KINDS.contains(&e.key.as_str()) || LATER_KINDS.contains(&e.key.as_str()))
+        .collect();
+    let kinds_hint = || Some(format!("an invariant has exactly one of: {}", CHECK_KINDS.join(", ")));
+    let kind = match kinds.as_slice() {
+        [] => {
+            cx.err(f.pos, path, format!("{who} has no check kind"), kinds_hint());
+            return None;
+        }
+        [one] => *one,
+        [first, second, ..] => {
+            let msg = format!("{who} has more than one check kind: `{}` and `{}`", first.key, second.key);
+            cx.err(second.key_pos, &sub(path, &second.key), msg, kinds_hint());
+            return None;
+        }
+    };
+    let kpath = sub(path, &kind.key);
+    if kind.key != "probe" {
+        for e in f.entries.iter().filter(|e| CONDITION_KEYS.contains(&e.key.as_str())) {
+            let msg = format!("`{}` only applies to a `probe` check, not `{}`", e.key, kind.key);
+            cx.err(e.key_pos, &sub(path, &e.key), msg, None);
+        }
+    }
+    match kind.key.as_str() {
+        "probe" => probe_check(cx, f, path, &kind.value, &kpath, sources).map(Check::Probe),
+        "same" => pair(cx, &kind.value, &kpath, sources).map(Check::Same),
+        "disjoint" => pair(cx, &kind.value, &kpath, sources).map(Check::Disjoint),
+        "subset" => subset(cx, &kind.value, &kpath, sources).map(Check::Subset),
+        later => {
+            let hint = Some(format!("supported check kinds: {}", CHECK_KINDS.join(", ")));
+            cx.err(kind.key_pos, &kpath, format!("check kind `{later}` is not supported yet"), hint);
+            None
+        }
+    }
+}
+
+fn probe_check(
+    cx: &mut Cx,
+    f: &Fields,
+    path: &str,
+    node: &Node,
+    kpath: &str,
+    sources: &SourceTable,
+) -> Option<ProbeCheck> {
+    let before = cx.count();
+    let probe = probes::probe(cx, node, kpath, sources);
+    let cond = |cx: &mut Cx, key: &str, scope: Scope| {
+        f.get(key).and_then(|e| cx.condition(&e.value, &sub(path, key), scope))
+    };
+    let skip_when = cond(cx, "skip_when", Scope::Probe);
+    let fail_when = cond(cx, "fail_when", Scope::Probe);
+    let warn_when = cond(cx, "warn_when", Scope::Probe);
+    let every_row = cond(cx, "every_row", Scope::EveryRow);
+    let on_empty = f.get("on_empty").and_then(|e| cx.choice(&e.value, &sub(path, "on_empty"), "on_empty", &["pass", "skip", "fail"]));
+    if cx.count() > before {
+        return None;
+    }
+    Some(ProbeCheck {
+        probe: probe?,
+        skip_when,
+        fail_when,
+        warn_when,
+        every_row,
+        on_empty: match on_empty {
+            Some("skip") => OnEmpty::Skip,
+            Some("fail") => OnEmpty::Fail,
+            _ => OnEmpty::Pass,
+        },
+    })
+}
+
+/// Two keyed sides plus `grace`, with the side names of the check kind.
+fn sides(
+    cx: &mut Cx,
+    node: &Node,
+    path: &str,
+    names: [&str; 2],
+    sources: &SourceTable,
+) -> Option<(Keyed, Keyed, Option<std::time::Duration>)> {
+    let before = cx.count();
+    let f = cx.map(node, path, &[names[0], names[1], "grace"], &[])?;
+    let a = cx.required(&f, names[0], path).and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[0]), sources));
+    let b = cx.required(&f, names[1], path).and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[1]), sources));
+    let grace = f.get("grace").and_then(|e| cx.duration(&e.value, &sub(path, "grace")));
+    if let (Some(a), Some(b)) = (&a, &b)
+        && !a.probe.key.is_empty()
+        && !b.probe.key.is_empty()
+        && a.probe.key.len() != b.probe.key.len()
+        && let Some(pos) = b.key_pos
+    {
+        let msg = format!(
+            "`{}` has {} key column{} but `{}` has {}",
+            names[0],
+            a.probe.key.len(),
+            if a.probe.key.len() == 1 { "" } else { "s" },
+            names[1],
+            b.probe.key.len()
+        );
+        cx.err(pos, &sub(&sub(path, names[1]), "key"), msg, Some("keys pair up by position: state the same number on both sides".into()));
+    }
+    if cx.count() > before {
+        return None;
+    }
+    Some((a?, b?, grace))
+}
+
+fn pair(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<PairCheck> {
+    let (left, right, grace) = sides(cx, node, path, ["left", "right"], sources)?;
+    Some(PairCheck { left: left.probe, right: right.probe, grace })
+}
+
+fn subset(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<SubsetCheck> {
+    let (each, within, grace) = sides(cx, node, path, ["each", "in"], sources)?;
+    Some(SubsetCheck { each: each.probe, within: within.probe, grace })
+}
