@@ -1,0 +1,740 @@
+//! SQL sources — PostgreSQL, MySQL/MariaDB and SQLite: a small, read-only, bounded pool per
+//! source; user SQL run with `raw_sql`; every column decoded by its type name into a [`Value`].
+//!
+//! Why not `AnyPool`: it cannot decode timestamps, numerics or JSON. Each backend here has its
+//! own decoder instead, and all three end in the same typed [`Table`].
+//!
+//! Guarantees, per connection:
+//! - read-only by default: Postgres `default_transaction_read_only = on`, MySQL/MariaDB
+//!   `SET SESSION TRANSACTION READ ONLY`, SQLite opened with `SQLITE_OPEN_READONLY` (and a
+//!   missing SQLite file is an error, never created). This guards against mistakes, not
+//!   against SQL that deliberately re-enables writes: use a read-only role for that.
+//! - a statement timeout: Postgres `statement_timeout`, MariaDB `max_statement_time` (MySQL
+//!   `max_execution_time`), SQLite a progress handler that interrupts the statement; and
+//!   every query is also bounded on our side, so a hang always ends in an error.
+//! - secrets: every error string passes through [`Secret::scrub`], so neither the URL nor its
+//!   password ever appears in a message.
+//!
+//! Limits: when a query returns no rows, the column names come from preparing the statement
+//! again (without running it); for multi-statement SQL with no rows, the columns are empty.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures::StreamExt;
+use invar_core::units::format_duration;
+use invar_core::value::parse_timestamp;
+use invar_core::{Secret, SqlSource, SqliteSource, Table, Value};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::{
+    AssertSqlSafe, Column, ConnectOptions, Connection, Database, Decode, Either, Executor, Pool,
+    Row, SqlSafeStr, Statement, TypeInfo, ValueRef,
+};
+
+/// Connections are opened within this, at most (or the statement timeout, if shorter).
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Our own bound on a query is the statement timeout plus this, so the server's own
+/// cancellation (which keeps the connection usable) normally comes first.
+const CLIENT_GRACE: Duration = Duration::from_millis(500);
+
+/// Which SQL backend a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Postgres(Pool<Postgres>, PgConnectOptions),
+    Mysql(Pool<MySql>, MySqlConnectOptions),
+    Sqlite(Pool<Sqlite>, SqliteConnectOptions),
+}
+
+/// A bounded pool for one SQL source. Cloning shares the pool.
+#[derive(Clone)]
+pub struct SqlPool {
+    backend: Backend,
+    /// The URL (empty for SQLite): every error string is scrubbed with it.
+    secret: Secret,
+    /// What to name in messages: the redacted URL, or the SQLite path.
+    target: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_connections: u32,
+}
+
+impl fmt::Debug for SqlPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlPool")
+            .field("dialect", &self.dialect())
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl SqlPool {
+    /// Checks that the server answers (one connection, then closed) and returns a lazy pool.
+    pub async fn connect_postgres(src: &SqlSource) -> Result<SqlPool, String> {
+        let secret = src.url.clone();
+        let target = secret.redacted();
+        let mut opts = PgConnectOptions::from_str(secret.expose()).map_err(|e| {
+            secret.scrub(&format!(
+                "invalid postgres url `{target}`: {}",
+                describe(&e)
+            ))
+        })?;
+        if opts.get_application_name().is_none() {
+            opts = opts.application_name("invar");
+        }
+        let timeout_ms = src.timeout.as_millis().max(1).to_string();
+        let mut settings = vec![("statement_timeout", timeout_ms)];
+        if src.read_only {
+            settings.push(("default_transaction_read_only", "on".to_string()));
+        }
+        let opts = opts.options(settings);
+        let connect_timeout = connect_timeout(src.timeout);
+
+        check_connect(&secret, &target, connect_timeout, async {
+            PgConnection::connect_with(&opts).await?.close().await
+        })
+        .await?;
+
+        let pool = pool_options::<Postgres>(src.max_connections, connect_timeout)
+            .connect_lazy_with(opts.clone());
+        Ok(SqlPool {
+            backend: Backend::Postgres(pool, opts),
+            secret,
+            target,
+            timeout: src.timeout,
+            connect_timeout,
+            max_connections: src.max_connections,
+        })
+    }
+
+    /// Checks that the server answers and accepts the session settings, and returns a lazy pool.
+    pub async fn connect_mysql(src: &SqlSource) -> Result<SqlPool, String> {
+        let secret = src.url.clone();
+        let target = secret.redacted();
+        let opts = MySqlConnectOptions::from_str(secret.expose()).map_err(|e| {
+            secret.scrub(&format!("invalid mysql url `{target}`: {}", describe(&e)))
+        })?;
+        let (read_only, timeout) = (src.read_only, src.timeout);
+        let connect_timeout = connect_timeout(timeout);
+
+        check_connect(&secret, &target, connect_timeout, async {
+            let mut conn = MySqlConnection::connect_with(&opts).await?;
+            mysql_session(&mut conn, read_only, timeout).await?;
+            conn.close().await
+        })
+        .await?;
+
+        let pool = pool_options::<MySql>(src.max_connections, connect_timeout)
+            .after_connect(move |conn, _meta| Box::pin(mysql_session(conn, read_only, timeout)))
+            .connect_lazy_with(opts.clone());
+        Ok(SqlPool {
+            backend: Backend::Mysql(pool, opts),
+            secret,
+            target,
+            timeout,
+            connect_timeout,
+            max_connections: src.max_connections,
+        })
+    }
+
+    /// Opens an existing SQLite file (read-only unless `read_only: false`); never creates one.
+    pub async fn connect_sqlite(src: &SqliteSource) -> Result<SqlPool, String> {
+        let target = src.path.display().to_string();
+        check_sqlite_file(&src.path)?;
+        let opts = SqliteConnectOptions::new()
+            .filename(&src.path)
+            .read_only(src.read_only)
+            .create_if_missing(false)
+            .busy_timeout(src.timeout);
+        let connect_timeout = connect_timeout(src.timeout);
+        let secret = Secret::new("");
+
+        check_connect(&secret, &target, connect_timeout, async {
+            SqliteConnection::connect_with(&opts).await?.close().await
+        })
+        .await?;
+
+        let pool = pool_options::<Sqlite>(src.max_connections, connect_timeout)
+            .connect_lazy_with(opts.clone());
+        Ok(SqlPool {
+            backend: Backend::Sqlite(pool, opts),
+            secret,
+            target,
+            timeout: src.timeout,
+            connect_timeout,
+            max_connections: src.max_connections,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Postgres(..) => Dialect::Postgres,
+            Backend::Mysql(..) => Dialect::Mysql,
+            Backend::Sqlite(..) => Dialect::Sqlite,
+        }
+    }
+
+    /// Runs user SQL with `raw_sql` and returns the rows of the last statement that returned
+    /// rows, every value typed.
+    pub async fn query(&self, sql: &str) -> Result<Table, String> {
+        match &self.backend {
+            Backend::Postgres(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                let run = collect::<Postgres>(&mut *conn, sql);
+                let (rows, columns) = self.bounded(run).await?;
+                Ok(table(rows, columns, pg_value))
+            }
+            Backend::Mysql(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                let run = collect::<MySql>(&mut *conn, sql);
+                let (rows, columns) = self.bounded(run).await?;
+                Ok(table(rows, columns, mysql_value))
+            }
+            Backend::Sqlite(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                // SQLite has no statement timeout of its own: interrupt it from a progress
+                // handler once the deadline has passed.
+                let deadline = Instant::now() + self.timeout;
+                conn.lock_handle()
+                    .await
+                    .map_err(|e| self.error("cannot set up the sqlite connection", &e))?
+                    .set_progress_handler(1_000, move || Instant::now() < deadline);
+                let result = self.bounded(collect::<Sqlite>(&mut *conn, sql)).await;
+                if let Ok(mut handle) = conn.lock_handle().await {
+                    handle.remove_progress_handler();
+                }
+                let (rows, columns) = result?;
+                Ok(table(rows, columns, sqlite_value))
+            }
+        }
+    }
+
+    /// The database's size in bytes, for the `skip_if` cost guard.
+    pub async fn size_bytes(&self) -> Result<u64, String> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => "SELECT pg_database_size(current_database())::bigint AS bytes",
+            Dialect::Mysql => {
+                "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED) AS bytes \
+                 FROM information_schema.tables WHERE table_schema = DATABASE()"
+            }
+            Dialect::Sqlite => {
+                "SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()"
+            }
+        };
+        let t = self.query(sql).await?;
+        match t.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => Ok((*n).max(0) as u64),
+            Some(Value::Float(f)) if *f >= 0.0 => Ok(*f as u64),
+            Some(Value::Null) | None => Ok(0),
+            Some(other) => Err(format!(
+                "cannot read the size of {}: unexpected value `{}`",
+                self.target,
+                other.key_text()
+            )),
+        }
+    }
+
+    /// A connection from the pool; when that fails, one direct attempt names the cause (the
+    /// pool itself retries refused connections until its deadline and then only says
+    /// "timed out").
+    async fn acquire<DB: Database>(
+        &self,
+        pool: &Pool<DB>,
+        opts: &<DB::Connection as Connection>::Options,
+    ) -> Result<PoolConnection<DB>, String> {
+        let err = match pool.acquire().await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        let cause = match err {
+            sqlx::Error::PoolTimedOut => {
+                match tokio::time::timeout(self.connect_timeout, opts.connect()).await {
+                    Ok(Err(e)) => describe(&e),
+                    Err(_) => format!("timed out after {}", format_duration(self.connect_timeout)),
+                    Ok(Ok(conn)) => {
+                        let _ = conn.close().await;
+                        format!(
+                            "no connection free within {} (pool of {})",
+                            format_duration(self.connect_timeout),
+                            self.max_connections
+                        )
+                    }
+                }
+            }
+            other => describe(&other),
+        };
+        Err(self
+            .secret
+            .scrub(&format!("cannot connect to {}: {cause}", self.target)))
+    }
+
+    /// Bounds a query by the statement timeout and turns its error into a message.
+    async fn bounded<T>(
+        &self,
+        run: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout + CLIENT_GRACE, run).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) if is_timeout(&e) => Err(self.secret.scrub(&format!(
+                "statement timed out after {} ({})",
+                format_duration(self.timeout),
+                describe(&e)
+            ))),
+            Ok(Err(e)) => Err(self.error("query failed", &e)),
+            Err(_) => Err(format!(
+                "statement timed out after {}",
+                format_duration(self.timeout)
+            )),
+        }
+    }
+
+    fn error(&self, what: &str, e: &sqlx::Error) -> String {
+        self.secret
+            .scrub(&format!("{what} on {}: {}", self.target, describe(e)))
+    }
+}
+
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_secs(1), MAX_CONNECT_TIMEOUT)
+}
+
+fn pool_options<DB: Database>(max_connections: u32, connect_timeout: Duration) -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(connect_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+}
+
+/// One direct connection attempt, so a wrong URL or a down server fails at once with its cause.
+async fn check_connect(
+    secret: &Secret,
+    target: &str,
+    connect_timeout: Duration,
+    attempt: impl Future<Output = Result<(), sqlx::Error>>,
+) -> Result<(), String> {
+    let cause = match tokio::time::timeout(connect_timeout, attempt).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => describe(&e),
+        Err(_) => format!("timed out after {}", format_duration(connect_timeout)),
+    };
+    Err(secret.scrub(&format!("cannot connect to {target}: {cause}")))
+}
+
+fn check_sqlite_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!(
+            "sqlite database `{}` is not a file",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "sqlite database `{}` does not exist",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot open sqlite database `{}`: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Session settings for a MySQL/MariaDB connection.
+async fn mysql_session(
+    conn: &mut MySqlConnection,
+    read_only: bool,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    if read_only {
+        conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+    }
+    // MariaDB: seconds (fractions allowed); MySQL: `max_execution_time` in ms, SELECT only.
+    let mariadb = format!("SET SESSION max_statement_time = {}", timeout.as_secs_f64());
+    if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
+        let mysql = format!(
+            "SET SESSION max_execution_time = {}",
+            timeout.as_millis().max(1)
+        );
+        conn.execute(AssertSqlSafe(mysql)).await?;
+    }
+    Ok(())
+}
+
+/// Runs `sql` and keeps the rows of the last statement that returned rows. With no rows at
+/// all from a single statement, the column names come from preparing it (not running it).
+async fn collect<DB: Database>(
+    conn: &mut DB::Connection,
+    sql: &str,
+) -> Result<(Vec<DB::Row>, Vec<String>), sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut kept: Vec<DB::Row> = Vec::new();
+    let mut current: Vec<DB::Row> = Vec::new();
+    let mut statements = 0usize;
+    {
+        let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_many(&mut *conn);
+        while let Some(item) = stream.next().await {
+            match item? {
+                Either::Right(row) => current.push(row),
+                Either::Left(_) => {
+                    statements += 1;
+                    if !current.is_empty() {
+                        kept = std::mem::take(&mut current);
+                    }
+                }
+            }
+        }
+    }
+    if !current.is_empty() {
+        kept = current;
+    }
+    let columns = match kept.first() {
+        Some(row) => row.columns().iter().map(|c| c.name().to_string()).collect(),
+        None if statements <= 1 => match conn
+            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+            .await
+        {
+            Ok(stmt) => stmt
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    Ok((kept, columns))
+}
+
+fn table<R: Row>(rows: Vec<R>, columns: Vec<String>, decode: fn(&R, usize) -> Value) -> Table {
+    let mut t = Table::new(columns);
+    t.rows = rows
+        .iter()
+        .map(|row| (0..row.len()).map(|i| decode(row, i)).collect())
+        .collect();
+    t
+}
+
+/// The whole message of a sqlx error, lower-case first, with the database's error code.
+fn describe(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (code {code})", db.message()),
+            None => db.message().to_string(),
+        },
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    lower_first(&text)
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_uppercase() && !chars.clone().next().is_some_and(char::is_uppercase) => {
+            c.to_lowercase().chain(chars).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// Whether the server (or SQLite's progress handler) cancelled the statement for its timeout.
+fn is_timeout(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match &*code {
+        // Postgres query_canceled: statement_timeout (not a user's cancel request).
+        "57014" => db.message().contains("statement timeout"),
+        // MariaDB max_statement_time; MySQL max_execution_time.
+        "70100" | "HY000" => {
+            let m = db.message();
+            m.contains("max_statement_time") || m.contains("execution time exceeded")
+        }
+        // SQLITE_INTERRUPT
+        "9" => true,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding. Never panics and never fails the query: an odd value becomes text.
+
+/// `Option<T>` decoded without sqlx's type check (we chose `T` from the type name already).
+fn get<'r, R, T>(row: &'r R, i: usize) -> Option<T>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    T: Decode<'r, R::Database>,
+{
+    row.try_get_unchecked::<T, usize>(i).ok()
+}
+
+fn int_from_u64(u: u64) -> Value {
+    i64::try_from(u)
+        .map(Value::Int)
+        .unwrap_or(Value::Float(u as f64))
+}
+
+fn decimal_value(d: Decimal, text: Option<&str>) -> Value {
+    match d.to_f64() {
+        Some(f) => Value::Float(f),
+        None => float_text(text.unwrap_or_default()),
+    }
+}
+
+fn float_text(s: &str) -> Value {
+    s.trim()
+        .parse::<f64>()
+        .map(Value::Float)
+        .unwrap_or_else(|_| Value::Text(s.to_string()))
+}
+
+fn json_text(s: &str) -> Value {
+    serde_json::from_str::<serde_json::Value>(s)
+        .map(|j| Value::from_json(&j))
+        .unwrap_or_else(|_| Value::Text(s.to_string()))
+}
+
+fn bytes_value(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::Text(s.to_string()),
+        Err(_) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            Value::Text(format!("0x{hex}"))
+        }
+    }
+}
+
+fn utc(n: NaiveDateTime) -> Value {
+    Value::Timestamp(n.and_utc())
+}
+
+/// When nothing else fits: the value as text, or a description of what it was.
+fn fallback<R>(row: &R, i: usize, type_name: &str) -> Value
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database>,
+{
+    if let Some(s) = get::<R, String>(row, i) {
+        return Value::Text(s);
+    }
+    if let Some(b) = get::<R, Vec<u8>>(row, i) {
+        return bytes_value(&b);
+    }
+    Value::Text(format!("<undecodable {type_name}>"))
+}
+
+/// Postgres (`raw_sql` uses the simple query protocol: every value arrives as text).
+fn pg_value(row: &PgRow, i: usize) -> Value {
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
+    if raw.is_null() {
+        return Value::Null;
+    }
+    let ty = raw.type_info().name().to_string();
+    let text = || get::<_, &str>(row, i);
+    let decoded = match ty.as_str() {
+        "BOOL" => get::<_, bool>(row, i).map(Value::Bool),
+        "INT2" => get::<_, i16>(row, i).map(|v| Value::Int(v.into())),
+        "INT4" => get::<_, i32>(row, i).map(|v| Value::Int(v.into())),
+        "INT8" => get::<_, i64>(row, i).map(Value::Int),
+        "OID" => text().and_then(|s| s.parse::<i64>().ok()).map(Value::Int),
+        // Parsed from the text, so a FLOAT4 `0.1` stays 0.1 rather than widening noise.
+        "FLOAT4" | "FLOAT8" => text().map(float_text),
+        "NUMERIC" => get::<_, Decimal>(row, i)
+            .map(|d| decimal_value(d, text()))
+            .or_else(|| text().map(float_text)),
+        "TIMESTAMPTZ" => get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp),
+        "TIMESTAMP" => get::<_, NaiveDateTime>(row, i).map(utc),
+        "DATE" => get::<_, NaiveDate>(row, i).map(Value::Date),
+        "UUID" => get::<_, uuid::Uuid>(row, i).map(|u| Value::Text(u.to_string())),
+        "JSON" | "JSONB" => text().map(json_text),
+        "BYTEA" => get::<_, Vec<u8>>(row, i).map(|b| bytes_value(&b)),
+        t if t.ends_with("[]") => get::<_, Vec<Option<String>>>(row, i).map(|items| {
+            let elem = &t[..t.len() - 2];
+            Value::List(
+                items
+                    .iter()
+                    .map(|s| s.as_deref().map_or(Value::Null, |s| pg_text(elem, s)))
+                    .collect(),
+            )
+        }),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| match text() {
+        Some(s) => pg_text(&ty, s),
+        None => fallback(row, i, &ty),
+    })
+}
+
+/// A Postgres value from its text form (array elements, and scalars whose decoder failed).
+fn pg_text(ty: &str, s: &str) -> Value {
+    let parsed = match ty {
+        "BOOL" => match s {
+            "t" | "true" => Some(Value::Bool(true)),
+            "f" | "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        "INT2" | "INT4" | "INT8" | "OID" => s.parse::<i64>().ok().map(Value::Int),
+        "FLOAT4" | "FLOAT8" | "NUMERIC" => Some(float_text(s)),
+        "TIMESTAMPTZ" | "TIMESTAMP" => parse_timestamp(s).map(Value::Timestamp),
+        "DATE" => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(Value::Date),
+        "JSON" | "JSONB" => Some(json_text(s)),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| Value::Text(s.to_string()))
+}
+
+/// MySQL/MariaDB (`raw_sql` uses the text protocol). `TINYINT(1)` is named `BOOLEAN`.
+/// MariaDB's `JSON` is a `LONGTEXT` alias and arrives as text.
+fn mysql_value(row: &MySqlRow, i: usize) -> Value {
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
+    if raw.is_null() {
+        return Value::Null;
+    }
+    let ty = raw.type_info().name().to_string();
+    let text = || get::<_, &str>(row, i);
+    let decoded = match ty.as_str() {
+        "BOOLEAN" => get::<_, i64>(row, i).map(|v| Value::Bool(v != 0)),
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+            get::<_, i64>(row, i).map(Value::Int)
+        }
+        t if t.ends_with(" UNSIGNED") => get::<_, u64>(row, i).map(int_from_u64),
+        "FLOAT" | "DOUBLE" => text().map(float_text),
+        "DECIMAL" => get::<_, Decimal>(row, i)
+            .map(|d| decimal_value(d, text()))
+            .or_else(|| text().map(float_text)),
+        // The session time zone is UTC (sqlx sets `time_zone = '+00:00'`).
+        "TIMESTAMP" => get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp),
+        "DATETIME" => get::<_, NaiveDateTime>(row, i).map(utc),
+        "DATE" => get::<_, NaiveDate>(row, i).map(Value::Date),
+        "JSON" => text().map(json_text),
+        "BIT" => get::<_, Vec<u8>>(row, i)
+            .map(|b| int_from_u64(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))),
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "GEOMETRY" => {
+            get::<_, Vec<u8>>(row, i).map(|b| bytes_value(&b))
+        }
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| fallback(row, i, &ty))
+}
+
+/// SQLite: by the value's runtime type, helped by the declared column type (which may be
+/// missing, for expressions).
+fn sqlite_value(row: &SqliteRow, i: usize) -> Value {
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
+    if raw.is_null() {
+        return Value::Null;
+    }
+    let runtime = raw.type_info().name().to_string();
+    let declared = row
+        .columns()
+        .get(i)
+        .map(|c| c.type_info().name().to_string())
+        .unwrap_or_default();
+    let decoded = match runtime.as_str() {
+        "INTEGER" => get::<_, i64>(row, i).map(|v| match declared.as_str() {
+            "BOOLEAN" => Value::Bool(v != 0),
+            _ => Value::Int(v),
+        }),
+        "REAL" => get::<_, f64>(row, i).map(Value::Float),
+        "TEXT" => get::<_, String>(row, i).map(|s| match declared.as_str() {
+            "DATETIME" => parse_timestamp(&s).map_or(Value::Text(s), Value::Timestamp),
+            "DATE" => match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+                Ok(d) => Value::Date(d),
+                Err(_) => parse_timestamp(&s).map_or(Value::Text(s), Value::Timestamp),
+            },
+            _ => Value::Text(s),
+        }),
+        "BLOB" => get::<_, Vec<u8>>(row, i).map(|b| bytes_value(&b)),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| fallback(row, i, &runtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_text_parses_array_elements() {
+        assert_eq!(pg_text("INT4", "7"), Value::Int(7));
+        assert_eq!(pg_text("BOOL", "t"), Value::Bool(true));
+        assert_eq!(pg_text("FLOAT8", "1.5"), Value::Float(1.5));
+        assert_eq!(pg_text("TEXT", "a,b"), Value::Text("a,b".into()));
+        assert_eq!(pg_text("INT4", "x"), Value::Text("x".into()));
+        assert_eq!(
+            pg_text("TIMESTAMPTZ", "2026-03-01 10:00:00+00"),
+            Value::Timestamp(parse_timestamp("2026-03-01T10:00:00Z").unwrap())
+        );
+    }
+
+    #[test]
+    fn bytes_are_text_when_utf8_else_hex() {
+        assert_eq!(bytes_value(b"abc"), Value::Text("abc".into()));
+        assert_eq!(bytes_value(&[0xff, 0x00]), Value::Text("0xff00".into()));
+    }
+
+    #[test]
+    fn unsigned_too_large_becomes_float() {
+        assert_eq!(int_from_u64(5), Value::Int(5));
+        assert_eq!(int_from_u64(u64::MAX), Value::Float(u64::MAX as f64));
+    }
+
+    #[test]
+    fn messages_start_lower_case_but_keep_acronyms() {
+        assert_eq!(lower_first("Connection refused"), "connection refused");
+        assert_eq!(lower_first("SSL error"), "SSL error");
+    }
+
+    #[test]
+    fn sqlite_file_must_exist() {
+        let err = check_sqlite_file(Path::new("/nonexistent/invar.db")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}
