@@ -59,7 +59,8 @@ impl PartialEq for Condition {
 impl Condition {
     /// Compiles `source`, checking that it only names variables of `scope`.
     pub fn compile(source: &str, scope: Scope) -> Result<Condition, Vec<ConditionError>> {
-        let program = match cel::Program::compile(source) {
+        let expanded = expand_size_literals(source);
+        let program = match cel::Program::compile(&expanded) {
             Ok(p) => p,
             Err(errs) => {
                 return Err(errs
@@ -115,6 +116,62 @@ impl Condition {
             Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
         }
     }
+}
+
+/// `5GB` → `5000000000.0` (outside string literals), so cost guards read naturally.
+fn expand_size_literals(src: &str) -> String {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = String::with_capacity(src.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' {
+            let q = c;
+            out.push(c);
+            i += 1;
+            while i < chars.len() {
+                out.push(chars[i]);
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 2;
+                    continue;
+                }
+                if chars[i] == q {
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            continue;
+        }
+        let starts_number = c.is_ascii_digit() && (i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '.'));
+        if starts_number {
+            let mut j = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
+                j += 1;
+            }
+            let mut k = j;
+            while k < chars.len() && chars[k].is_ascii_alphabetic() {
+                k += 1;
+            }
+            let word: String = chars[i..k].iter().collect();
+            let unit: String = chars[j..k].iter().collect();
+            let boundary = k >= chars.len() || !(chars[k].is_alphanumeric() || chars[k] == '_');
+            if !unit.is_empty() && boundary && unit.to_ascii_uppercase() != "U" && unit != "e" {
+                if let Ok(n) = crate::units::parse_size(&word) {
+                    out.push_str(&format!("{n}.0"));
+                    i = k;
+                    continue;
+                }
+            }
+            out.extend(&chars[i..j]);
+            i = j;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 fn line_col(source: &str, char_offset: usize) -> (usize, usize) {
@@ -231,6 +288,14 @@ mod tests {
     #[test]
     fn comprehension_variables_are_not_unknown() {
         Condition::compile("rows.all(x, x.ok) && rows.exists(y, y.n > 1)", Scope::Probe).unwrap();
+    }
+
+    #[test]
+    fn size_literals_expand_outside_strings() {
+        assert_eq!(expand_size_literals("source.size_bytes > 5GB"), "source.size_bytes > 5000000000.0");
+        assert_eq!(expand_size_literals("x == '5GB' && y > 2KiB"), "x == '5GB' && y > 2048.0");
+        assert_eq!(expand_size_literals("a1GB > 1u && b > 3"), "a1GB > 1u && b > 3");
+        Condition::compile("source.size_bytes > 5GB", Scope::SkipIf).unwrap();
     }
 
     #[test]

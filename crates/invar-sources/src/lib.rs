@@ -1,1 +1,13 @@
-//! placeholder
+//! invar-sources: reads probes from real sources into [`invar_core::Table`]s, and runs a
+//! snapshot — every distinct probe read once, concurrently, bounded per source — then hands
+//! the tables to the pure evaluator in `invar-core`.
+//!
+//! One module per source type; the engine is the only place that knows about all of them.
+
+pub mod command;
+pub mod engine;
+pub mod lines;
+pub mod pushdown;
+pub mod sql;
+
+pub use engine::{Engine, RunOptions};

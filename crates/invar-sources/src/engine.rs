@@ -1,0 +1,416 @@
+//! The run: select, guard, connect, read every distinct probe once (concurrently, bounded per
+//! source), evaluate each invariant as soon as its probes are in, and assemble the report.
+
+use crate::sql::{Dialect, SqlPool};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use invar_core::report::{exit_code, run_status};
+use invar_core::{
+    Config, Counts, Invariant, InvariantResult, Outcome, Probe, ProbeResult, RunReport, Snapshot, SourceKind,
+    SourceUnavailable, Suite, Table, Value, Verdict, evaluate, skip_if_decision,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// What to run and how it was triggered.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub suite: String,
+    /// Restrict to these ids (already checked to exist).
+    pub only: Vec<String>,
+    /// `cli`, `schedule` or `api`.
+    pub trigger: String,
+    /// Called after each invariant is decided: (done, total).
+    pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { suite: "all".into(), only: Vec::new(), trigger: "cli".into(), progress: None }
+    }
+}
+
+type SharedProbe = Shared<BoxFuture<'static, ProbeResult>>;
+
+/// Probes that are not SQL (commands, files) share one bound, so a wide run cannot fork-bomb.
+const LOCAL_PROBE_CONCURRENCY: usize = 8;
+
+pub struct Engine {
+    config: Arc<Config>,
+}
+
+/// Invariants selected by a suite (and `--only`), in config order.
+pub fn select<'a>(config: &'a Config, suite: &Suite, only: &[String]) -> Result<Vec<&'a Invariant>, String> {
+    let mut out = Vec::new();
+    for inv in &config.invariants {
+        if !only.is_empty() {
+            if only.contains(&inv.id) {
+                out.push(inv);
+            }
+            continue;
+        }
+        if suite.selects(inv).map_err(|e| format!("suite `{}`: {e}", suite.name))? {
+            out.push(inv);
+        }
+    }
+    Ok(out)
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>) -> Engine {
+        Engine { config }
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Runs one suite and returns the report. Never fails as a whole: whatever cannot be
+    /// evaluated becomes `error` on the invariants that needed it.
+    pub async fn run(&self, opts: &RunOptions) -> RunReport {
+        let started = Instant::now();
+        let now = chrono::Utc::now();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let suite = self.config.suite(&opts.suite).cloned().unwrap_or_else(Suite::all);
+
+        let mut results: Vec<Option<InvariantResult>> = Vec::new();
+        let selected = match select(&self.config, &suite, &opts.only) {
+            Ok(s) => s,
+            Err(e) => {
+                // A select that cannot be evaluated is an automation error for the whole run.
+                return self.report(run_id, &suite, opts, now, started, vec![], vec![SourceUnavailable { source: "suite".into(), error: e }]);
+            }
+        };
+        results.resize(selected.len(), None);
+        let total = selected.len();
+
+        // Sources the selected checks need; connected once, concurrently.
+        let mut needed: Vec<String> = Vec::new();
+        for inv in &selected {
+            for s in inv.check.sources() {
+                if !needed.iter().any(|n| n == s) {
+                    needed.push(s.to_string());
+                }
+            }
+        }
+        let pools = self.connect_all(&needed).await;
+        let mut unavailable: Vec<SourceUnavailable> = Vec::new();
+        for name in &needed {
+            if let Some(Err(e)) = pools.get(name) {
+                unavailable.push(SourceUnavailable { source: name.clone(), error: e.clone() });
+            }
+        }
+
+        // Cost guards, decided before any probe is read.
+        let mut facts_cache: HashMap<String, BTreeMap<String, Value>> = HashMap::new();
+        let mut skipped: HashMap<usize, Verdict> = HashMap::new();
+        for (i, inv) in selected.iter().enumerate() {
+            let Some(cond) = &inv.skip_if else { continue };
+            let mut facts = Vec::new();
+            for s in inv.check.sources() {
+                if !facts_cache.contains_key(s) {
+                    let f = self.source_facts(s, pools.get(s)).await;
+                    facts_cache.insert(s.to_string(), f);
+                }
+                facts.push(facts_cache[s].clone());
+            }
+            match skip_if_decision(cond, &facts, now) {
+                Ok(Some(reason)) => {
+                    skipped.insert(i, Verdict::skip(reason));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    skipped.insert(i, Verdict::error(format!("skip_if: {e}")));
+                }
+            }
+        }
+
+        // One shared future per distinct probe; per-source semaphores bound the concurrency.
+        let mut semaphores: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let local = Arc::new(Semaphore::new(LOCAL_PROBE_CONCURRENCY));
+        let mut probes: HashMap<Probe, SharedProbe> = HashMap::new();
+        let mut pushed: HashMap<usize, Probe> = HashMap::new();
+        let dialect_of = |s: &str| match pools.get(s) {
+            Some(Ok(p)) => Some(p.dialect()),
+            _ => None,
+        };
+        for (i, inv) in selected.iter().enumerate() {
+            if skipped.contains_key(&i) {
+                continue;
+            }
+            let mut wanted: Vec<Probe> = inv.check.probes().into_iter().cloned().collect();
+            if let Some(p) = crate::pushdown::subset_pushdown(&inv.check, dialect_of) {
+                wanted = vec![p.clone()];
+                pushed.insert(i, p);
+            }
+            for p in wanted {
+                if probes.contains_key(&p) {
+                    continue;
+                }
+                let fut = self.probe_future(&p, &pools, &mut semaphores, &local);
+                let handle = tokio::spawn(fut);
+                let shared = async move { handle.await.unwrap_or_else(|e| Err(format!("probe task failed: {e}"))) }
+                    .boxed()
+                    .shared();
+                probes.insert(p, shared);
+            }
+        }
+
+        // Each invariant: await its probes (within its timeout), then evaluate (pure).
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for (i, inv) in selected.iter().enumerate() {
+            if let Some(v) = skipped.remove(&i) {
+                results[i] = Some(to_result(inv, v, Duration::ZERO));
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if let Some(p) = &opts.progress {
+                    p(n, total);
+                }
+                continue;
+            }
+            let inv: Invariant = (*inv).clone();
+            let pushed_probe = pushed.get(&i).cloned();
+            let needed_probes: Vec<(Probe, SharedProbe)> = match &pushed_probe {
+                Some(p) => vec![(p.clone(), probes[p].clone())],
+                None => inv.check.probes().into_iter().map(|p| (p.clone(), probes[p].clone())).collect(),
+            };
+            let progress = opts.progress.clone();
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                let t0 = Instant::now();
+                let read = async {
+                    let mut snap = Snapshot::new(now);
+                    for (p, f) in needed_probes {
+                        let r = f.await;
+                        snap.probes.insert(p, r);
+                    }
+                    snap
+                };
+                let verdict = match inv.timeout {
+                    Some(limit) => match tokio::time::timeout(limit, read).await {
+                        Ok(snap) => decide(&inv, &snap, pushed_probe.as_ref()),
+                        Err(_) => Verdict::error(format!(
+                            "timed out after {}",
+                            invar_core::units::format_duration(limit)
+                        )),
+                    },
+                    None => decide(&inv, &read.await, pushed_probe.as_ref()),
+                };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if let Some(p) = &progress {
+                    p(n, total);
+                }
+                (i, to_result(&inv, verdict, t0.elapsed()))
+            }));
+        }
+        for t in tasks {
+            match t.await {
+                Ok((i, r)) => results[i] = Some(r),
+                Err(e) => tracing::error!(error = %e, "invariant task panicked"),
+            }
+        }
+        let results: Vec<InvariantResult> = results
+            .into_iter()
+            .zip(&selected)
+            .map(|(r, inv)| r.unwrap_or_else(|| to_result(inv, Verdict::error("internal error: no verdict"), Duration::ZERO)))
+            .collect();
+        self.report(run_id, &suite, opts, now, started, results, unavailable)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        run_id: String,
+        suite: &Suite,
+        opts: &RunOptions,
+        now: chrono::DateTime<chrono::Utc>,
+        started: Instant,
+        results: Vec<InvariantResult>,
+        sources_unavailable: Vec<SourceUnavailable>,
+    ) -> RunReport {
+        let mut counts = Counts::default();
+        for r in &results {
+            counts.add(r.outcome);
+        }
+        let automation_error = counts.error > 0 || (!sources_unavailable.is_empty() && results.is_empty());
+        let mut status = run_status(&results);
+        let mut code = exit_code(&counts, suite.fail_on);
+        if automation_error && results.is_empty() {
+            status = Outcome::Error;
+            code = 2;
+        }
+        RunReport {
+            run_id,
+            suite: suite.name.clone(),
+            trigger: opts.trigger.clone(),
+            started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_ms: started.elapsed().as_millis() as u64,
+            status,
+            exit_code: code,
+            counts,
+            automation_error,
+            assessment_failures: counts.fail,
+            lock_skipped: false,
+            skipped_budget: 0,
+            sources_unavailable,
+            results,
+        }
+    }
+
+    async fn connect_all(&self, names: &[String]) -> HashMap<String, Result<Arc<SqlPool>, String>> {
+        let futs = names.iter().filter_map(|name| {
+            let src = self.config.sources.get(name)?;
+            let name = name.clone();
+            let kind = src.kind.clone();
+            Some(async move {
+                let r = match &kind {
+                    SourceKind::Postgres(s) => SqlPool::connect_postgres(s).await,
+                    SourceKind::Mysql(s) => SqlPool::connect_mysql(s).await,
+                    SourceKind::Sqlite(s) => SqlPool::connect_sqlite(s).await,
+                    SourceKind::File(f) => {
+                        if f.path.exists() {
+                            return None;
+                        }
+                        Err(format!("file {} does not exist", f.path.display()))
+                    }
+                };
+                Some((name, r.map(Arc::new)))
+            })
+        });
+        futures::future::join_all(futs).await.into_iter().flatten().collect()
+    }
+
+    /// The `source` map a cost guard sees: `name`, `type`, `size_bytes` when known.
+    async fn source_facts(&self, name: &str, pool: Option<&Result<Arc<SqlPool>, String>>) -> BTreeMap<String, Value> {
+        let mut m = BTreeMap::new();
+        m.insert("name".to_string(), Value::Text(name.to_string()));
+        let Some(src) = self.config.sources.get(name) else { return m };
+        m.insert("type".to_string(), Value::Text(src.kind.type_name().to_string()));
+        let size = match &src.kind {
+            SourceKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
+            SourceKind::File(f) => std::fs::metadata(&f.path).ok().map(|m| m.len()),
+            _ => match pool {
+                Some(Ok(p)) => p.size_bytes().await.ok(),
+                _ => None,
+            },
+        };
+        m.insert("size_bytes".to_string(), size.map(|s| Value::Int(s as i64)).unwrap_or(Value::Null));
+        m
+    }
+
+    fn probe_future(
+        &self,
+        probe: &Probe,
+        pools: &HashMap<String, Result<Arc<SqlPool>, String>>,
+        semaphores: &mut HashMap<String, Arc<Semaphore>>,
+        local: &Arc<Semaphore>,
+    ) -> BoxFuture<'static, ProbeResult> {
+        let probe = probe.clone();
+        match &probe {
+            Probe::Sql { source, sql } => {
+                let pool = match pools.get(source) {
+                    Some(Ok(p)) => p.clone(),
+                    Some(Err(e)) => {
+                        let msg = format!("source `{source}` is unavailable: {e}");
+                        return async move { Err(msg) }.boxed();
+                    }
+                    None => {
+                        let msg = format!("unknown source `{source}`");
+                        return async move { Err(msg) }.boxed();
+                    }
+                };
+                let limit = match self.config.sources.get(source).map(|s| &s.kind) {
+                    Some(SourceKind::Postgres(s)) | Some(SourceKind::Mysql(s)) => s.max_connections,
+                    Some(SourceKind::Sqlite(s)) => s.max_connections,
+                    _ => 4,
+                }
+                .max(1) as usize;
+                let sem = semaphores.entry(source.clone()).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone();
+                let sql = sql.clone();
+                let source = source.clone();
+                async move {
+                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    pool.query(&sql).await.map(Arc::new).map_err(|e| format!("`{source}`: {e}"))
+                }
+                .boxed()
+            }
+            Probe::Values(vals) => {
+                let t = Table { columns: vec!["value".into()], rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect() };
+                async move { Ok(Arc::new(t)) }.boxed()
+            }
+            Probe::Lines(lp) => {
+                let path = match &lp.file {
+                    invar_core::FileRef::Path(p) => Ok(self.base_dir().join(p)),
+                    invar_core::FileRef::Source(s) => match self.config.sources.get(s).map(|s| &s.kind) {
+                        Some(SourceKind::File(f)) => match pools.get(s) {
+                            Some(Err(e)) => Err(format!("source `{s}` is unavailable: {e}")),
+                            _ => Ok(f.path.clone()),
+                        },
+                        _ => Err(format!("`{s}` is not a file source")),
+                    },
+                };
+                let lp = lp.clone();
+                let sem = local.clone();
+                async move {
+                    let path = path?;
+                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    tokio::task::spawn_blocking(move || crate::lines::read_lines(&path, &lp))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(Arc::new)
+                }
+                .boxed()
+            }
+            Probe::Command(cp) => {
+                let cp = cp.clone();
+                let dir = self.base_dir();
+                let sem = local.clone();
+                async move {
+                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    crate::command::run_command(&cp, &dir).await.map(Arc::new)
+                }
+                .boxed()
+            }
+        }
+    }
+
+    /// Connects a source on its own (for `invar validate --connect` and tests).
+    pub async fn dialect(&self, source: &str) -> Option<Dialect> {
+        let pools = self.connect_all(&[source.to_string()]).await;
+        match pools.get(source) {
+            Some(Ok(p)) => Some(p.dialect()),
+            _ => None,
+        }
+    }
+}
+
+fn decide(inv: &Invariant, snap: &Snapshot, pushed: Option<&Probe>) -> Verdict {
+    match pushed {
+        Some(p) => match snap.probes.get(p) {
+            Some(Ok(t)) => invar_core::eval::subset_from_pushdown(t),
+            Some(Err(e)) => Verdict::error(e.clone()),
+            None => Verdict::error("pushed-down probe was not read"),
+        },
+        None => evaluate(inv, snap),
+    }
+}
+
+fn to_result(inv: &Invariant, v: Verdict, took: Duration) -> InvariantResult {
+    InvariantResult {
+        id: inv.id.clone(),
+        title: inv.title.clone(),
+        severity: inv.severity.as_str().to_string(),
+        outcome: v.outcome,
+        reason: v.reason,
+        examined: v.examined,
+        vacuous: v.vacuous,
+        duration_ms: took.as_millis() as u64,
+        measured: v.measured,
+        violations_total: v.violations_total,
+        violations: v.violations,
+        runbook: inv.runbook.clone(),
+    }
+}

@@ -1,0 +1,162 @@
+//! The `lines` probe: one row per matching line of a file (`line_no`, `text`, `ts`, captures).
+
+use invar_core::value::parse_timestamp;
+use invar_core::{LinesProbe, Table, Value};
+use regex::Regex;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::LazyLock;
+
+static LEADING_TS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
+        .expect("static regex")
+});
+
+/// The timestamp a log line starts with (RFC 3339 or `YYYY-MM-DD HH:MM:SS`; zone-less is UTC).
+pub fn leading_timestamp(line: &str) -> Option<Value> {
+    let m = LEADING_TS.captures(line)?;
+    parse_timestamp(&m[1].replace(',', ".")).map(Value::Timestamp)
+}
+
+/// Reads `path` (lossy UTF-8, never a crash on bad bytes) and applies the probe.
+pub fn read_lines(path: &Path, probe: &LinesProbe) -> Result<Table, String> {
+    let re = match &probe.pattern {
+        Some(p) => Some(Regex::new(p).map_err(|e| format!("invalid regex: {e}"))?),
+        None => None,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let len = file.metadata().map_err(|e| format!("cannot stat {}: {e}", path.display()))?.len();
+    let (bytes, first_line_no) = match probe.tail {
+        Some(n) => read_tail(&mut file, len, n).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            let mut buf = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            (buf, 1)
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+
+    let mut columns = vec!["line_no".to_string(), "text".to_string(), "ts".to_string()];
+    let capture_names: Vec<String> = re
+        .as_ref()
+        .map(|r| r.capture_names().flatten().map(str::to_string).collect())
+        .unwrap_or_default();
+    for c in &capture_names {
+        if !columns.contains(c) {
+            columns.push(c.clone());
+        }
+    }
+    let mut table = Table::new(columns);
+    for (i, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut row = vec![Value::Int((first_line_no + i as u64) as i64), Value::Text(line.to_string()), Value::Null];
+        row[2] = leading_timestamp(line).unwrap_or(Value::Null);
+        match &re {
+            Some(r) => {
+                let Some(caps) = r.captures(line) else { continue };
+                row.resize(table.columns.len(), Value::Null);
+                for name in &capture_names {
+                    let idx = table.column(name).expect("column added above");
+                    row[idx] = caps.name(name).map(|m| Value::Text(m.as_str().to_string())).unwrap_or(Value::Null);
+                }
+            }
+            None => row.resize(table.columns.len(), Value::Null),
+        }
+        table.rows.push(row);
+    }
+    Ok(table)
+}
+
+/// The last `n` lines, read from the end in blocks so a large log is not read whole.
+/// Returns the bytes and the 1-based number of their first line.
+fn read_tail(file: &mut std::fs::File, len: u64, n: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut pos = len;
+    let mut buf: Vec<u8> = Vec::new();
+    // A trailing newline ends the last line; it does not start a new one.
+    let mut newlines = 0u64;
+    let mut start_in_buf = None;
+    while pos > 0 {
+        let read = BLOCK.min(pos);
+        pos -= read;
+        file.seek(SeekFrom::Start(pos))?;
+        let mut block = vec![0u8; read as usize];
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&buf);
+        buf = block;
+        newlines = 0;
+        let trailing = buf.last() == Some(&b'\n') && pos + buf.len() as u64 == len;
+        let scan_end = if trailing { buf.len() - 1 } else { buf.len() };
+        for i in (0..scan_end).rev() {
+            if buf[i] == b'\n' {
+                newlines += 1;
+                if newlines == n {
+                    start_in_buf = Some(i + 1);
+                    break;
+                }
+            }
+        }
+        if start_in_buf.is_some() {
+            break;
+        }
+    }
+    let start = start_in_buf.unwrap_or(0);
+    let absolute_start = pos + start as u64;
+    // Line numbers stay absolute: count the newlines before the window.
+    let mut before = 0u64;
+    if absolute_start > 0 {
+        file.seek(SeekFrom::Start(0))?;
+        let mut reader = std::io::BufReader::new(file.take(absolute_start));
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let k = reader.read(&mut chunk)?;
+            if k == 0 {
+                break;
+            }
+            before += chunk[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+    }
+    let _ = newlines;
+    Ok((buf.split_off(start), before + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invar_core::FileRef;
+    use std::io::Write;
+
+    fn probe(pattern: Option<&str>, tail: Option<u64>) -> LinesProbe {
+        LinesProbe { file: FileRef::Path("x".into()), pattern: pattern.map(str::to_string), tail }
+    }
+
+    #[test]
+    fn matches_captures_and_timestamps() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "2026-05-11 11:40:00 boot started").unwrap();
+        writeln!(f, "noise").unwrap();
+        f.write_all(b"2026-05-11T11:41:00Z schema_guard FAIL missing=049_x.sql \xff\n").unwrap();
+        let t = read_lines(f.path(), &probe(Some(r"(?P<what>FAIL|started)"), None)).unwrap();
+        assert_eq!(t.columns, vec!["line_no", "text", "ts", "what"]);
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[0][0], Value::Int(1));
+        assert_eq!(t.rows[1][0], Value::Int(3));
+        assert_eq!(t.rows[1][3], Value::Text("FAIL".into()));
+        assert_eq!(t.rows[0][2].key_text(), "2026-05-11T11:40:00Z");
+        assert!(t.rows[1][1].key_text().ends_with('\u{fffd}'));
+    }
+
+    #[test]
+    fn tail_reads_the_last_lines_with_absolute_numbers() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for i in 1..=200_000 {
+            writeln!(f, "line {i}").unwrap();
+        }
+        let t = read_lines(f.path(), &probe(None, Some(3))).unwrap();
+        assert_eq!(t.rows.len(), 3);
+        assert_eq!(t.rows[0][0], Value::Int(199_998));
+        assert_eq!(t.rows[2][1], Value::Text("line 200000".into()));
+        let t = read_lines(f.path(), &probe(None, Some(10_000_000))).unwrap();
+        assert_eq!(t.rows.len(), 200_000);
+    }
+}
