@@ -122,17 +122,23 @@ impl<'a> Cx<'a> {
     /// The entry for `key`, or a "missing required key" diagnostic at the map.
     pub fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, path: &str) -> Option<&'n Entry> {
         let e = fields.get(key);
-        if e.is_none() {
+        // A misspelt key (`tittle`) is already reported with "did you mean"; one error is enough.
+        let misspelt = fields.entries.iter().any(|x| x.key != key && did_you_mean(&x.key, [key]).is_some());
+        if e.is_none() && !misspelt {
             let msg = format!("`{}` is missing required key `{key}`", name_of(path));
             self.err(fields.pos, path, msg, None);
         }
         e
     }
 
-    /// A scalar's text after `${VAR}` interpolation, and its style.
+    /// A scalar's text after `${VAR}` interpolation, and its style. A quoted scalar holding a
+    /// `${VAR}` counts as plain, so `"${RO:-false}"` (quotes needed in a flow map) is a bool.
     fn scalar(&mut self, node: &Node, path: &str, expected: &str) -> Option<(String, Style)> {
         match &node.kind {
-            Kind::Scalar(s, style) => self.interpolate(node, s, path).map(|v| (v, *style)),
+            Kind::Scalar(s, style) => {
+                let style = if s.contains("${") { Style::Plain } else { *style };
+                self.interpolate(node, s, path).map(|v| (v, style))
+            }
             _ => {
                 let msg = format!("`{}` must be {expected}, found {}", name_of(path), node.describe());
                 self.err(node.pos, path, msg, None);
@@ -250,15 +256,11 @@ impl<'a> Cx<'a> {
                     let offset = char_offset(&src, e.line, e.col);
                     let (line, col) = self.offset_pos(node, offset);
                     let mut len = 1;
-                    let hint = unknown_name(&e.message).map(|name| {
+                    let hint = unknown_name(&e.message).and_then(|name| {
                         len = name.chars().count();
-                        let vars = scope.variables();
-                        match did_you_mean(name, vars.iter().copied()) {
-                            Some(m) => format!("did you mean `{m}`?"),
-                            None => format!("variables here: {}", vars.join(", ")),
-                        }
+                        did_you_mean(name, scope.variables().iter().copied()).map(|m| format!("did you mean `{m}`?"))
                     });
-                    self.error_at(line, col, len, path, e.message, hint);
+                    self.error_at(line, col, len, path, tidy_cel_message(&e.message), hint);
                 }
                 None
             }
@@ -338,6 +340,25 @@ fn char_offset(text: &str, line: usize, col: usize) -> usize {
     before + col.saturating_sub(1)
 }
 
+/// Shortens the CEL parser's messages: drops the long "expecting {…}" token lists.
+fn tidy_cel_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid CEL: ") else { return message.to_string() };
+    let rest = rest.strip_prefix("Syntax error: ").unwrap_or(rest);
+    for prefix in ["mismatched input '", "extraneous input '", "no viable alternative at input '"] {
+        if let Some(tail) = rest.strip_prefix(prefix)
+            && let Some(end) = tail.find("' ").or_else(|| tail.rfind('\''))
+        {
+            let token = &tail[..end];
+            return if token == "<EOF>" || token.is_empty() {
+                "invalid CEL: the expression ends too early".to_string()
+            } else {
+                format!("invalid CEL: unexpected `{token}`")
+            };
+        }
+    }
+    format!("invalid CEL: {rest}")
+}
+
 /// `unknown variable `x`: …` → `x`.
 fn unknown_name(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown variable `")?;
@@ -353,5 +374,14 @@ mod tests {
         assert_eq!(char_offset("abc", 1, 1), 0);
         assert_eq!(char_offset("abc\ndef", 2, 2), 5);
         assert_eq!(unknown_name("unknown variable `rowz`: expected"), Some("rowz"));
+    }
+
+    #[test]
+    fn cel_messages_are_tidied() {
+        let eof = "invalid CEL: Syntax error: mismatched input '<EOF>' expecting {'[', '{'}";
+        assert_eq!(tidy_cel_message(eof), "invalid CEL: the expression ends too early");
+        let tok = "invalid CEL: Syntax error: extraneous input ')' expecting {'[', '{'}";
+        assert_eq!(tidy_cel_message(tok), "invalid CEL: unexpected `)`");
+        assert_eq!(tidy_cel_message("unknown variable `x`"), "unknown variable `x`");
     }
 }

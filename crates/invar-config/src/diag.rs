@@ -78,7 +78,7 @@ impl Diagnostic {
             }
             None => {
                 group = group.element(
-                    annotate_snippets::Origin::path(path).line(self.line).char_column(self.col.saturating_sub(1)),
+                    annotate_snippets::Origin::path(path).line(self.line).char_column(self.col),
                 );
             }
         }

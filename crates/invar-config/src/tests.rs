@@ -1,1 +1,428 @@
+//! Loading whole configs: every check kind into the right model, includes, env, duplicates.
 
+use super::*;
+use invar_core::{Check, CommandParse, FailOn, FileRef, OnEmpty, Probe, Severity, SourceKind};
+use std::time::Duration;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "APP_DATABASE_URL" => Some("postgres://app:hunter22@db/app".into()),
+        "TEAM" => Some("payments".into()),
+        _ => None,
+    }
+}
+
+/// Writes `files` (name, text) into a fresh directory; returns it and the main file's path.
+fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let main = dir.path().join(files[0].0);
+    (dir, main)
+}
+
+fn ok(files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
+    let (dir, main) = setup(files);
+    match load_with_env(&main, &env) {
+        Ok(c) => (dir, c),
+        Err(d) => panic!("expected a valid config, got:\n{}", d.render(false)),
+    }
+}
+
+fn errs(files: &[(&str, &str)]) -> Vec<Diagnostic> {
+    let (_dir, main) = setup(files);
+    match load_with_env(&main, &env) {
+        Ok(_) => panic!("expected errors"),
+        Err(d) => d.items,
+    }
+}
+
+const FULL: &str = r#"
+sources:
+  app:     { type: postgres, url: "${APP_DATABASE_URL}", timeout: 10s }
+  legacy:  { type: mysql, url: "mysql://u@h/db", read_only: false, max_connections: 8 }
+  local:   { type: sqlite, path: data/app.db }
+  bootlog: { type: file, path: /var/log/boot.log }
+invariants:
+  - id: INV-10
+    title: Fetched-at timestamps are backfilled
+    severity: critical
+    tags: [gate, weekly]
+    runbook: Re-run the nightly ingest.
+    owner: "${TEAM}"
+    timeout: 2m
+    skip_if: source.size_bytes > 5000
+    fire_after: 2
+    resolve_after: 3
+    alerts: [pager]
+    probe:
+      source: app
+      sql: SELECT count(*) AS sample FROM programs
+    skip_when: row.sample < 100
+    fail_when: row.missing / row.sample > 0.01
+    warn_when: row.missing > 0
+    on_empty: skip
+  - id: API-LINES
+    title: Boot log has no panics
+    probe: { lines: { source: bootlog, match: 'panic: (?P<msg>.*)', tail: 1000 } }
+    every_row: r.msg == ""
+  - id: CMD
+    title: No zombies
+    probe:
+      command:
+        run: [ps, -eo, "stat,comm"]
+        timeout: 5s
+        cwd: work
+        env: { LC_ALL: C }
+        parse: lines
+  - id: S-01
+    title: Same keys
+    same:
+      left:  { source: app, sql: "SELECT a, b FROM x", key: [a, b], age: started_at }
+      right: { source: legacy, sql: "SELECT c, d FROM y", key: [c, d] }
+      grace: 3s
+  - id: L-03
+    title: Subset
+    subset:
+      each: { values: [049_a.sql, 75] }
+      in:   { lines: { path: migrations/boot.txt, match: '^(?P<value>\S+)' }, key: value }
+  - id: D-01
+    title: Disjoint
+    disjoint:
+      left:  { source: local, sql: "SELECT id FROM a", key: id }
+      right: { source: local, sql: "SELECT id FROM b" }
+suites:
+  gate:   { select: "severity == 'critical' || 'gate' in tags" }
+  weekly: { select: "'weekly' in tags", schedule: "0 4 * * MON", timezone: Asia/Tokyo, fail_on: warn, budget: 5m, misfire: skip }
+alerts:
+  ops: { type: slack, webhook_url: "${UNSET_IS_FINE_HERE_FOR_NOW}" }
+store: sqlite://.invar/history.db
+"#;
+
+#[test]
+fn every_check_kind_parses_into_the_model() {
+    let (dir, c) = ok(&[("invar.yaml", FULL)]);
+    let root = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(c.path, root.join("invar.yaml"));
+
+    assert_eq!(c.sources.len(), 4);
+    let SourceKind::Postgres(app) = &c.sources["app"].kind else { panic!() };
+    assert_eq!(app.url.expose(), "postgres://app:hunter22@db/app");
+    assert!(app.read_only);
+    assert_eq!(app.timeout, Duration::from_secs(10));
+    assert_eq!(app.max_connections, 4);
+    let SourceKind::Mysql(legacy) = &c.sources["legacy"].kind else { panic!() };
+    assert!(!legacy.read_only);
+    assert_eq!(legacy.max_connections, 8);
+    assert_eq!(legacy.timeout, Duration::from_secs(30));
+    let SourceKind::Sqlite(local) = &c.sources["local"].kind else { panic!() };
+    assert_eq!(local.path, root.join("data/app.db"));
+    let SourceKind::File(boot) = &c.sources["bootlog"].kind else { panic!() };
+    assert_eq!(boot.path, PathBuf::from("/var/log/boot.log"));
+
+    assert_eq!(c.invariants.len(), 6);
+    let inv = &c.invariants[0];
+    assert_eq!(inv.id, "INV-10");
+    assert_eq!(inv.severity, Severity::Critical);
+    assert_eq!(inv.tags, ["gate", "weekly"]);
+    assert_eq!(inv.owner.as_deref(), Some("payments"));
+    assert_eq!(inv.timeout, Some(Duration::from_secs(120)));
+    assert_eq!(inv.skip_if.as_ref().unwrap().source, "source.size_bytes > 5000");
+    assert_eq!((inv.fire_after, inv.resolve_after), (2, 3));
+    assert_eq!(inv.alerts, ["pager"]);
+    assert!(inv.defined_at.ends_with("invar.yaml:8"), "{}", inv.defined_at);
+    let Check::Probe(p) = &inv.check else { panic!() };
+    assert_eq!(p.probe, Probe::Sql { source: "app".into(), sql: "SELECT count(*) AS sample FROM programs".into() });
+    assert!(p.skip_when.is_some() && p.fail_when.is_some() && p.warn_when.is_some() && p.every_row.is_none());
+    assert_eq!(p.on_empty, OnEmpty::Skip);
+
+    let Check::Probe(p) = &c.invariants[1].check else { panic!() };
+    assert_eq!(c.invariants[1].severity, Severity::Major);
+    assert_eq!((c.invariants[1].fire_after, c.invariants[1].resolve_after), (1, 1));
+    let Probe::Lines(l) = &p.probe else { panic!() };
+    assert_eq!(l.file, FileRef::Source("bootlog".into()));
+    assert_eq!(l.pattern.as_deref(), Some("panic: (?P<msg>.*)"));
+    assert_eq!(l.tail, Some(1000));
+    assert!(p.every_row.is_some());
+    assert_eq!(p.on_empty, OnEmpty::Pass);
+
+    let Check::Probe(p) = &c.invariants[2].check else { panic!() };
+    let Probe::Command(cmd) = &p.probe else { panic!() };
+    assert_eq!(cmd.run, ["ps", "-eo", "stat,comm"]);
+    assert_eq!(cmd.timeout, Duration::from_secs(5));
+    assert_eq!(cmd.cwd, Some(root.join("work")));
+    assert_eq!(cmd.env.get("LC_ALL").map(String::as_str), Some("C"));
+    assert_eq!(cmd.parse, CommandParse::Lines);
+
+    let Check::Same(s) = &c.invariants[3].check else { panic!() };
+    assert_eq!(s.left.key, ["a", "b"]);
+    assert_eq!(s.left.age.as_deref(), Some("started_at"));
+    assert_eq!(s.right.key, ["c", "d"]);
+    assert_eq!(s.grace, Some(Duration::from_secs(3)));
+    assert_eq!(c.invariants[3].check.sources(), ["app", "legacy"]);
+
+    let Check::Subset(s) = &c.invariants[4].check else { panic!() };
+    assert_eq!(s.each.probe, Probe::Values(vec!["049_a.sql".into(), "75".into()]));
+    assert!(s.each.key.is_empty());
+    let Probe::Lines(l) = &s.within.probe else { panic!() };
+    assert_eq!(l.file, FileRef::Path(root.join("migrations/boot.txt")));
+    assert_eq!(s.within.key, ["value"]);
+
+    let Check::Disjoint(d) = &c.invariants[5].check else { panic!() };
+    assert_eq!(d.left.key, ["id"]);
+    assert!(d.right.key.is_empty());
+    assert_eq!(d.grace, None);
+
+    assert_eq!(c.suites.len(), 2);
+    assert_eq!(c.suites[0].name, "gate");
+    assert_eq!(c.suites[0].fail_on, FailOn::Fail);
+    assert!(c.suites[0].selects(&c.invariants[0]).unwrap());
+    assert!(!c.suites[0].selects(&c.invariants[2]).unwrap());
+    let weekly = c.suite("weekly").unwrap();
+    assert_eq!(weekly.schedule.as_deref(), Some("0 4 * * MON"));
+    assert_eq!(weekly.timezone.as_deref(), Some("Asia/Tokyo"));
+    assert_eq!(weekly.fail_on, FailOn::Warn);
+    assert_eq!(weekly.budget, Some(Duration::from_secs(300)));
+}
+
+#[test]
+fn defaults_and_implicit_suite() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        "invariants:\n  - id: A\n    title: t\n    probe: { values: [x] }\n    every_row: r.value != \"\"\n",
+    )]);
+    assert_eq!(c.suites, vec![invar_core::Suite::all()]);
+    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
+    assert_eq!(p.probe, Probe::Values(vec!["x".into()]));
+    assert_eq!(c.invariants[0].severity, Severity::Major);
+
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        "invariants:\n  - id: B\n    title: t\n    probe:\n      command: { run: [true] }\n",
+    )]);
+    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
+    let Probe::Command(cmd) = &p.probe else { panic!() };
+    assert_eq!((cmd.timeout, cmd.parse, cmd.cwd.clone()), (Duration::from_secs(60), CommandParse::Text, None));
+
+    let (_d, c) = ok(&[("invar.yaml", "")]);
+    assert!(c.invariants.is_empty() && c.sources.is_empty());
+}
+
+#[test]
+fn env_interpolation_everywhere_with_defaults_and_escapes() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        r#"
+sources:
+  db: { type: postgres, url: "${APP_DATABASE_URL}", timeout: "${DB_TIMEOUT:-5s}", read_only: "${RO:-false}", max_connections: "${MAXC:-2}" }
+invariants:
+  - id: "INV-${TEAM}"
+    title: costs $$5 for ${TEAM:-nobody}
+    probe: { source: db, sql: "SELECT 1 FROM ${SCHEMA:-public}.t" }
+"#,
+    )]);
+    let SourceKind::Postgres(db) = &c.sources["db"].kind else { panic!() };
+    assert_eq!(db.timeout, Duration::from_secs(5));
+    assert!(!db.read_only);
+    assert_eq!(db.max_connections, 2);
+    assert_eq!(c.invariants[0].id, "INV-payments");
+    assert_eq!(c.invariants[0].title, "costs $5 for payments");
+    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
+    assert_eq!(p.probe, Probe::Sql { source: "db".into(), sql: "SELECT 1 FROM public.t".into() });
+}
+
+#[test]
+fn unset_env_var_is_positioned_at_the_reference() {
+    let d = errs(&[(
+        "invar.yaml",
+        "sources:\n  db: { type: postgres, url: \"postgres://${DB_USER}@h/${DB_NAME}\" }\n",
+    )]);
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0].message, "environment variable `DB_USER` is not set");
+    assert_eq!((d[0].line, d[0].col, d[0].len), (2, 42, 10));
+    assert_eq!(d[1].message, "environment variable `DB_NAME` is not set");
+    assert_eq!(d[0].key_path, "sources.db.url");
+}
+
+#[test]
+fn secrets_never_reach_messages() {
+    let d = errs(&[(
+        "invar.yaml",
+        "sources:\n  db: { type: postgres, url: \"postgres://app:sekrit99@h/db\", timeout: 5x }\n",
+    )]);
+    assert_eq!(d.len(), 1);
+    let rendered = Diagnostics { items: d }.render(false);
+    assert!(!rendered.contains("sekrit99"), "{rendered}");
+    assert!(rendered.contains("postgres://app:********@h/db"), "{rendered}");
+}
+
+#[test]
+fn includes_are_relative_sorted_and_merged() {
+    let (_d, c) = ok(&[
+        (
+            "conf/invar.yaml",
+            "include: [checks/*.yaml, extra.yaml]\nsources:\n  app: { type: sqlite, path: app.db }\ninvariants:\n  - { id: M, title: m, probe: { source: app, sql: SELECT 1 } }\n",
+        ),
+        ("conf/checks/b.yaml", "invariants:\n  - { id: B, title: b, probe: { source: logs, sql: SELECT 1 } }\n"),
+        (
+            "conf/checks/a.yaml",
+            "sources:\n  logs: { type: sqlite, path: ../logs.db }\ninvariants:\n  - { id: A, title: a, probe: { source: app, sql: SELECT 1 } }\n",
+        ),
+        ("conf/checks/ignored.yml", "this is not even looked at: ["),
+        ("conf/extra.yaml", "invariants:\n  - { id: E, title: e, probe: { values: [1] } }\n"),
+    ]);
+    let ids: Vec<&str> = c.invariants.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["M", "A", "B", "E"]);
+    assert!(c.invariants[1].defined_at.ends_with("checks/a.yaml:4"), "{}", c.invariants[1].defined_at);
+    let SourceKind::Sqlite(logs) = &c.sources["logs"].kind else { panic!() };
+    // Resolved against the including file's directory: conf/checks/../logs.db.
+    assert!(logs.path.ends_with("conf/checks/../logs.db"), "{}", logs.path.display());
+}
+
+#[test]
+fn duplicate_ids_across_files_point_at_the_second() {
+    let d = errs(&[
+        ("invar.yaml", "include: [more.yaml]\ninvariants:\n  - { id: X, title: a, probe: { values: [1] } }\n"),
+        ("more.yaml", "invariants:\n  - id: Y\n    title: y\n    probe: { values: [1] }\n  - id: X\n    title: b\n    probe: { values: [1] }\n"),
+    ]);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].file.ends_with("more.yaml"));
+    assert_eq!((d[0].line, d[0].col), (5, 9));
+    assert_eq!(d[0].message, "duplicate invariant id `X`");
+    let hint = d[0].hint.as_deref().unwrap();
+    assert!(hint.contains("invar.yaml:3"), "{hint}");
+}
+
+#[test]
+fn duplicate_source_names_across_files() {
+    let d = errs(&[
+        ("invar.yaml", "include: [more.yaml]\nsources:\n  db: { type: sqlite, path: a.db }\n"),
+        ("more.yaml", "sources:\n  db: { type: sqlite, path: b.db }\n"),
+    ]);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].message, "duplicate source name `db`");
+    assert!(d[0].hint.as_deref().unwrap().contains("invar.yaml:3"));
+}
+
+#[test]
+fn include_problems() {
+    // A glob that matches the main file itself is a cycle.
+    let d = errs(&[("invar.yaml", "include: ['*.yaml']\n"), ("other.yaml", "invariants: []\n")]);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].message.contains("includes itself"), "{}", d[0].message);
+
+    let d = errs(&[("invar.yaml", "include: [missing.yaml, 'none/*.yaml', 'checks/*.yml']\n"), ("checks/a.yaml", "")]);
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert!(d[0].message.contains("`missing.yaml` does not exist"));
+    assert!(d[1].message.contains("cannot read directory `none`"));
+    assert!(d[2].message.contains("matches no files"));
+    assert_eq!(d[2].key_path, "include[2]");
+
+    // Included files may hold only invariants and sources.
+    let d = errs(&[("invar.yaml", "include: [x.yaml]\n"), ("x.yaml", "suites: {}\ninclude: []\nbogus: 1\n")]);
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert_eq!(d[0].message, "`suites` is only allowed in the main config file");
+    assert_eq!(d[2].message, "unknown top-level key `bogus`");
+
+    // Two patterns matching one file read it once.
+    let (_d, c) = ok(&[
+        ("invar.yaml", "include: [a.yaml, '*.yml']\n"),
+        ("a.yml", "invariants: [{ id: A, title: a, probe: { values: [1] } }]\n"),
+        ("a.yaml", "invariants: [{ id: B, title: b, probe: { values: [1] } }]\n"),
+    ]);
+    assert_eq!(c.invariants.len(), 2);
+}
+
+#[test]
+fn errors_in_every_file_are_reported_together() {
+    let d = errs(&[
+        ("invar.yaml", "include: [a.yaml, b.yaml]\ninvariants:\n  - { id: M, titel: m, probe: { values: [1] } }\n"),
+        ("a.yaml", "invariants:\n  - { id: A, title: a, probe: { values: [1] }, severity: huge }\n"),
+        ("b.yaml", "invariants: [\n"),
+    ]);
+    let files: Vec<String> = d.iter().map(|d| d.file.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(files, ["invar.yaml", "a.yaml", "b.yaml"], "{d:?}");
+}
+
+#[test]
+fn set_check_key_counts_must_match() {
+    let d = errs(&[(
+        "invar.yaml",
+        "invariants:\n  - id: S\n    title: s\n    same:\n      left: { values: [a], key: [value, x] }\n      right: { values: [b], key: value }\n",
+    )]);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].message, "`left` has 2 key columns but `right` has 1");
+    assert_eq!(d[0].key_path, "invariants[0].same.right.key");
+    assert_eq!((d[0].line, d[0].col), (6, 34));
+}
+
+#[test]
+fn probe_kind_rules() {
+    let d = errs(&[(
+        "invar.yaml",
+        r#"
+sources:
+  log: { type: file, path: x.log }
+  db:  { type: sqlite, path: x.db }
+  cache: { type: redis, url: "redis://x" }
+invariants:
+  - { id: A, title: a, probe: { source: log, sql: SELECT 1 } }
+  - { id: B, title: b, probe: { lines: { source: db } } }
+  - { id: C, title: c, probe: { sql: SELECT 1 } }
+  - { id: D, title: d, probe: { source: db, values: [1] } }
+  - { id: E, title: e, probe: { source: cache, sql: SELECT 1 } }
+  - { id: F, title: f, probe: { command: { run: "ps -e" } } }
+  - { id: G, title: g, probe: { source: cache, redis: { zset: k } } }
+  - { id: H, title: h, join: { sql: x } }
+  - { id: I, title: i, same: { left: { values: [1] } }, fail_when: "true" }
+"#,
+    )]);
+    let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "source type `redis` is not supported yet",
+            "source `log` is a `file` source; `sql` needs a postgres or mysql or sqlite source",
+            "source `db` is a `sqlite` source; `lines` needs a file source",
+            "an `sql` probe needs a `source`",
+            "`source` is not used by a `values` probe",
+            // `cache` exists (its type is not supported yet), so no cascade here.
+            "`run` must be a list (the program and its arguments), found a string",
+            "probe kind `redis` is not supported yet",
+            "check kind `join` is not supported yet",
+            "`same` is missing required key `right`",
+            "`fail_when` only applies to a `probe` check, not `same`",
+        ]
+    );
+}
+
+#[test]
+fn cel_errors_map_into_the_file() {
+    let d = errs(&[(
+        "invar.yaml",
+        "invariants:\n  - id: A\n    title: a\n    probe: { values: [1] }\n    fail_when: count > 0 && rowz.x\n    warn_when: \"count > 0 && rowz.x\"\n    skip_when: |\n      count > 0 &&\n        rowz.x > 1\n",
+    )]);
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert_eq!((d[0].line, d[0].col, d[0].len), (5, 29, 4));
+    assert_eq!((d[1].line, d[1].col), (6, 30));
+    assert_eq!((d[2].line, d[2].col), (9, 9));
+    assert_eq!(d[0].hint.as_deref(), Some("did you mean `rows`?"));
+}
+
+#[test]
+fn load_reads_the_process_environment() {
+    let (_d, main) = setup(&[("invar.yaml", "invariants:\n  - { id: \"${PATH:-x}\", title: t, probe: { values: [1] } }\n")]);
+    let c = load(&main).unwrap();
+    assert_eq!(c.invariants[0].id, std::env::var("PATH").unwrap_or_else(|_| "x".into()));
+}
+
+#[test]
+fn unreadable_main_file() {
+    let d = load_with_env(Path::new("/nonexistent/invar.yaml"), &env).unwrap_err();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d.items[0].message, "cannot read `/nonexistent/invar.yaml`: no such file or directory");
+    assert!(d.render(false).contains("--> /nonexistent/invar.yaml:1:1"), "{}", d.render(false));
+}

@@ -308,16 +308,19 @@ impl SqlPool {
     ) -> Result<T, String> {
         match tokio::time::timeout(self.timeout + CLIENT_GRACE, run).await {
             Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) if is_timeout(&e) => Err(self.secret.scrub(&format!(
-                "statement timed out after {} ({})",
-                format_duration(self.timeout),
-                describe(&e)
-            ))),
+            Ok(Err(e)) if is_timeout(&e) => {
+                let what = format!(
+                    "statement timed out after {}",
+                    format_duration(self.timeout)
+                );
+                Err(self.error(&what, &e))
+            }
             Ok(Err(e)) => Err(self.error("query failed", &e)),
-            Err(_) => Err(format!(
-                "statement timed out after {}",
-                format_duration(self.timeout)
-            )),
+            Err(_) => Err(self.secret.scrub(&format!(
+                "statement timed out after {} on {}",
+                format_duration(self.timeout),
+                self.target
+            ))),
         }
     }
 
@@ -589,15 +592,7 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
         "UUID" => get::<_, uuid::Uuid>(row, i).map(|u| Value::Text(u.to_string())),
         "JSON" | "JSONB" => text().map(json_text),
         "BYTEA" => get::<_, Vec<u8>>(row, i).map(|b| bytes_value(&b)),
-        t if t.ends_with("[]") => get::<_, Vec<Option<String>>>(row, i).map(|items| {
-            let elem = &t[..t.len() - 2];
-            Value::List(
-                items
-                    .iter()
-                    .map(|s| s.as_deref().map_or(Value::Null, |s| pg_text(elem, s)))
-                    .collect(),
-            )
-        }),
+        t if t.ends_with("[]") => text().and_then(|s| pg_array(&t[..t.len() - 2], s)),
         _ => None,
     };
     decoded.unwrap_or_else(|| match text() {
@@ -624,6 +619,71 @@ fn pg_text(ty: &str, s: &str) -> Value {
         _ => None,
     };
     parsed.unwrap_or_else(|| Value::Text(s.to_string()))
+}
+
+/// A Postgres array from its text form (`{1,NULL,"a \"b\""}`, nested for more dimensions, maybe
+/// with a `[0:2]=` bounds prefix) as a list, each element read by [`pg_text`]. `None` when the
+/// text is not an array literal (the caller keeps it as text).
+fn pg_array(elem: &str, s: &str) -> Option<Value> {
+    let s = match s.find('=') {
+        Some(eq) if s.starts_with('[') => &s[eq + 1..],
+        _ => s,
+    };
+    let mut chars = s.chars().peekable();
+    let v = pg_array_level(elem, &mut chars)?;
+    chars.next().is_none().then_some(v)
+}
+
+fn pg_array_level(
+    elem: &str,
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) -> Option<Value> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut items = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some(Value::List(items));
+    }
+    loop {
+        match chars.peek()? {
+            '{' => items.push(pg_array_level(elem, chars)?),
+            '"' => {
+                chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                items.push(pg_text(elem, &item));
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' {
+                        break;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                let item = item.trim();
+                items.push(if item.eq_ignore_ascii_case("NULL") {
+                    Value::Null
+                } else {
+                    pg_text(elem, item)
+                });
+            }
+        }
+        match chars.next()? {
+            ',' => continue,
+            '}' => return Some(Value::List(items)),
+            _ => return None,
+        }
+    }
 }
 
 /// MySQL/MariaDB (`raw_sql` uses the text protocol). `TINYINT(1)` is named `BOOLEAN`.
@@ -712,6 +772,40 @@ mod tests {
             pg_text("TIMESTAMPTZ", "2026-03-01 10:00:00+00"),
             Value::Timestamp(parse_timestamp("2026-03-01T10:00:00Z").unwrap())
         );
+    }
+
+    #[test]
+    fn pg_arrays_nest_quote_and_keep_nulls() {
+        let int = Value::Int;
+        assert_eq!(pg_array("INT4", "{}"), Some(Value::List(vec![])));
+        assert_eq!(
+            pg_array("INT4", "{1,NULL,3}"),
+            Some(Value::List(vec![int(1), Value::Null, int(3)]))
+        );
+        assert_eq!(
+            pg_array("INT4", "{{1,2},{3,4}}"),
+            Some(Value::List(vec![
+                Value::List(vec![int(1), int(2)]),
+                Value::List(vec![int(3), int(4)])
+            ]))
+        );
+        assert_eq!(
+            pg_array("INT4", "[0:1]={5,6}"),
+            Some(Value::List(vec![int(5), int(6)]))
+        );
+        assert_eq!(
+            pg_array("TEXT", r#"{"a,b","c\"d","NULL",NULL, x y }"#),
+            Some(Value::List(vec![
+                Value::Text("a,b".into()),
+                Value::Text("c\"d".into()),
+                Value::Text("NULL".into()),
+                Value::Null,
+                Value::Text("x y".into()),
+            ]))
+        );
+        assert_eq!(pg_array("INT4", "{1,2"), None);
+        assert_eq!(pg_array("INT4", "{1}x"), None);
+        assert_eq!(pg_array("INT4", "(1,2)"), None);
     }
 
     #[test]

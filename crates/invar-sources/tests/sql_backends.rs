@@ -128,12 +128,13 @@ async fn postgres_decodes_every_common_type() {
         .await
         .unwrap();
     rw.query(&format!(
-        "CREATE TABLE {table} (
-            id int PRIMARY KEY, i int4, s int2, b bigint, f float8, r real, n numeric(12,3),
+        "CREATE TYPE {table}_mood AS ENUM ('happy', 'sad');
+         CREATE TABLE {table} (
+            id int PRIMARY KEY, mood {table}_mood, i int4, s int2, b bigint, f float8, r real, n numeric(12,3),
             ok bool, t text, v varchar(20), c char(3), ts timestamp, tz timestamptz, d date,
             tm time, u uuid, j json, jb jsonb, ai int[], at text[], af float8[], ab bool[],
             by bytea);
-         INSERT INTO {table} VALUES (1, 42, -7, 9007199254740993, 1.5, 0.1, 1234.5,
+         INSERT INTO {table} VALUES (1, 'sad', 42, -7, 9007199254740993, 1.5, 0.1, 1234.5,
             true, 'héllo', 'varying', 'ab', '2026-03-01 10:00:00', '2026-03-01 10:00:00+09',
             '2026-03-01', '10:30:00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
             '{{\"a\": [1, 2.5, \"x\", null]}}', '{{\"k\": {{\"n\": 3}}}}',
@@ -150,7 +151,9 @@ async fn postgres_decodes_every_common_type() {
     let t = ro
         .query(&format!("SELECT * FROM {table} ORDER BY id"))
         .await;
-    rw.query(&format!("DROP TABLE {table}")).await.unwrap();
+    rw.query(&format!("DROP TABLE {table}; DROP TYPE {table}_mood"))
+        .await
+        .unwrap();
     let t = t.unwrap();
 
     assert_eq!(t.len(), 2);
@@ -159,6 +162,8 @@ async fn postgres_decodes_every_common_type() {
         0,
         &[
             ("id", Value::Int(1)),
+            // A user-defined type: its text.
+            ("mood", text("sad")),
             ("i", Value::Int(42)),
             ("s", Value::Int(-7)),
             ("b", Value::Int(9_007_199_254_740_993)),
@@ -211,7 +216,9 @@ async fn postgres_decodes_expressions() {
             "SELECT 1 AS one, count(*) AS n, 'x'::text AS s, NULL AS nothing, 2.50::numeric AS dec,
                     123456789012345678901234567890.5::numeric AS huge, now() > '2020-01-01' AS recent,
                     ARRAY['a', 'b'] AS arr, '2026-03-01'::date + 1 AS next, '\\xff00'::bytea AS raw,
-                    'abc'::name AS nm
+                    'abc'::name AS nm, '{{1,2},{3,NULL}}'::int[] AS grid, '{}'::text[] AS none,
+                    ARRAY['2026-03-01 10:00:00+00'::timestamptz] AS stamps,
+                    ARRAY['{\"a\": 1}'::jsonb] AS docs, '1 day'::interval AS span
              FROM generate_series(1, 3)",
         )
         .await
@@ -234,6 +241,17 @@ async fn postgres_decodes_expressions() {
             ("next", date(2026, 3, 2)),
             ("raw", text("0xff00")),
             ("nm", text("abc")),
+            (
+                "grid",
+                Value::List(vec![
+                    Value::List(vec![Value::Int(1), Value::Int(2)]),
+                    Value::List(vec![Value::Int(3), Value::Null]),
+                ]),
+            ),
+            ("none", Value::List(vec![])),
+            ("stamps", Value::List(vec![ts(2026, 3, 1, 10, 0, 0)])),
+            ("docs", Value::List(vec![json(r#"{"a": 1}"#)])),
+            ("span", text("1 day")),
         ],
     );
 }

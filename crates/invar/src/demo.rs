@@ -33,9 +33,17 @@ pub fn create(dir: &Path) -> Result<PathBuf> {
 }
 
 async fn seed(db: &Path) -> Result<()> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).create_if_missing(true).connect().await?;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db)
+        .create_if_missing(true)
+        // SQLite does not enforce foreign keys by default; the demo's orphan order relies on that.
+        .foreign_keys(false)
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, std::time::Duration::from_secs(60))
+        .connect()
+        .await?;
     let mut sql = String::from(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, name TEXT NOT NULL, created_at TEXT NOT NULL);
+        "BEGIN;
+         CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, name TEXT NOT NULL, created_at TEXT NOT NULL);
          CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT NOT NULL, price_cents INTEGER NOT NULL, active INTEGER NOT NULL);
          CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), status TEXT NOT NULL,
                               total_cents INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -73,7 +81,8 @@ async fn seed(db: &Path) -> Result<()> {
         "INSERT INTO orders VALUES (1042, 999, 'pending', 2500, datetime('now', '-2 days'), datetime('now', '-2 days'));
          INSERT INTO orders VALUES (1043, 12, 'pending', -500, datetime('now', '-1 days'), datetime('now', '-1 days'));
          INSERT INTO orders VALUES (1044, 13, 'paid', 4100, datetime('now', '-3 days'), datetime('now', '-3 days'));
-         INSERT INTO orders VALUES (1045, 14, 'paid', 990, datetime('now', '-1 minutes'), datetime('now', '-1 minutes'));\n",
+         INSERT INTO orders VALUES (1045, 14, 'paid', 990, datetime('now', '-1 minutes'), datetime('now', '-1 minutes'));
+         COMMIT;\n",
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
     Ok(())
