@@ -15,8 +15,18 @@
 //! - secrets: every error string passes through [`Secret::scrub`], so neither the URL nor its
 //!   password ever appears in a message.
 //!
-//! Limits: when a query returns no rows, the column names come from preparing the statement
-//! again (without running it); for multi-statement SQL with no rows, the columns are empty.
+//! Decoding, by the column's type name (never panics, never fails a query for one odd value):
+//! integers → `Int` (an unsigned too large for i64 → `Float`); floats and NUMERIC/DECIMAL →
+//! `Float`; BOOL (MySQL `TINYINT(1)`) → `Bool`; TIMESTAMPTZ/TIMESTAMP/DATETIME → `Timestamp`
+//! (zone-less taken as UTC); DATE → `Date`; JSON/JSONB → parsed; Postgres arrays → `List`
+//! (nested for more dimensions); bytes → `Text` when UTF-8, else `0x…` hex; everything else
+//! (TIME, UUID, INTERVAL, enums, user types) → its text. SQLite goes by each value's runtime
+//! type, reading text in DATETIME/TIMESTAMP/DATE columns as dates and BOOLEAN integers as
+//! booleans.
+//!
+//! Limits: a query that returns no rows gets its column names by preparing the statement
+//! (not running it) — for multi-statement SQL with no rows at all, the columns are empty.
+//! MariaDB's `JSON` is an alias of `LONGTEXT` and arrives as text.
 
 use std::fmt;
 use std::path::Path;
@@ -226,7 +236,8 @@ impl SqlPool {
             Backend::Sqlite(pool, opts) => {
                 let mut conn = self.acquire(pool, opts).await?;
                 // SQLite has no statement timeout of its own: interrupt it from a progress
-                // handler once the deadline has passed.
+                // handler once the deadline has passed. Set before every query, so a handler
+                // left behind by a cancelled query is always replaced.
                 let deadline = Instant::now() + self.timeout;
                 conn.lock_handle()
                     .await
@@ -514,10 +525,19 @@ fn int_from_u64(u: u64) -> Value {
         .unwrap_or(Value::Float(u as f64))
 }
 
-fn decimal_value(d: Decimal, text: Option<&str>) -> Value {
-    match d.to_f64() {
-        Some(f) => Value::Float(f),
-        None => float_text(text.unwrap_or_default()),
+/// NUMERIC/DECIMAL as a float: from the text when there is one (the nearest f64, and no
+/// range limit), else through `rust_decimal`.
+fn decimal<'r, R>(row: &'r R, i: usize, text: Option<&str>) -> Option<Value>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    Decimal: Decode<'r, R::Database>,
+{
+    match text.map(str::trim).map(str::parse::<f64>) {
+        Some(Ok(f)) => Some(Value::Float(f)),
+        _ => get::<R, Decimal>(row, i)
+            .and_then(|d| d.to_f64())
+            .map(Value::Float),
     }
 }
 
@@ -583,9 +603,7 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
         "OID" => text().and_then(|s| s.parse::<i64>().ok()).map(Value::Int),
         // Parsed from the text, so a FLOAT4 `0.1` stays 0.1 rather than widening noise.
         "FLOAT4" | "FLOAT8" => text().map(float_text),
-        "NUMERIC" => get::<_, Decimal>(row, i)
-            .map(|d| decimal_value(d, text()))
-            .or_else(|| text().map(float_text)),
+        "NUMERIC" => decimal(row, i, text()),
         "TIMESTAMPTZ" => get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp),
         "TIMESTAMP" => get::<_, NaiveDateTime>(row, i).map(utc),
         "DATE" => get::<_, NaiveDate>(row, i).map(Value::Date),
@@ -704,9 +722,7 @@ fn mysql_value(row: &MySqlRow, i: usize) -> Value {
         }
         t if t.ends_with(" UNSIGNED") => get::<_, u64>(row, i).map(int_from_u64),
         "FLOAT" | "DOUBLE" => text().map(float_text),
-        "DECIMAL" => get::<_, Decimal>(row, i)
-            .map(|d| decimal_value(d, text()))
-            .or_else(|| text().map(float_text)),
+        "DECIMAL" => decimal(row, i, text()),
         // The session time zone is UTC (sqlx sets `time_zone = '+00:00'`).
         "TIMESTAMP" => get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp),
         "DATETIME" => get::<_, NaiveDateTime>(row, i).map(utc),

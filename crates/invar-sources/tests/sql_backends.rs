@@ -24,18 +24,16 @@ fn mysql_url() -> String {
     std::env::var("INVAR_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_URL.to_string())
 }
 
+/// `host:port` of a URL with a numeric host.
+fn socket_addr(url: &str) -> Option<SocketAddr> {
+    let authority = url.split("://").nth(1)?.split(['/', '?']).next()?;
+    authority.rsplit('@').next()?.parse().ok()
+}
+
 /// Whether the server at `url` answers on TCP. Under `CI` a down server fails the test.
 fn reachable(url: &str, how_to_start: &str) -> bool {
-    let host_port = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .map(|auth| auth.rsplit('@').next().unwrap_or(auth))
-        .unwrap_or_default();
-    let up = host_port
-        .parse::<SocketAddr>()
-        .map(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
-        .unwrap_or(false);
+    let up = socket_addr(url)
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
     if up {
         return true;
     }
@@ -760,4 +758,66 @@ async fn sqlite_statement_timeout_interrupts_a_runaway_query() {
         pool.query("SELECT 1 AS one").await.unwrap().rows,
         [[Value::Int(1)]]
     );
+}
+
+#[tokio::test]
+async fn sqlite_file_removed_after_connect_fails_at_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(&dir);
+    let pool = SqlPool::connect_sqlite(&sqlite_source(&path, true, SECS_30))
+        .await
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let err = pool.query("SELECT 1").await.unwrap_err();
+    assert!(
+        err.starts_with(&format!("cannot connect to {}: ", path.display())),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
+/// A loopback TCP proxy to `upstream` that can be shut, so the server "goes away" while the
+/// pool lives.
+async fn proxy(upstream: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn postgres_gone_after_connect_names_the_cause_at_first_use() {
+    if !reachable(&pg_url(), START_PG) {
+        return;
+    }
+    let (addr, task) = proxy(socket_addr(&pg_url()).unwrap()).await;
+    let url = format!("postgres://postgres:hunter2secret@{addr}/test");
+    let pool = SqlPool::connect_postgres(&sql_source(&url, true, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    task.abort();
+    let _ = task.await;
+    let started = Instant::now();
+    let err = pool.query("SELECT 1").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!err.contains("hunter2secret"), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "cannot connect to postgres://postgres:***@{addr}/test: "
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
 }
