@@ -40,7 +40,11 @@ impl<'n> Fields<'n> {
 
 /// `path.key` (or `key` at the top).
 pub(crate) fn sub(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// The last segment of a key path, for messages: `invariants[2].probe` → `probe`.
@@ -59,7 +63,10 @@ impl<'a> Cx<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
-        let source_line = line.checked_sub(1).and_then(|i| self.file.lines.get(i)).map(|l| mask_secrets(l));
+        let source_line = line
+            .checked_sub(1)
+            .and_then(|i| self.file.lines.get(i))
+            .map(|l| mask_secrets(l));
         self.diags.push(Diagnostic {
             file: self.file.display.clone(),
             line,
@@ -81,17 +88,26 @@ impl<'a> Cx<'a> {
         self.diags.len()
     }
 
-    /// Checks that `node` is a map whose keys are all in `allowed`. Keys in `later` (key, noun)
-    /// are reported as "not supported yet".
+    /// Checks that `node` is a map whose keys are all in `allowed`. Keys in `later`
+    /// (key, noun, hint) are reported as "not supported yet".
     pub fn map<'n>(
         &mut self,
         node: &'n Node,
         path: &str,
         allowed: &[&str],
-        later: &[(&str, &str)],
+        later: &[(&str, &str, &str)],
     ) -> Option<Fields<'n>> {
         let Kind::Map(entries) = &node.kind else {
-            self.err(node.pos, path, format!("`{}` must be a map, found {}", name_of(path), node.describe()), None);
+            self.err(
+                node.pos,
+                path,
+                format!(
+                    "`{}` must be a map, found {}",
+                    name_of(path),
+                    node.describe()
+                ),
+                None,
+            );
             return None;
         };
         for e in entries {
@@ -99,13 +115,27 @@ impl<'a> Cx<'a> {
                 continue;
             }
             let at = sub(path, &e.key);
-            if let Some((_, noun)) = later.iter().find(|(k, _)| *k == e.key) {
-                self.err(e.key_pos, &at, format!("{noun} `{}` is not supported yet", e.key), None);
+            if let Some((_, noun, hint)) = later.iter().find(|(k, ..)| *k == e.key) {
+                let hint = (!hint.is_empty()).then(|| hint.to_string());
+                self.err(
+                    e.key_pos,
+                    &at,
+                    format!("{noun} `{}` is not supported yet", e.key),
+                    hint,
+                );
             } else {
-                self.err(e.key_pos, &at, format!("unknown key `{}`", e.key), Some(one_of_hint(&e.key, allowed)));
+                self.err(
+                    e.key_pos,
+                    &at,
+                    format!("unknown key `{}`", e.key),
+                    Some(one_of_hint(&e.key, allowed)),
+                );
             }
         }
-        Some(Fields { entries, pos: node.pos })
+        Some(Fields {
+            entries,
+            pos: node.pos,
+        })
     }
 
     /// A map with free-form keys (e.g. `env:`).
@@ -113,17 +143,34 @@ impl<'a> Cx<'a> {
         match &node.kind {
             Kind::Map(entries) => Some(entries),
             _ => {
-                self.err(node.pos, path, format!("`{}` must be a map, found {}", name_of(path), node.describe()), None);
+                self.err(
+                    node.pos,
+                    path,
+                    format!(
+                        "`{}` must be a map, found {}",
+                        name_of(path),
+                        node.describe()
+                    ),
+                    None,
+                );
                 None
             }
         }
     }
 
     /// The entry for `key`, or a "missing required key" diagnostic at the map.
-    pub fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, path: &str) -> Option<&'n Entry> {
+    pub fn required<'n>(
+        &mut self,
+        fields: &Fields<'n>,
+        key: &str,
+        path: &str,
+    ) -> Option<&'n Entry> {
         let e = fields.get(key);
         // A misspelt key (`tittle`) is already reported with "did you mean"; one error is enough.
-        let misspelt = fields.entries.iter().any(|x| x.key != key && did_you_mean(&x.key, [key]).is_some());
+        let misspelt = fields
+            .entries
+            .iter()
+            .any(|x| x.key != key && did_you_mean(&x.key, [key]).is_some());
         if e.is_none() && !misspelt {
             let msg = format!("`{}` is missing required key `{key}`", name_of(path));
             self.err(fields.pos, path, msg, None);
@@ -136,11 +183,19 @@ impl<'a> Cx<'a> {
     fn scalar(&mut self, node: &Node, path: &str, expected: &str) -> Option<(String, Style)> {
         match &node.kind {
             Kind::Scalar(s, style) => {
-                let style = if s.contains("${") { Style::Plain } else { *style };
+                let style = if s.contains("${") {
+                    Style::Plain
+                } else {
+                    *style
+                };
                 self.interpolate(node, s, path).map(|v| (v, style))
             }
             _ => {
-                let msg = format!("`{}` must be {expected}, found {}", name_of(path), node.describe());
+                let msg = format!(
+                    "`{}` must be {expected}, found {}",
+                    name_of(path),
+                    node.describe()
+                );
                 self.err(node.pos, path, msg, None);
                 None
             }
@@ -177,7 +232,12 @@ impl<'a> Cx<'a> {
             }
         }
         let hint = (style != Style::Plain).then(|| "write it without quotes".to_string());
-        self.err(node.pos, path, format!("`{}` must be `true` or `false`, found `{v}`", name_of(path)), hint);
+        self.err(
+            node.pos,
+            path,
+            format!("`{}` must be `true` or `false`, found `{v}`", name_of(path)),
+            hint,
+        );
         None
     }
 
@@ -188,7 +248,12 @@ impl<'a> Cx<'a> {
         match v.parse::<u64>() {
             Ok(n) if n >= min && style == Style::Plain => Some(n),
             _ => {
-                self.err(node.pos, path, format!("`{}` must be {expected}, found `{v}`", name_of(path)), None);
+                self.err(
+                    node.pos,
+                    path,
+                    format!("`{}` must be {expected}, found `{v}`", name_of(path)),
+                    None,
+                );
                 None
             }
         }
@@ -199,30 +264,55 @@ impl<'a> Cx<'a> {
         match u32::try_from(n) {
             Ok(n) => Some(n),
             Err(_) => {
-                self.err(node.pos, path, format!("`{}` is too large: `{n}`", name_of(path)), None);
+                self.err(
+                    node.pos,
+                    path,
+                    format!("`{}` is too large: `{n}`", name_of(path)),
+                    None,
+                );
                 None
             }
         }
     }
 
     pub fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
-        let v = self.scalar(node, path, "a duration like `30s`").map(|(s, _)| s)?;
+        let v = self
+            .scalar(node, path, "a duration like `30s`")
+            .map(|(s, _)| s)?;
         match invar_core::units::parse_duration(&v) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(node.pos, path, format!("invalid duration `{v}` for `{}`", name_of(path)), Some(e));
+                self.err(
+                    node.pos,
+                    path,
+                    format!("invalid duration `{v}` for `{}`", name_of(path)),
+                    Some(e),
+                );
                 None
             }
         }
     }
 
     /// One of `options`; `what` names the setting in the message (`unknown severity `high``).
-    pub fn choice(&mut self, node: &Node, path: &str, what: &str, options: &[&'static str]) -> Option<&'static str> {
-        let v = self.scalar(node, path, &format!("one of: {}", options.join(", ")))?.0;
+    pub fn choice(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        options: &[&'static str],
+    ) -> Option<&'static str> {
+        let v = self
+            .scalar(node, path, &format!("one of: {}", options.join(", ")))?
+            .0;
         match options.iter().find(|o| **o == v) {
             Some(o) => Some(o),
             None => {
-                self.err(node.pos, path, format!("unknown {what} `{v}`"), Some(one_of_hint(&v, options)));
+                self.err(
+                    node.pos,
+                    path,
+                    format!("unknown {what} `{v}`"),
+                    Some(one_of_hint(&v, options)),
+                );
                 None
             }
         }
@@ -230,8 +320,13 @@ impl<'a> Cx<'a> {
 
     pub fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
         let Kind::Seq(items) = &node.kind else {
-            let hint = matches!(node.kind, Kind::Scalar(..)).then(|| "write a list, e.g. `[a, b]`".to_string());
-            let msg = format!("`{}` must be a list of strings, found {}", name_of(path), node.describe());
+            let hint = matches!(node.kind, Kind::Scalar(..))
+                .then(|| "write a list, e.g. `[a, b]`".to_string());
+            let msg = format!(
+                "`{}` must be a list of strings, found {}",
+                name_of(path),
+                node.describe()
+            );
             self.err(node.pos, path, msg, hint);
             return None;
         };
@@ -258,7 +353,8 @@ impl<'a> Cx<'a> {
                     let mut len = 1;
                     let hint = unknown_name(&e.message).and_then(|name| {
                         len = name.chars().count();
-                        did_you_mean(name, scope.variables().iter().copied()).map(|m| format!("did you mean `{m}`?"))
+                        did_you_mean(name, scope.variables().iter().copied())
+                            .map(|m| format!("did you mean `{m}`?"))
                     });
                     self.error_at(line, col, len, path, tidy_cel_message(&e.message), hint);
                 }
@@ -336,15 +432,25 @@ impl<'a> Cx<'a> {
 
 /// The character offset of 1-based (`line`, `col`) in `text`.
 fn char_offset(text: &str, line: usize, col: usize) -> usize {
-    let before: usize = text.split('\n').take(line.saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
+    let before: usize = text
+        .split('\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.chars().count() + 1)
+        .sum();
     before + col.saturating_sub(1)
 }
 
 /// Shortens the CEL parser's messages: drops the long "expecting {…}" token lists.
 fn tidy_cel_message(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("invalid CEL: ") else { return message.to_string() };
+    let Some(rest) = message.strip_prefix("invalid CEL: ") else {
+        return message.to_string();
+    };
     let rest = rest.strip_prefix("Syntax error: ").unwrap_or(rest);
-    for prefix in ["mismatched input '", "extraneous input '", "no viable alternative at input '"] {
+    for prefix in [
+        "mismatched input '",
+        "extraneous input '",
+        "no viable alternative at input '",
+    ] {
         if let Some(tail) = rest.strip_prefix(prefix)
             && let Some(end) = tail.find("' ").or_else(|| tail.rfind('\''))
         {
@@ -373,15 +479,24 @@ mod tests {
     fn char_offsets() {
         assert_eq!(char_offset("abc", 1, 1), 0);
         assert_eq!(char_offset("abc\ndef", 2, 2), 5);
-        assert_eq!(unknown_name("unknown variable `rowz`: expected"), Some("rowz"));
+        assert_eq!(
+            unknown_name("unknown variable `rowz`: expected"),
+            Some("rowz")
+        );
     }
 
     #[test]
     fn cel_messages_are_tidied() {
         let eof = "invalid CEL: Syntax error: mismatched input '<EOF>' expecting {'[', '{'}";
-        assert_eq!(tidy_cel_message(eof), "invalid CEL: the expression ends too early");
+        assert_eq!(
+            tidy_cel_message(eof),
+            "invalid CEL: the expression ends too early"
+        );
         let tok = "invalid CEL: Syntax error: extraneous input ')' expecting {'[', '{'}";
         assert_eq!(tidy_cel_message(tok), "invalid CEL: unexpected `)`");
-        assert_eq!(tidy_cel_message("unknown variable `x`"), "unknown variable `x`");
+        assert_eq!(
+            tidy_cel_message("unknown variable `x`"),
+            "unknown variable `x`"
+        );
     }
 }

@@ -44,7 +44,11 @@ impl Diagnostics {
 
     /// Renders every diagnostic like rustc does, then a count line (`2 errors`).
     pub fn render(&self, color: bool) -> String {
-        let renderer = if color { Renderer::styled().hyperlink(false) } else { Renderer::plain() };
+        let renderer = if color {
+            Renderer::styled().hyperlink(false)
+        } else {
+            Renderer::plain()
+        };
         let mut out = String::new();
         for d in &self.items {
             out.push_str(&d.render_with(&renderer));
@@ -59,7 +63,11 @@ impl Diagnostics {
 impl Diagnostic {
     /// Renders this diagnostic alone (no trailing newline).
     pub fn render(&self, color: bool) -> String {
-        let renderer = if color { Renderer::styled().hyperlink(false) } else { Renderer::plain() };
+        let renderer = if color {
+            Renderer::styled().hyperlink(false)
+        } else {
+            Renderer::plain()
+        };
         self.render_with(&renderer)
     }
 
@@ -78,7 +86,9 @@ impl Diagnostic {
             }
             None => {
                 group = group.element(
-                    annotate_snippets::Origin::path(path).line(self.line).char_column(self.col),
+                    annotate_snippets::Origin::path(path)
+                        .line(self.line)
+                        .char_column(self.col),
                 );
             }
         }
@@ -101,7 +111,12 @@ impl fmt::Display for Diagnostic {
 /// The byte range of `len` characters starting at character `col` (clamped to the text; an
 /// empty range past the end points just after the last character).
 fn byte_range(text: &str, col: usize, len: usize) -> (usize, usize) {
-    let idx = |c: usize| text.char_indices().nth(c).map(|(i, _)| i).unwrap_or(text.len());
+    let idx = |c: usize| {
+        text.char_indices()
+            .nth(c)
+            .map(|(i, _)| i)
+            .unwrap_or(text.len())
+    };
     let start = idx(col);
     let end = idx(col + len).max(start);
     if start == end && start == text.len() {
@@ -112,7 +127,8 @@ fn byte_range(text: &str, col: usize, len: usize) -> (usize, usize) {
 }
 
 static URL_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)@").expect("valid regex")
+    regex::Regex::new(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)@")
+        .expect("valid regex")
 });
 
 /// Masks the password of any URL in a source line, keeping its length so columns stay true.
@@ -128,7 +144,10 @@ pub(crate) fn mask_secrets(line: &str) -> String {
 }
 
 /// The candidate closest to `word` within edit distance 2, for "did you mean" hints.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -170,10 +189,16 @@ mod tests {
     fn distances_and_suggestions() {
         assert_eq!(edit_distance("tittle", "title"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(did_you_mean("tittle", ["id", "title", "tags"]), Some("title"));
+        assert_eq!(
+            did_you_mean("tittle", ["id", "title", "tags"]),
+            Some("title")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["id", "title"]), None);
         assert_eq!(did_you_mean("x", ["id"]), None);
-        assert_eq!(one_of_hint("sevrity", &["id", "severity"]), "did you mean `severity`? expected one of: id, severity");
+        assert_eq!(
+            one_of_hint("sevrity", &["id", "severity"]),
+            "did you mean `severity`? expected one of: id, severity"
+        );
     }
 
     #[test]

@@ -45,17 +45,30 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>
         None => ("", pattern),
     };
     if has_wild(dir_part) {
-        return Err(format!("`{pattern}`: only the last path component may hold `*` or `?`"));
+        return Err(format!(
+            "`{pattern}`: only the last path component may hold `*` or `?`"
+        ));
     }
     let dir = base.join(dir_part);
-    let readable = if dir.as_os_str().is_empty() { Path::new(".") } else { dir.as_path() };
+    let readable = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir.as_path()
+    };
     let entries = std::fs::read_dir(readable).map_err(|e| {
         let shown = if dir_part.is_empty() { "." } else { dir_part };
-        format!("cannot read directory `{shown}` for `{pattern}`: {}", io_reason(&e))
+        format!(
+            "cannot read directory `{shown}` for `{pattern}`: {}",
+            io_reason(&e)
+        )
     })?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_file() || t.is_symlink()).unwrap_or(false))
+        .filter(|e| {
+            e.file_type()
+                .map(|t| t.is_file() || t.is_symlink())
+                .unwrap_or(false)
+        })
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
             if name.starts_with('.') && !file_part.starts_with('.') {
@@ -117,12 +130,31 @@ mod tests {
         }
         std::fs::create_dir(checks.join("d.yaml")).unwrap();
         let got = expand(dir.path(), "checks/*.yaml").unwrap();
-        let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
         assert_eq!(names, ["a.yaml", "b.yaml"]);
-        assert!(expand(dir.path(), "checks/*.toml").unwrap_err().contains("matches no files"));
-        assert!(expand(dir.path(), "nope/*.yaml").unwrap_err().contains("cannot read directory `nope`"));
-        assert!(expand(dir.path(), "*/a.yaml").unwrap_err().contains("last path component"));
+        assert!(
+            expand(dir.path(), "checks/*.toml")
+                .unwrap_err()
+                .contains("matches no files")
+        );
+        assert!(
+            expand(dir.path(), "nope/*.yaml")
+                .unwrap_err()
+                .contains("cannot read directory `nope`")
+        );
+        assert!(
+            expand(dir.path(), "*/a.yaml")
+                .unwrap_err()
+                .contains("last path component")
+        );
         assert_eq!(expand(dir.path(), "checks/c.yml").unwrap().len(), 1);
-        assert!(expand(dir.path(), "checks/x.yml").unwrap_err().contains("does not exist"));
+        assert!(
+            expand(dir.path(), "checks/x.yml")
+                .unwrap_err()
+                .contains("does not exist")
+        );
     }
 }

@@ -10,7 +10,10 @@ pub(crate) struct InterpError {
 }
 
 /// Replaces every `${NAME}` / `${NAME:-default}` in `text`. Reports every unset variable.
-pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<InterpError>> {
+pub(crate) fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<InterpError>> {
     if !text.contains('$') {
         return Ok(text.to_string());
     }
@@ -31,7 +34,11 @@ pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
                 i += 2;
             }
             Some('{') => {
-                let Some(close) = chars[i + 2..].iter().position(|&c| c == '}').map(|p| p + i + 2) else {
+                let Some(close) = chars[i + 2..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map(|p| p + i + 2)
+                else {
                     errors.push(InterpError {
                         offset: i,
                         len: chars.len() - i,
@@ -51,7 +58,10 @@ pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
                         offset: i,
                         len,
                         message: format!("`${{{inner}}}` is not a valid variable reference"),
-                        hint: Some("write `${NAME}` or `${NAME:-default}` (letters, digits and `_`)".into()),
+                        hint: Some(
+                            "write `${NAME}` or `${NAME:-default}` (letters, digits and `_`)"
+                                .into(),
+                        ),
                     });
                 } else {
                     match (env(name), default) {
@@ -63,7 +73,9 @@ pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
                             offset: i,
                             len,
                             message: format!("environment variable `{name}` is not set"),
-                            hint: Some(format!("set `{name}`, or give a default: `${{{name}:-default}}`")),
+                            hint: Some(format!(
+                                "set `{name}`, or give a default: `${{{name}:-default}}`"
+                            )),
                         }),
                     }
                 }
@@ -75,7 +87,11 @@ pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +108,10 @@ mod tests {
 
     #[test]
     fn replaces_variables_and_defaults() {
-        assert_eq!(interpolate("postgres://${HOST}/app", &env).unwrap(), "postgres://db.local/app");
+        assert_eq!(
+            interpolate("postgres://${HOST}/app", &env).unwrap(),
+            "postgres://db.local/app"
+        );
         assert_eq!(interpolate("${PORT:-5432}", &env).unwrap(), "5432");
         assert_eq!(interpolate("${HOST:-x}", &env).unwrap(), "db.local");
         assert_eq!(interpolate("${EMPTY:-fallback}", &env).unwrap(), "fallback");
@@ -119,8 +138,20 @@ mod tests {
 
     #[test]
     fn malformed_references() {
-        assert!(interpolate("${", &env).unwrap_err()[0].message.contains("unterminated"));
-        assert!(interpolate("${}", &env).unwrap_err()[0].message.contains("not a valid"));
-        assert!(interpolate("${A B}", &env).unwrap_err()[0].message.contains("not a valid"));
+        assert!(
+            interpolate("${", &env).unwrap_err()[0]
+                .message
+                .contains("unterminated")
+        );
+        assert!(
+            interpolate("${}", &env).unwrap_err()[0]
+                .message
+                .contains("not a valid")
+        );
+        assert!(
+            interpolate("${A B}", &env).unwrap_err()[0]
+                .message
+                .contains("not a valid")
+        );
     }
 }

@@ -9,7 +9,13 @@ use std::collections::HashMap;
 
 const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint"];
 const LATER_KINDS: &[&str] = &["transitions", "join"];
-const CONDITION_KEYS: &[&str] = &["skip_when", "fail_when", "warn_when", "every_row", "on_empty"];
+const CONDITION_KEYS: &[&str] = &[
+    "skip_when",
+    "fail_when",
+    "warn_when",
+    "every_row",
+    "on_empty",
+];
 const INVARIANT_KEYS: &[&str] = &[
     "id",
     "title",
@@ -37,13 +43,24 @@ const INVARIANT_KEYS: &[&str] = &[
 pub(crate) type Ids = HashMap<String, String>;
 
 /// Reads an `invariants:` list, appending every valid invariant to `out`.
-pub(crate) fn invariants(cx: &mut Cx, node: &Node, sources: &SourceTable, ids: &mut Ids, out: &mut Vec<Invariant>) {
+pub(crate) fn invariants(
+    cx: &mut Cx,
+    node: &Node,
+    sources: &SourceTable,
+    ids: &mut Ids,
+    out: &mut Vec<Invariant>,
+) {
     let items = match &node.kind {
         Kind::Seq(items) => items,
         Kind::Null => return,
         _ => {
             let msg = format!("`invariants` must be a list, found {}", node.describe());
-            cx.err(node.pos, "invariants", msg, Some("start each invariant with `- id: …`".into()));
+            cx.err(
+                node.pos,
+                "invariants",
+                msg,
+                Some("start each invariant with `- id: …`".into()),
+            );
             return;
         }
     };
@@ -54,9 +71,19 @@ pub(crate) fn invariants(cx: &mut Cx, node: &Node, sources: &SourceTable, ids: &
     }
 }
 
-fn invariant(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable, ids: &mut Ids) -> Option<Invariant> {
+fn invariant(
+    cx: &mut Cx,
+    node: &Node,
+    path: &str,
+    sources: &SourceTable,
+    ids: &mut Ids,
+) -> Option<Invariant> {
     let before = cx.count();
-    let later = [("transitions", "check kind"), ("join", "check kind")];
+    let hint = "supported check kinds: probe, same, subset, disjoint";
+    let later = [
+        ("transitions", "check kind", hint),
+        ("join", "check kind", hint),
+    ];
     let f = cx.map(node, path, INVARIANT_KEYS, &later)?;
     let p = |k: &str| sub(path, k);
 
@@ -69,29 +96,57 @@ fn invariant(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable, ids: &
         let here = format!("{}:{}", cx.file.display.display(), e.value.pos.line);
         if let Some(first) = ids.get(&id) {
             let msg = format!("duplicate invariant id `{id}`");
-            cx.err(e.value.pos, &p("id"), msg, Some(format!("`{id}` is first defined at {first}")));
+            cx.err(
+                e.value.pos,
+                &p("id"),
+                msg,
+                Some(format!("`{id}` is first defined at {first}")),
+            );
             return None;
         }
         ids.insert(id.clone(), here);
         Some(id)
     });
-    let title = cx.required(&f, "title", path).and_then(|e| cx.string(&e.value, &p("title")));
+    let title = cx
+        .required(&f, "title", path)
+        .and_then(|e| cx.string(&e.value, &p("title")));
     let severity = f.get("severity").and_then(|e| {
-        let s = cx.choice(&e.value, &p("severity"), "severity", &["critical", "major", "minor"])?;
+        let s = cx.choice(
+            &e.value,
+            &p("severity"),
+            "severity",
+            &["critical", "major", "minor"],
+        )?;
         Some(match s {
             "critical" => Severity::Critical,
             "minor" => Severity::Minor,
             _ => Severity::Major,
         })
     });
-    let tags = f.get("tags").and_then(|e| cx.string_list(&e.value, &p("tags")));
-    let runbook = f.get("runbook").and_then(|e| cx.string(&e.value, &p("runbook")));
-    let owner = f.get("owner").and_then(|e| cx.string(&e.value, &p("owner")));
-    let timeout = f.get("timeout").and_then(|e| cx.duration(&e.value, &p("timeout")));
-    let skip_if = f.get("skip_if").and_then(|e| cx.condition(&e.value, &p("skip_if"), Scope::SkipIf));
-    let fire_after = f.get("fire_after").and_then(|e| cx.u32(&e.value, &p("fire_after"), 1));
-    let resolve_after = f.get("resolve_after").and_then(|e| cx.u32(&e.value, &p("resolve_after"), 1));
-    let alerts = f.get("alerts").and_then(|e| cx.string_list(&e.value, &p("alerts")));
+    let tags = f
+        .get("tags")
+        .and_then(|e| cx.string_list(&e.value, &p("tags")));
+    let runbook = f
+        .get("runbook")
+        .and_then(|e| cx.string(&e.value, &p("runbook")));
+    let owner = f
+        .get("owner")
+        .and_then(|e| cx.string(&e.value, &p("owner")));
+    let timeout = f
+        .get("timeout")
+        .and_then(|e| cx.duration(&e.value, &p("timeout")));
+    let skip_if = f
+        .get("skip_if")
+        .and_then(|e| cx.condition(&e.value, &p("skip_if"), Scope::SkipIf));
+    let fire_after = f
+        .get("fire_after")
+        .and_then(|e| cx.u32(&e.value, &p("fire_after"), 1));
+    let resolve_after = f
+        .get("resolve_after")
+        .and_then(|e| cx.u32(&e.value, &p("resolve_after"), 1));
+    let alerts = f
+        .get("alerts")
+        .and_then(|e| cx.string_list(&e.value, &p("alerts")));
     let check = check(cx, &f, path, id.as_deref(), sources);
 
     if cx.count() > before {
@@ -114,30 +169,58 @@ fn invariant(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable, ids: &
     })
 }
 
-fn check(cx: &mut Cx, f: &Fields, path: &str, id: Option<&str>, sources: &SourceTable) -> Option<Check> {
-    let who = id.map(|id| format!("invariant `{id}`")).unwrap_or_else(|| format!("`{path}`"));
+fn check(
+    cx: &mut Cx,
+    f: &Fields,
+    path: &str,
+    id: Option<&str>,
+    sources: &SourceTable,
+) -> Option<Check> {
+    let who = id
+        .map(|id| format!("invariant `{id}`"))
+        .unwrap_or_else(|| format!("`{path}`"));
     let kinds: Vec<&Entry> = f
         .entries
         .iter()
         .filter(|e| CHECK_KINDS.contains(&e.key.as_str()) || LATER_KINDS.contains(&e.key.as_str()))
         .collect();
-    let kinds_hint = || Some(format!("an invariant has exactly one of: {}", CHECK_KINDS.join(", ")));
+    let kinds_hint = || {
+        Some(format!(
+            "an invariant has exactly one of: {}",
+            CHECK_KINDS.join(", ")
+        ))
+    };
     let kind = match kinds.as_slice() {
         [] => {
-            cx.err(f.pos, path, format!("{who} has no check kind"), kinds_hint());
+            cx.err(
+                f.pos,
+                path,
+                format!("{who} has no check kind"),
+                kinds_hint(),
+            );
             return None;
         }
         [one] => *one,
         [first, second, ..] => {
-            let msg = format!("{who} has more than one check kind: `{}` and `{}`", first.key, second.key);
+            let msg = format!(
+                "{who} has more than one check kind: `{}` and `{}`",
+                first.key, second.key
+            );
             cx.err(second.key_pos, &sub(path, &second.key), msg, kinds_hint());
             return None;
         }
     };
     let kpath = sub(path, &kind.key);
     if kind.key != "probe" && !LATER_KINDS.contains(&kind.key.as_str()) {
-        for e in f.entries.iter().filter(|e| CONDITION_KEYS.contains(&e.key.as_str())) {
-            let msg = format!("`{}` only applies to a `probe` check, not `{}`", e.key, kind.key);
+        for e in f
+            .entries
+            .iter()
+            .filter(|e| CONDITION_KEYS.contains(&e.key.as_str()))
+        {
+            let msg = format!(
+                "`{}` only applies to a `probe` check, not `{}`",
+                e.key, kind.key
+            );
             cx.err(e.key_pos, &sub(path, &e.key), msg, None);
         }
     }
@@ -162,13 +245,21 @@ fn probe_check(
     let before = cx.count();
     let probe = probes::probe(cx, node, kpath, sources);
     let cond = |cx: &mut Cx, key: &str, scope: Scope| {
-        f.get(key).and_then(|e| cx.condition(&e.value, &sub(path, key), scope))
+        f.get(key)
+            .and_then(|e| cx.condition(&e.value, &sub(path, key), scope))
     };
     let skip_when = cond(cx, "skip_when", Scope::Probe);
     let fail_when = cond(cx, "fail_when", Scope::Probe);
     let warn_when = cond(cx, "warn_when", Scope::Probe);
     let every_row = cond(cx, "every_row", Scope::EveryRow);
-    let on_empty = f.get("on_empty").and_then(|e| cx.choice(&e.value, &sub(path, "on_empty"), "on_empty", &["pass", "skip", "fail"]));
+    let on_empty = f.get("on_empty").and_then(|e| {
+        cx.choice(
+            &e.value,
+            &sub(path, "on_empty"),
+            "on_empty",
+            &["pass", "skip", "fail"],
+        )
+    });
     if cx.count() > before {
         return None;
     }
@@ -196,9 +287,15 @@ fn sides(
 ) -> Option<(Keyed, Keyed, Option<std::time::Duration>)> {
     let before = cx.count();
     let f = cx.map(node, path, &[names[0], names[1], "grace"], &[])?;
-    let a = cx.required(&f, names[0], path).and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[0]), sources));
-    let b = cx.required(&f, names[1], path).and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[1]), sources));
-    let grace = f.get("grace").and_then(|e| cx.duration(&e.value, &sub(path, "grace")));
+    let a = cx
+        .required(&f, names[0], path)
+        .and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[0]), sources));
+    let b = cx
+        .required(&f, names[1], path)
+        .and_then(|e| probes::keyed(cx, &e.value, &sub(path, names[1]), sources));
+    let grace = f
+        .get("grace")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "grace")));
     if let (Some(a), Some(b)) = (&a, &b)
         && !a.probe.key.is_empty()
         && !b.probe.key.is_empty()
@@ -213,7 +310,12 @@ fn sides(
             names[1],
             b.probe.key.len()
         );
-        cx.err(pos, &sub(&sub(path, names[1]), "key"), msg, Some("keys pair up by position: state the same number on both sides".into()));
+        cx.err(
+            pos,
+            &sub(&sub(path, names[1]), "key"),
+            msg,
+            Some("keys pair up by position: state the same number on both sides".into()),
+        );
     }
     if cx.count() > before {
         return None;
@@ -223,10 +325,18 @@ fn sides(
 
 fn pair(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<PairCheck> {
     let (left, right, grace) = sides(cx, node, path, ["left", "right"], sources)?;
-    Some(PairCheck { left: left.probe, right: right.probe, grace })
+    Some(PairCheck {
+        left: left.probe,
+        right: right.probe,
+        grace,
+    })
 }
 
 fn subset(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<SubsetCheck> {
     let (each, within, grace) = sides(cx, node, path, ["each", "in"], sources)?;
-    Some(SubsetCheck { each: each.probe, within: within.probe, grace })
+    Some(SubsetCheck {
+        each: each.probe,
+        within: within.probe,
+        grace,
+    })
 }

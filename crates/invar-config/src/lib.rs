@@ -26,7 +26,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use yaml::{Entry, Kind, Node, Pos};
 
-const TOP_KEYS: &[&str] = &["sources", "invariants", "suites", "include", "alerts", "store", "server", "retention"];
+const TOP_KEYS: &[&str] = &[
+    "sources",
+    "invariants",
+    "suites",
+    "include",
+    "alerts",
+    "store",
+    "server",
+    "retention",
+];
 const INCLUDED_KEYS: &[&str] = &["sources", "invariants"];
 
 /// Loads the config at `path`, reading `${VAR}`s from the process environment.
@@ -35,7 +44,10 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
 }
 
 /// Loads the config at `path`, reading `${VAR}`s from `env`.
-pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Diagnostics> {
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Diagnostics> {
     let mut diags = Vec::new();
     let main = match std::fs::read_to_string(path) {
         Ok(text) => parse_file(path.to_path_buf(), &text, &mut diags),
@@ -56,7 +68,11 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
 
     let mut files = vec![main];
     let includes = {
-        let mut cx = Cx { file: &files[0], env, diags: &mut diags };
+        let mut cx = Cx {
+            file: &files[0],
+            env,
+            diags: &mut diags,
+        };
         check_top_keys(&mut cx, TOP_KEYS, false);
         include_list(&mut cx)
     };
@@ -66,7 +82,11 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut config_sources = BTreeMap::new();
     for file in &files {
         if let Some(node) = top(file, "sources") {
-            let mut cx = Cx { file, env, diags: &mut diags };
+            let mut cx = Cx {
+                file,
+                env,
+                diags: &mut diags,
+            };
             sources::sources(&mut cx, node, &mut table, &mut config_sources);
         }
     }
@@ -74,12 +94,20 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut config_invariants = Vec::new();
     for file in &files {
         if let Some(node) = top(file, "invariants") {
-            let mut cx = Cx { file, env, diags: &mut diags };
+            let mut cx = Cx {
+                file,
+                env,
+                diags: &mut diags,
+            };
             invariants::invariants(&mut cx, node, &table, &mut ids, &mut config_invariants);
         }
     }
     let config_suites = {
-        let mut cx = Cx { file: &files[0], env, diags: &mut diags };
+        let mut cx = Cx {
+            file: &files[0],
+            env,
+            diags: &mut diags,
+        };
         suites::suites(&mut cx, top(&files[0], "suites"))
     };
 
@@ -100,20 +128,41 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
 /// Parses one file's text; YAML mistakes are pushed as diagnostics in that file.
 fn parse_file(display: PathBuf, text: &str, diags: &mut Vec<Diagnostic>) -> File {
     let parent = display.parent().unwrap_or(Path::new(""));
-    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
     let dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
     let (root, errors) = yaml::parse(text);
-    let mut file = File { display, dir, lines: text.lines().map(str::to_string).collect(), root: None };
+    let mut file = File {
+        display,
+        dir,
+        lines: text.lines().map(str::to_string).collect(),
+        root: None,
+    };
     {
-        let mut cx = Cx { file: &file, env: &|_| None, diags };
+        let mut cx = Cx {
+            file: &file,
+            env: &|_| None,
+            diags,
+        };
         for e in errors {
             cx.error_at(e.line, e.col, e.len, "", e.message, e.hint);
         }
         if let Some(r) = &root
             && !matches!(r.kind, Kind::Map(_) | Kind::Null)
         {
-            let msg = format!("a config file must be a map of top-level keys, found {}", r.describe());
-            cx.err(r.pos, "", msg, Some(format!("expected keys such as: {}", TOP_KEYS.join(", "))));
+            let msg = format!(
+                "a config file must be a map of top-level keys, found {}",
+                r.describe()
+            );
+            cx.err(
+                r.pos,
+                "",
+                msg,
+                Some(format!("expected keys such as: {}", TOP_KEYS.join(", "))),
+            );
         }
     }
     file.root = root.filter(|r| matches!(r.kind, Kind::Map(_)));
@@ -128,7 +177,10 @@ fn top_entries(file: &File) -> &[Entry] {
 }
 
 fn top<'f>(file: &'f File, key: &str) -> Option<&'f Node> {
-    top_entries(file).iter().find(|e| e.key == key).map(|e| &e.value)
+    top_entries(file)
+        .iter()
+        .find(|e| e.key == key)
+        .map(|e| &e.value)
 }
 
 /// Unknown top-level keys; in an included file, only `invariants` and `sources`.
@@ -139,10 +191,20 @@ fn check_top_keys(cx: &mut Cx, allowed: &[&str], included: bool) {
         }
         if included && TOP_KEYS.contains(&e.key.as_str()) {
             let msg = format!("`{}` is only allowed in the main config file", e.key);
-            cx.err(e.key_pos, &e.key, msg, Some(format!("an included file may hold: {}", allowed.join(", "))));
+            cx.err(
+                e.key_pos,
+                &e.key,
+                msg,
+                Some(format!("an included file may hold: {}", allowed.join(", "))),
+            );
         } else {
             let hint = diag::one_of_hint(&e.key, allowed);
-            cx.err(e.key_pos, &e.key, format!("unknown top-level key `{}`", e.key), Some(hint));
+            cx.err(
+                e.key_pos,
+                &e.key,
+                format!("unknown top-level key `{}`", e.key),
+                Some(hint),
+            );
         }
     }
 }
@@ -156,25 +218,44 @@ struct Include {
 
 /// Expands the main file's `include:` globs, relative to it.
 fn include_list(cx: &mut Cx) -> Vec<Include> {
-    let Some(node) = top(cx.file, "include") else { return Vec::new() };
+    let Some(node) = top(cx.file, "include") else {
+        return Vec::new();
+    };
     let items = match &node.kind {
         Kind::Seq(items) => items,
         Kind::Null => return Vec::new(),
         _ => {
-            let msg = format!("`include` must be a list of paths or globs, found {}", node.describe());
-            cx.err(node.pos, "include", msg, Some("write a list, e.g. `include: [checks/*.yaml]`".into()));
+            let msg = format!(
+                "`include` must be a list of paths or globs, found {}",
+                node.describe()
+            );
+            cx.err(
+                node.pos,
+                "include",
+                msg,
+                Some("write a list, e.g. `include: [checks/*.yaml]`".into()),
+            );
             return Vec::new();
         }
     };
-    let base = cx.file.display.parent().unwrap_or(Path::new("")).to_path_buf();
+    let base = cx
+        .file
+        .display
+        .parent()
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let key_path = format!("include[{i}]");
-        let Some(pattern) = cx.string(item, &key_path) else { continue };
+        let Some(pattern) = cx.string(item, &key_path) else {
+            continue;
+        };
         match glob::expand(&base, &pattern) {
-            Ok(paths) => {
-                out.extend(paths.into_iter().map(|path| Include { path, pos: item.pos, key_path: key_path.clone() }))
-            }
+            Ok(paths) => out.extend(paths.into_iter().map(|path| Include {
+                path,
+                pos: item.pos,
+                key_path: key_path.clone(),
+            })),
             Err(msg) => cx.err(item.pos, &key_path, msg, None),
         }
     }
@@ -194,9 +275,17 @@ fn read_includes(
     for inc in includes {
         let real = canonical(&inc.path);
         if real == main {
-            let mut cx = Cx { file: &files[0], env, diags };
-            let msg = format!("the config includes itself through `{}`", inc.path.display());
-            let hint = "an include cycle: narrow the pattern so it does not match the main file".to_string();
+            let mut cx = Cx {
+                file: &files[0],
+                env,
+                diags,
+            };
+            let msg = format!(
+                "the config includes itself through `{}`",
+                inc.path.display()
+            );
+            let hint = "an include cycle: narrow the pattern so it does not match the main file"
+                .to_string();
             cx.err(inc.pos, &inc.key_path, msg, Some(hint));
             continue;
         }
@@ -207,13 +296,25 @@ fn read_includes(
         match std::fs::read_to_string(&inc.path) {
             Ok(text) => {
                 let file = parse_file(inc.path, &text, diags);
-                let mut cx = Cx { file: &file, env, diags };
+                let mut cx = Cx {
+                    file: &file,
+                    env,
+                    diags,
+                };
                 check_top_keys(&mut cx, INCLUDED_KEYS, true);
                 files.push(file);
             }
             Err(e) => {
-                let mut cx = Cx { file: &files[0], env, diags };
-                let msg = format!("cannot read included file `{}`: {}", inc.path.display(), glob::io_reason(&e));
+                let mut cx = Cx {
+                    file: &files[0],
+                    env,
+                    diags,
+                };
+                let msg = format!(
+                    "cannot read included file `{}`: {}",
+                    inc.path.display(),
+                    glob::io_reason(&e)
+                );
                 cx.err(inc.pos, &inc.key_path, msg, None);
             }
         }

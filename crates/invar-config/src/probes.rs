@@ -9,7 +9,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const KINDS: &[&str] = &["sql", "values", "lines", "command"];
-const LATER: &[(&str, &str)] = &[("redis", "probe kind"), ("http", "probe kind"), ("metrics", "probe kind")];
+const LATER: &[(&str, &str, &str)] = &[
+    (
+        "redis",
+        "probe kind",
+        "supported probe kinds: sql, values, lines, command",
+    ),
+    (
+        "http",
+        "probe kind",
+        "supported probe kinds: sql, values, lines, command",
+    ),
+    (
+        "metrics",
+        "probe kind",
+        "supported probe kinds: sql, values, lines, command",
+    ),
+];
 const PROBE_KEYS: &[&str] = &["source", "sql", "values", "lines", "command"];
 const KEYED_KEYS: &[&str] = &["source", "sql", "values", "lines", "command", "key", "age"];
 const LINES_KEYS: &[&str] = &["source", "path", "match", "tail"];
@@ -42,7 +58,12 @@ pub(crate) fn keyed(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable)
             match &e.value.kind {
                 Kind::Seq(_) => cx.string_list(&e.value, &kpath).and_then(|k| {
                     if k.is_empty() {
-                        cx.err(e.value.pos, &kpath, "`key` must name at least one column", None);
+                        cx.err(
+                            e.value.pos,
+                            &kpath,
+                            "`key` must name at least one column",
+                            None,
+                        );
                         None
                     } else {
                         Some(k)
@@ -52,29 +73,58 @@ pub(crate) fn keyed(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable)
             }
         }
     };
-    let age = f.get("age").and_then(|e| cx.string(&e.value, &sub(path, "age")));
+    let age = f
+        .get("age")
+        .and_then(|e| cx.string(&e.value, &sub(path, "age")));
     if cx.count() > before {
         return None;
     }
-    Some(Keyed { probe: KeyedProbe { probe: probe?, key: key?, age }, key_pos: key_entry.map(|e| e.value.pos) })
+    Some(Keyed {
+        probe: KeyedProbe {
+            probe: probe?,
+            key: key?,
+            age,
+        },
+        key_pos: key_entry.map(|e| e.value.pos),
+    })
 }
 
 fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Option<Probe> {
-    let kinds: Vec<&Entry> = f.entries.iter().filter(|e| KINDS.contains(&e.key.as_str())).collect();
-    if f.entries.iter().any(|e| LATER.iter().any(|(k, _)| *k == e.key)) {
+    let kinds: Vec<&Entry> = f
+        .entries
+        .iter()
+        .filter(|e| KINDS.contains(&e.key.as_str()))
+        .collect();
+    if f.entries
+        .iter()
+        .any(|e| LATER.iter().any(|(k, ..)| *k == e.key))
+    {
         // Already reported as not supported yet.
         return None;
     }
     let kind = match kinds.as_slice() {
         [] => {
             let msg = "a probe needs exactly one kind; found none";
-            cx.err(f.pos, path, msg, Some(format!("expected one of: {}", KINDS.join(", "))));
+            cx.err(
+                f.pos,
+                path,
+                msg,
+                Some(format!("expected one of: {}", KINDS.join(", "))),
+            );
             return None;
         }
         [one] => *one,
         [first, second, ..] => {
-            let msg = format!("a probe has exactly one kind; found `{}` and `{}`", first.key, second.key);
-            cx.err(second.key_pos, &sub(path, &second.key), msg, Some(format!("expected one of: {}", KINDS.join(", "))));
+            let msg = format!(
+                "a probe has exactly one kind; found `{}` and `{}`",
+                first.key, second.key
+            );
+            cx.err(
+                second.key_pos,
+                &sub(path, &second.key),
+                msg,
+                Some(format!("expected one of: {}", KINDS.join(", "))),
+            );
             return None;
         }
     };
@@ -90,12 +140,16 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
                 }
             };
             let sql = cx.string(&kind.value, &kpath);
-            Some(Probe::Sql { source: source?, sql: sql? })
+            Some(Probe::Sql {
+                source: source?,
+                sql: sql?,
+            })
         }
         other => {
             if let Some(e) = f.get("source") {
                 let msg = format!("`source` is not used by a `{other}` probe");
-                let hint = (other == "lines").then(|| "put it inside `lines:` (`lines: { source: …, match: … }`)".into());
+                let hint = (other == "lines")
+                    .then(|| "put it inside `lines:` (`lines: { source: …, match: … }`)".into());
                 cx.err(e.key_pos, &sub(path, "source"), msg, hint);
             }
             match other {
@@ -128,12 +182,25 @@ fn resolve_source(
                     None => format!("known sources: {}", names.join(", ")),
                 }
             };
-            cx.err(entry.value.pos, path, format!("unknown source `{name}`"), Some(hint));
+            cx.err(
+                entry.value.pos,
+                path,
+                format!("unknown source `{name}`"),
+                Some(hint),
+            );
             None
         }
         Some(Some(ty)) if !types.contains(ty) => {
-            let msg = format!("source `{name}` is a `{ty}` source; {user} needs a {} source", types.join(" or "));
-            cx.err(entry.value.pos, path, msg, Some(sources_hint(sources, types)));
+            let msg = format!(
+                "source `{name}` is a `{ty}` source; {user} needs a {} source",
+                types.join(" or ")
+            );
+            cx.err(
+                entry.value.pos,
+                path,
+                msg,
+                Some(sources_hint(sources, types)),
+            );
             None
         }
         Some(_) => Some(name),
@@ -157,7 +224,12 @@ fn sources_hint(sources: &SourceTable, types: &[&str]) -> String {
 fn values(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>> {
     let Kind::Seq(items) = &node.kind else {
         let msg = format!("`values` must be a list, found {}", node.describe());
-        cx.err(node.pos, path, msg, Some("write a list, e.g. `[a.sql, b.sql]`".into()));
+        cx.err(
+            node.pos,
+            path,
+            msg,
+            Some("write a list, e.g. `[a.sql, b.sql]`".into()),
+        );
         return None;
     };
     let mut out = Vec::with_capacity(items.len());
@@ -173,12 +245,22 @@ fn values(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>> {
 
 fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<LinesProbe> {
     let before = cx.count();
-    let f = cx.map(node, path, LINES_KEYS, &[("since", "key")])?;
+    let f = cx.map(node, path, LINES_KEYS, &[("since", "key", "")])?;
     let file = match (f.get("source"), f.get("path")) {
-        (Some(s), None) => resolve_source(cx, s, &sub(path, "source"), sources, &["file"], "`lines`").map(FileRef::Source),
-        (None, Some(p)) => cx.string(&p.value, &sub(path, "path")).map(|p| FileRef::Path(cx.file.dir.join(p))),
+        (Some(s), None) => {
+            resolve_source(cx, s, &sub(path, "source"), sources, &["file"], "`lines`")
+                .map(FileRef::Source)
+        }
+        (None, Some(p)) => cx
+            .string(&p.value, &sub(path, "path"))
+            .map(|p| FileRef::Path(cx.file.dir.join(p))),
         (Some(_), Some(p)) => {
-            cx.err(p.key_pos, &sub(path, "path"), "`lines` takes `source` or `path`, not both", None);
+            cx.err(
+                p.key_pos,
+                &sub(path, "path"),
+                "`lines` takes `source` or `path`, not both",
+                None,
+            );
             None
         }
         (None, None) => {
@@ -193,16 +275,27 @@ fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<
         match regex::Regex::new(&re) {
             Ok(_) => Some(re),
             Err(err) => {
-                cx.err(e.value.pos, &mpath, format!("invalid regex: {}", regex_reason(&err)), None);
+                cx.err(
+                    e.value.pos,
+                    &mpath,
+                    format!("invalid regex: {}", regex_reason(&err)),
+                    None,
+                );
                 None
             }
         }
     });
-    let tail = f.get("tail").and_then(|e| cx.uint(&e.value, &sub(path, "tail"), 1));
+    let tail = f
+        .get("tail")
+        .and_then(|e| cx.uint(&e.value, &sub(path, "tail"), 1));
     if cx.count() > before {
         return None;
     }
-    Some(LinesProbe { file: file?, pattern, tail })
+    Some(LinesProbe {
+        file: file?,
+        pattern,
+        tail,
+    })
 }
 
 /// The last line of a regex error (`error: unclosed group`), without the pattern drawing.
@@ -221,8 +314,16 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
     let run = cx.required(&f, "run", path).and_then(|e| {
         let rpath = sub(path, "run");
         if !matches!(e.value.kind, Kind::Seq(_)) {
-            let msg = format!("`run` must be a list (the program and its arguments), found {}", e.value.describe());
-            cx.err(e.value.pos, &rpath, msg, Some("write the argv as a list, e.g. `[ps, -eo, pid]`; no shell runs".into()));
+            let msg = format!(
+                "`run` must be a list (the program and its arguments), found {}",
+                e.value.describe()
+            );
+            cx.err(
+                e.value.pos,
+                &rpath,
+                msg,
+                Some("write the argv as a list, e.g. `[ps, -eo, pid]`; no shell runs".into()),
+            );
             return None;
         }
         let run = cx.string_list(&e.value, &rpath)?;
@@ -232,8 +333,13 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
         }
         Some(run)
     });
-    let timeout = f.get("timeout").and_then(|e| cx.duration(&e.value, &sub(path, "timeout")));
-    let cwd = f.get("cwd").and_then(|e| cx.string(&e.value, &sub(path, "cwd"))).map(|c| cx.file.dir.join(c));
+    let timeout = f
+        .get("timeout")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "timeout")));
+    let cwd = f
+        .get("cwd")
+        .and_then(|e| cx.string(&e.value, &sub(path, "cwd")))
+        .map(|c| cx.file.dir.join(c));
     let env = f.get("env").and_then(|e| {
         let epath = sub(path, "env");
         let vars = cx.any_map(&e.value, &epath)?;
@@ -245,7 +351,14 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
         }
         Some(out)
     });
-    let parse = f.get("parse").and_then(|e| cx.choice(&e.value, &sub(path, "parse"), "parse mode", &["lines", "json", "text"]));
+    let parse = f.get("parse").and_then(|e| {
+        cx.choice(
+            &e.value,
+            &sub(path, "parse"),
+            "parse mode",
+            &["lines", "json", "text"],
+        )
+    });
     if cx.count() > before {
         return None;
     }

@@ -4,7 +4,9 @@ use crate::cx::{Cx, sub};
 use crate::yaml::{Kind, Node};
 use invar_core::{FailOn, Scope, Suite};
 
-const SUITE_KEYS: &[&str] = &["select", "fail_on", "schedule", "timezone", "budget", "misfire"];
+const SUITE_KEYS: &[&str] = &[
+    "select", "fail_on", "schedule", "timezone", "budget", "misfire",
+];
 
 /// Reads a `suites:` map. Without any suite, the implicit `all`.
 pub(crate) fn suites(cx: &mut Cx, node: Option<&Node>) -> Vec<Suite> {
@@ -12,7 +14,10 @@ pub(crate) fn suites(cx: &mut Cx, node: Option<&Node>) -> Vec<Suite> {
         None | Some((_, Kind::Null)) => return vec![Suite::all()],
         Some((_, Kind::Map(entries))) => entries,
         Some((n, _)) => {
-            let msg = format!("`suites` must be a map of names to suites, found {}", n.describe());
+            let msg = format!(
+                "`suites` must be a map of names to suites, found {}",
+                n.describe()
+            );
             cx.err(n.pos, "suites", msg, None);
             return Vec::new();
         }
@@ -32,24 +37,47 @@ pub(crate) fn suites(cx: &mut Cx, node: Option<&Node>) -> Vec<Suite> {
 fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
     let before = cx.count();
     let f = cx.map(node, path, SUITE_KEYS, &[])?;
-    let select = f.get("select").and_then(|e| cx.condition(&e.value, &sub(path, "select"), Scope::Select));
-    let fail_on = f.get("fail_on").and_then(|e| cx.choice(&e.value, &sub(path, "fail_on"), "fail_on", &["fail", "warn", "never"]));
+    let select = f
+        .get("select")
+        .and_then(|e| cx.condition(&e.value, &sub(path, "select"), Scope::Select));
+    let fail_on = f.get("fail_on").and_then(|e| {
+        cx.choice(
+            &e.value,
+            &sub(path, "fail_on"),
+            "fail_on",
+            &["fail", "warn", "never"],
+        )
+    });
     let schedule = f.get("schedule").and_then(|e| {
         let spath = sub(path, "schedule");
         let s = cx.string(&e.value, &spath)?;
         let fields = s.split_whitespace().count();
         if fields != 5 {
-            let msg = format!("`schedule` must be a 5-field cron expression, found {fields} field{}", if fields == 1 { "" } else { "s" });
+            let msg = format!(
+                "`schedule` must be a 5-field cron expression, found {fields} field{}",
+                if fields == 1 { "" } else { "s" }
+            );
             let hint = "minute hour day-of-month month day-of-week, e.g. `0 4 * * MON`".to_string();
             cx.err(e.value.pos, &spath, msg, Some(hint));
             return None;
         }
         Some(s)
     });
-    let timezone = f.get("timezone").and_then(|e| cx.string(&e.value, &sub(path, "timezone")));
-    let budget = f.get("budget").and_then(|e| cx.duration(&e.value, &sub(path, "budget")));
+    let timezone = f
+        .get("timezone")
+        .and_then(|e| cx.string(&e.value, &sub(path, "timezone")));
+    let budget = f
+        .get("budget")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "budget")));
     // Accepted and checked; the scheduler that uses it comes later.
-    let _misfire = f.get("misfire").and_then(|e| cx.choice(&e.value, &sub(path, "misfire"), "misfire policy", &["skip", "run_once"]));
+    let _misfire = f.get("misfire").and_then(|e| {
+        cx.choice(
+            &e.value,
+            &sub(path, "misfire"),
+            "misfire policy",
+            &["skip", "run_once"],
+        )
+    });
     if cx.count() > before {
         return None;
     }

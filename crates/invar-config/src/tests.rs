@@ -109,18 +109,26 @@ fn every_check_kind_parses_into_the_model() {
     assert_eq!(c.path, root.join("invar.yaml"));
 
     assert_eq!(c.sources.len(), 4);
-    let SourceKind::Postgres(app) = &c.sources["app"].kind else { panic!() };
+    let SourceKind::Postgres(app) = &c.sources["app"].kind else {
+        panic!()
+    };
     assert_eq!(app.url.expose(), "postgres://app:hunter22@db/app");
     assert!(app.read_only);
     assert_eq!(app.timeout, Duration::from_secs(10));
     assert_eq!(app.max_connections, 4);
-    let SourceKind::Mysql(legacy) = &c.sources["legacy"].kind else { panic!() };
+    let SourceKind::Mysql(legacy) = &c.sources["legacy"].kind else {
+        panic!()
+    };
     assert!(!legacy.read_only);
     assert_eq!(legacy.max_connections, 8);
     assert_eq!(legacy.timeout, Duration::from_secs(30));
-    let SourceKind::Sqlite(local) = &c.sources["local"].kind else { panic!() };
+    let SourceKind::Sqlite(local) = &c.sources["local"].kind else {
+        panic!()
+    };
     assert_eq!(local.path, root.join("data/app.db"));
-    let SourceKind::File(boot) = &c.sources["bootlog"].kind else { panic!() };
+    let SourceKind::File(boot) = &c.sources["bootlog"].kind else {
+        panic!()
+    };
     assert_eq!(boot.path, PathBuf::from("/var/log/boot.log"));
 
     assert_eq!(c.invariants.len(), 6);
@@ -130,18 +138,43 @@ fn every_check_kind_parses_into_the_model() {
     assert_eq!(inv.tags, ["gate", "weekly"]);
     assert_eq!(inv.owner.as_deref(), Some("payments"));
     assert_eq!(inv.timeout, Some(Duration::from_secs(120)));
-    assert_eq!(inv.skip_if.as_ref().unwrap().source, "source.size_bytes > 5000");
+    assert_eq!(
+        inv.skip_if.as_ref().unwrap().source,
+        "source.size_bytes > 5000"
+    );
     assert_eq!((inv.fire_after, inv.resolve_after), (2, 3));
     assert_eq!(inv.alerts, ["pager"]);
-    assert!(inv.defined_at.ends_with("invar.yaml:8"), "{}", inv.defined_at);
-    let Check::Probe(p) = &inv.check else { panic!() };
-    assert_eq!(p.probe, Probe::Sql { source: "app".into(), sql: "SELECT count(*) AS sample FROM programs".into() });
-    assert!(p.skip_when.is_some() && p.fail_when.is_some() && p.warn_when.is_some() && p.every_row.is_none());
+    assert!(
+        inv.defined_at.ends_with("invar.yaml:8"),
+        "{}",
+        inv.defined_at
+    );
+    let Check::Probe(p) = &inv.check else {
+        panic!()
+    };
+    assert_eq!(
+        p.probe,
+        Probe::Sql {
+            source: "app".into(),
+            sql: "SELECT count(*) AS sample FROM programs".into()
+        }
+    );
+    assert!(
+        p.skip_when.is_some()
+            && p.fail_when.is_some()
+            && p.warn_when.is_some()
+            && p.every_row.is_none()
+    );
     assert_eq!(p.on_empty, OnEmpty::Skip);
 
-    let Check::Probe(p) = &c.invariants[1].check else { panic!() };
+    let Check::Probe(p) = &c.invariants[1].check else {
+        panic!()
+    };
     assert_eq!(c.invariants[1].severity, Severity::Major);
-    assert_eq!((c.invariants[1].fire_after, c.invariants[1].resolve_after), (1, 1));
+    assert_eq!(
+        (c.invariants[1].fire_after, c.invariants[1].resolve_after),
+        (1, 1)
+    );
     let Probe::Lines(l) = &p.probe else { panic!() };
     assert_eq!(l.file, FileRef::Source("bootlog".into()));
     assert_eq!(l.pattern.as_deref(), Some("panic: (?P<msg>.*)"));
@@ -149,29 +182,44 @@ fn every_check_kind_parses_into_the_model() {
     assert!(p.every_row.is_some());
     assert_eq!(p.on_empty, OnEmpty::Pass);
 
-    let Check::Probe(p) = &c.invariants[2].check else { panic!() };
-    let Probe::Command(cmd) = &p.probe else { panic!() };
+    let Check::Probe(p) = &c.invariants[2].check else {
+        panic!()
+    };
+    let Probe::Command(cmd) = &p.probe else {
+        panic!()
+    };
     assert_eq!(cmd.run, ["ps", "-eo", "stat,comm"]);
     assert_eq!(cmd.timeout, Duration::from_secs(5));
     assert_eq!(cmd.cwd, Some(root.join("work")));
     assert_eq!(cmd.env.get("LC_ALL").map(String::as_str), Some("C"));
     assert_eq!(cmd.parse, CommandParse::Lines);
 
-    let Check::Same(s) = &c.invariants[3].check else { panic!() };
+    let Check::Same(s) = &c.invariants[3].check else {
+        panic!()
+    };
     assert_eq!(s.left.key, ["a", "b"]);
     assert_eq!(s.left.age.as_deref(), Some("started_at"));
     assert_eq!(s.right.key, ["c", "d"]);
     assert_eq!(s.grace, Some(Duration::from_secs(3)));
     assert_eq!(c.invariants[3].check.sources(), ["app", "legacy"]);
 
-    let Check::Subset(s) = &c.invariants[4].check else { panic!() };
-    assert_eq!(s.each.probe, Probe::Values(vec!["049_a.sql".into(), "75".into()]));
+    let Check::Subset(s) = &c.invariants[4].check else {
+        panic!()
+    };
+    assert_eq!(
+        s.each.probe,
+        Probe::Values(vec!["049_a.sql".into(), "75".into()])
+    );
     assert!(s.each.key.is_empty());
-    let Probe::Lines(l) = &s.within.probe else { panic!() };
+    let Probe::Lines(l) = &s.within.probe else {
+        panic!()
+    };
     assert_eq!(l.file, FileRef::Path(root.join("migrations/boot.txt")));
     assert_eq!(s.within.key, ["value"]);
 
-    let Check::Disjoint(d) = &c.invariants[5].check else { panic!() };
+    let Check::Disjoint(d) = &c.invariants[5].check else {
+        panic!()
+    };
     assert_eq!(d.left.key, ["id"]);
     assert!(d.right.key.is_empty());
     assert_eq!(d.grace, None);
@@ -195,7 +243,9 @@ fn defaults_and_implicit_suite() {
         "invariants:\n  - id: A\n    title: t\n    probe: { values: [x] }\n    every_row: r.value != \"\"\n",
     )]);
     assert_eq!(c.suites, vec![invar_core::Suite::all()]);
-    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
+    let Check::Probe(p) = &c.invariants[0].check else {
+        panic!()
+    };
     assert_eq!(p.probe, Probe::Values(vec!["x".into()]));
     assert_eq!(c.invariants[0].severity, Severity::Major);
 
@@ -203,9 +253,16 @@ fn defaults_and_implicit_suite() {
         "invar.yaml",
         "invariants:\n  - id: B\n    title: t\n    probe:\n      command: { run: [true] }\n",
     )]);
-    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
-    let Probe::Command(cmd) = &p.probe else { panic!() };
-    assert_eq!((cmd.timeout, cmd.parse, cmd.cwd.clone()), (Duration::from_secs(60), CommandParse::Text, None));
+    let Check::Probe(p) = &c.invariants[0].check else {
+        panic!()
+    };
+    let Probe::Command(cmd) = &p.probe else {
+        panic!()
+    };
+    assert_eq!(
+        (cmd.timeout, cmd.parse, cmd.cwd.clone()),
+        (Duration::from_secs(60), CommandParse::Text, None)
+    );
 
     let (_d, c) = ok(&[("invar.yaml", "")]);
     assert!(c.invariants.is_empty() && c.sources.is_empty());
@@ -224,14 +281,24 @@ invariants:
     probe: { source: db, sql: "SELECT 1 FROM ${SCHEMA:-public}.t" }
 "#,
     )]);
-    let SourceKind::Postgres(db) = &c.sources["db"].kind else { panic!() };
+    let SourceKind::Postgres(db) = &c.sources["db"].kind else {
+        panic!()
+    };
     assert_eq!(db.timeout, Duration::from_secs(5));
     assert!(!db.read_only);
     assert_eq!(db.max_connections, 2);
     assert_eq!(c.invariants[0].id, "INV-payments");
     assert_eq!(c.invariants[0].title, "costs $5 for payments");
-    let Check::Probe(p) = &c.invariants[0].check else { panic!() };
-    assert_eq!(p.probe, Probe::Sql { source: "db".into(), sql: "SELECT 1 FROM public.t".into() });
+    let Check::Probe(p) = &c.invariants[0].check else {
+        panic!()
+    };
+    assert_eq!(
+        p.probe,
+        Probe::Sql {
+            source: "db".into(),
+            sql: "SELECT 1 FROM public.t".into()
+        }
+    );
 }
 
 #[test]
@@ -256,7 +323,10 @@ fn secrets_never_reach_messages() {
     assert_eq!(d.len(), 1);
     let rendered = Diagnostics { items: d }.render(false);
     assert!(!rendered.contains("sekrit99"), "{rendered}");
-    assert!(rendered.contains("postgres://app:********@h/db"), "{rendered}");
+    assert!(
+        rendered.contains("postgres://app:********@h/db"),
+        "{rendered}"
+    );
 }
 
 #[test]
@@ -266,27 +336,49 @@ fn includes_are_relative_sorted_and_merged() {
             "conf/invar.yaml",
             "include: [checks/*.yaml, extra.yaml]\nsources:\n  app: { type: sqlite, path: app.db }\ninvariants:\n  - { id: M, title: m, probe: { source: app, sql: SELECT 1 } }\n",
         ),
-        ("conf/checks/b.yaml", "invariants:\n  - { id: B, title: b, probe: { source: logs, sql: SELECT 1 } }\n"),
+        (
+            "conf/checks/b.yaml",
+            "invariants:\n  - { id: B, title: b, probe: { source: logs, sql: SELECT 1 } }\n",
+        ),
         (
             "conf/checks/a.yaml",
             "sources:\n  logs: { type: sqlite, path: ../logs.db }\ninvariants:\n  - { id: A, title: a, probe: { source: app, sql: SELECT 1 } }\n",
         ),
         ("conf/checks/ignored.yml", "this is not even looked at: ["),
-        ("conf/extra.yaml", "invariants:\n  - { id: E, title: e, probe: { values: [1] } }\n"),
+        (
+            "conf/extra.yaml",
+            "invariants:\n  - { id: E, title: e, probe: { values: [1] } }\n",
+        ),
     ]);
     let ids: Vec<&str> = c.invariants.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["M", "A", "B", "E"]);
-    assert!(c.invariants[1].defined_at.ends_with("checks/a.yaml:4"), "{}", c.invariants[1].defined_at);
-    let SourceKind::Sqlite(logs) = &c.sources["logs"].kind else { panic!() };
+    assert!(
+        c.invariants[1].defined_at.ends_with("checks/a.yaml:4"),
+        "{}",
+        c.invariants[1].defined_at
+    );
+    let SourceKind::Sqlite(logs) = &c.sources["logs"].kind else {
+        panic!()
+    };
     // Resolved against the including file's directory: conf/checks/../logs.db.
-    assert!(logs.path.ends_with("conf/checks/../logs.db"), "{}", logs.path.display());
+    assert!(
+        logs.path.ends_with("conf/checks/../logs.db"),
+        "{}",
+        logs.path.display()
+    );
 }
 
 #[test]
 fn duplicate_ids_across_files_point_at_the_second() {
     let d = errs(&[
-        ("invar.yaml", "include: [more.yaml]\ninvariants:\n  - { id: X, title: a, probe: { values: [1] } }\n"),
-        ("more.yaml", "invariants:\n  - id: Y\n    title: y\n    probe: { values: [1] }\n  - id: X\n    title: b\n    probe: { values: [1] }\n"),
+        (
+            "invar.yaml",
+            "include: [more.yaml]\ninvariants:\n  - { id: X, title: a, probe: { values: [1] } }\n",
+        ),
+        (
+            "more.yaml",
+            "invariants:\n  - id: Y\n    title: y\n    probe: { values: [1] }\n  - id: X\n    title: b\n    probe: { values: [1] }\n",
+        ),
     ]);
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(d[0].file.ends_with("more.yaml"));
@@ -299,8 +391,14 @@ fn duplicate_ids_across_files_point_at_the_second() {
 #[test]
 fn duplicate_source_names_across_files() {
     let d = errs(&[
-        ("invar.yaml", "include: [more.yaml]\nsources:\n  db: { type: sqlite, path: a.db }\n"),
-        ("more.yaml", "sources:\n  db: { type: sqlite, path: b.db }\n"),
+        (
+            "invar.yaml",
+            "include: [more.yaml]\nsources:\n  db: { type: sqlite, path: a.db }\n",
+        ),
+        (
+            "more.yaml",
+            "sources:\n  db: { type: sqlite, path: b.db }\n",
+        ),
     ]);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].message, "duplicate source name `db`");
@@ -310,11 +408,20 @@ fn duplicate_source_names_across_files() {
 #[test]
 fn include_problems() {
     // A glob that matches the main file itself is a cycle.
-    let d = errs(&[("invar.yaml", "include: ['*.yaml']\n"), ("other.yaml", "invariants: []\n")]);
+    let d = errs(&[
+        ("invar.yaml", "include: ['*.yaml']\n"),
+        ("other.yaml", "invariants: []\n"),
+    ]);
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(d[0].message.contains("includes itself"), "{}", d[0].message);
 
-    let d = errs(&[("invar.yaml", "include: [missing.yaml, 'none/*.yaml', 'checks/*.yml']\n"), ("checks/a.yaml", "")]);
+    let d = errs(&[
+        (
+            "invar.yaml",
+            "include: [missing.yaml, 'none/*.yaml', 'checks/*.yml']\n",
+        ),
+        ("checks/a.yaml", ""),
+    ]);
     assert_eq!(d.len(), 3, "{d:?}");
     assert!(d[0].message.contains("`missing.yaml` does not exist"));
     assert!(d[1].message.contains("cannot read directory `none`"));
@@ -322,16 +429,28 @@ fn include_problems() {
     assert_eq!(d[2].key_path, "include[2]");
 
     // Included files may hold only invariants and sources.
-    let d = errs(&[("invar.yaml", "include: [x.yaml]\n"), ("x.yaml", "suites: {}\ninclude: []\nbogus: 1\n")]);
+    let d = errs(&[
+        ("invar.yaml", "include: [x.yaml]\n"),
+        ("x.yaml", "suites: {}\ninclude: []\nbogus: 1\n"),
+    ]);
     assert_eq!(d.len(), 3, "{d:?}");
-    assert_eq!(d[0].message, "`suites` is only allowed in the main config file");
+    assert_eq!(
+        d[0].message,
+        "`suites` is only allowed in the main config file"
+    );
     assert_eq!(d[2].message, "unknown top-level key `bogus`");
 
     // Two patterns matching one file read it once.
     let (_d, c) = ok(&[
         ("invar.yaml", "include: [a.yaml, '*.yml']\n"),
-        ("a.yml", "invariants: [{ id: A, title: a, probe: { values: [1] } }]\n"),
-        ("a.yaml", "invariants: [{ id: B, title: b, probe: { values: [1] } }]\n"),
+        (
+            "a.yml",
+            "invariants: [{ id: A, title: a, probe: { values: [1] } }]\n",
+        ),
+        (
+            "a.yaml",
+            "invariants: [{ id: B, title: b, probe: { values: [1] } }]\n",
+        ),
     ]);
     assert_eq!(c.invariants.len(), 2);
 }
@@ -339,11 +458,20 @@ fn include_problems() {
 #[test]
 fn errors_in_every_file_are_reported_together() {
     let d = errs(&[
-        ("invar.yaml", "include: [a.yaml, b.yaml]\ninvariants:\n  - { id: M, titel: m, probe: { values: [1] } }\n"),
-        ("a.yaml", "invariants:\n  - { id: A, title: a, probe: { values: [1] }, severity: huge }\n"),
+        (
+            "invar.yaml",
+            "include: [a.yaml, b.yaml]\ninvariants:\n  - { id: M, titel: m, probe: { values: [1] } }\n",
+        ),
+        (
+            "a.yaml",
+            "invariants:\n  - { id: A, title: a, probe: { values: [1] }, severity: huge }\n",
+        ),
         ("b.yaml", "invariants: [\n"),
     ]);
-    let files: Vec<String> = d.iter().map(|d| d.file.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let files: Vec<String> = d
+        .iter()
+        .map(|d| d.file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(files, ["invar.yaml", "a.yaml", "b.yaml"], "{d:?}");
 }
 
@@ -414,15 +542,28 @@ fn cel_errors_map_into_the_file() {
 
 #[test]
 fn load_reads_the_process_environment() {
-    let (_d, main) = setup(&[("invar.yaml", "invariants:\n  - { id: \"${PATH:-x}\", title: t, probe: { values: [1] } }\n")]);
+    let (_d, main) = setup(&[(
+        "invar.yaml",
+        "invariants:\n  - { id: \"${PATH:-x}\", title: t, probe: { values: [1] } }\n",
+    )]);
     let c = load(&main).unwrap();
-    assert_eq!(c.invariants[0].id, std::env::var("PATH").unwrap_or_else(|_| "x".into()));
+    assert_eq!(
+        c.invariants[0].id,
+        std::env::var("PATH").unwrap_or_else(|_| "x".into())
+    );
 }
 
 #[test]
 fn unreadable_main_file() {
     let d = load_with_env(Path::new("/nonexistent/invar.yaml"), &env).unwrap_err();
     assert_eq!(d.len(), 1);
-    assert_eq!(d.items[0].message, "cannot read `/nonexistent/invar.yaml`: no such file or directory");
-    assert!(d.render(false).contains("--> /nonexistent/invar.yaml:1:1"), "{}", d.render(false));
+    assert_eq!(
+        d.items[0].message,
+        "cannot read `/nonexistent/invar.yaml`: no such file or directory"
+    );
+    assert!(
+        d.render(false).contains("--> /nonexistent/invar.yaml:1:1"),
+        "{}",
+        d.render(false)
+    );
 }

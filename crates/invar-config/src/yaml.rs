@@ -135,7 +135,10 @@ impl Builder {
                                 line: node.pos.line,
                                 col: node.pos.col,
                                 len: 1,
-                                message: format!("a map key must be a plain value, found {}", node.describe()),
+                                message: format!(
+                                    "a map key must be a plain value, found {}",
+                                    node.describe()
+                                ),
                                 hint: None,
                             });
                             String::from("?")
@@ -150,10 +153,17 @@ impl Builder {
                             col: key_pos.col,
                             len: key_pos.len(),
                             message: format!("duplicate key `{k}`"),
-                            hint: Some(format!("`{k}` is first defined at line {}", first.key_pos.line)),
+                            hint: Some(format!(
+                                "`{k}` is first defined at line {}",
+                                first.key_pos.line
+                            )),
                         });
                     } else {
-                        entries.push(Entry { key: k, key_pos, value: node });
+                        entries.push(Entry {
+                            key: k,
+                            key_pos,
+                            value: node,
+                        });
                     }
                 }
             },
@@ -166,7 +176,12 @@ impl Builder {
 /// trusted); duplicate keys are reported while the tree (keeping the first) is still returned.
 pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
     let mut parser = Parser::new_from_str(text);
-    let mut b = Builder { stack: Vec::new(), root: None, anchors: HashMap::new(), errors: Vec::new() };
+    let mut b = Builder {
+        stack: Vec::new(),
+        root: None,
+        anchors: HashMap::new(),
+        errors: Vec::new(),
+    };
     let mut documents = 0;
     while let Some(ev) = parser.next_event() {
         let (event, span) = match ev {
@@ -192,25 +207,40 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
                         line: pos.line,
                         col: pos.col,
                         len: 3,
-                        message: "a config file holds one YAML document; found a second `---`".into(),
-                        hint: Some("move these keys into the first document, or into an included file".into()),
+                        message: "a config file holds one YAML document; found a second `---`"
+                            .into(),
+                        hint: Some(
+                            "move these keys into the first document, or into an included file"
+                                .into(),
+                        ),
                     });
                     break;
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 let kind = match style {
-                    ScalarStyle::Plain if matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") => Kind::Null,
+                    ScalarStyle::Plain
+                        if matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") =>
+                    {
+                        Kind::Null
+                    }
                     ScalarStyle::Plain => Kind::Scalar(value.into_owned(), Style::Plain),
-                    ScalarStyle::SingleQuoted => Kind::Scalar(value.into_owned(), Style::SingleQuoted),
-                    ScalarStyle::DoubleQuoted => Kind::Scalar(value.into_owned(), Style::DoubleQuoted),
+                    ScalarStyle::SingleQuoted => {
+                        Kind::Scalar(value.into_owned(), Style::SingleQuoted)
+                    }
+                    ScalarStyle::DoubleQuoted => {
+                        Kind::Scalar(value.into_owned(), Style::DoubleQuoted)
+                    }
                     _ => Kind::Scalar(value.into_owned(), Style::Block),
                 };
                 b.finish(Node { kind, pos }, anchor);
             }
             Event::Alias(id) => {
                 let node = match b.anchors.get(&id) {
-                    Some(n) => Node { kind: n.kind.clone(), pos },
+                    Some(n) => Node {
+                        kind: n.kind.clone(),
+                        pos,
+                    },
                     None => {
                         b.errors.push(YamlError {
                             line: pos.line,
@@ -219,21 +249,50 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
                             message: "unknown alias".into(),
                             hint: None,
                         });
-                        Node { kind: Kind::Null, pos }
+                        Node {
+                            kind: Kind::Null,
+                            pos,
+                        }
                     }
                 };
                 b.finish(node, 0);
             }
             Event::MappingStart(anchor, _) => {
-                b.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
+                b.stack.push(Frame::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                });
             }
             Event::SequenceStart(anchor, _) => {
-                b.stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
+                b.stack.push(Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let (node, anchor) = match b.stack.pop() {
-                    Some(Frame::Map { pos, anchor, entries, .. }) => (Node { kind: Kind::Map(entries), pos }, anchor),
-                    Some(Frame::Seq { pos, anchor, items }) => (Node { kind: Kind::Seq(items), pos }, anchor),
+                    Some(Frame::Map {
+                        pos,
+                        anchor,
+                        entries,
+                        ..
+                    }) => (
+                        Node {
+                            kind: Kind::Map(entries),
+                            pos,
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Seq { pos, anchor, items }) => (
+                        Node {
+                            kind: Kind::Seq(items),
+                            pos,
+                        },
+                        anchor,
+                    ),
                     None => continue,
                 };
                 b.finish(node, anchor);
@@ -263,10 +322,15 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         let root = root.unwrap();
         let m = map(&root);
-        assert_eq!(m.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "f", "g"]);
+        assert_eq!(
+            m.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "f", "g"]
+        );
         assert_eq!((m[0].key_pos.line, m[0].key_pos.col), (1, 0));
         assert_eq!((m[0].value.pos.line, m[0].value.pos.col), (1, 3));
-        let Kind::Seq(items) = &m[1].value.kind else { panic!() };
+        let Kind::Seq(items) = &m[1].value.kind else {
+            panic!()
+        };
         assert_eq!((items[1].pos.line, items[1].pos.col), (4, 4));
         assert!(matches!(&items[1].kind, Kind::Scalar(s, Style::SingleQuoted) if s == "y"));
         let c = map(&m[2].value);
@@ -291,7 +355,11 @@ mod tests {
         let (root, errs) = parse("a: [1, 2\nb: 3\n");
         assert!(root.is_none());
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.starts_with("invalid YAML"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.starts_with("invalid YAML"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]

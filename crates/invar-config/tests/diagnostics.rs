@@ -60,8 +60,11 @@ snapshot!(condition_on_set_check);
 #[test]
 fn three_mistakes_in_one_file_are_all_reported() {
     let d = diagnostics("three_mistakes.yaml");
-    let found: Vec<(usize, usize, &str)> =
-        d.items.iter().map(|d| (d.line, d.col, d.key_path.as_str())).collect();
+    let found: Vec<(usize, usize, &str)> = d
+        .items
+        .iter()
+        .map(|d| (d.line, d.col, d.key_path.as_str()))
+        .collect();
     assert_eq!(
         found,
         [
