@@ -157,4 +157,13 @@ mod tests {
                 .contains("does not exist")
         );
     }
+
+    #[test]
+    fn an_empty_base_is_the_current_directory() {
+        // Tests run in the crate directory; a config given as `invar.yaml` has base "".
+        assert_eq!(
+            expand(Path::new(""), "Cargo.tom?").unwrap(),
+            [PathBuf::from("Cargo.toml")]
+        );
+    }
 }

@@ -148,7 +148,12 @@ fn parse_file(display: PathBuf, text: &str, diags: &mut Vec<Diagnostic>) -> File
             diags,
         };
         for e in errors {
-            cx.error_at(e.line, e.col, e.len, "", e.message, e.hint);
+            // An error at the end of the file points just after its last character.
+            let (line, col) = match cx.file.lines.len() {
+                n if n > 0 && e.line > n => (n, cx.file.lines[n - 1].chars().count()),
+                _ => (e.line, e.col),
+            };
+            cx.error_at(line, col, e.len, "", e.message, e.hint);
         }
         if let Some(r) = &root
             && !matches!(r.kind, Kind::Map(_) | Kind::Null)

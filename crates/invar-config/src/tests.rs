@@ -473,6 +473,9 @@ fn errors_in_every_file_are_reported_together() {
         .map(|d| d.file.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, ["invar.yaml", "a.yaml", "b.yaml"], "{d:?}");
+    // The syntax error at the end of b.yaml points after its last character.
+    assert_eq!((d[2].line, d[2].col), (1, 14));
+    assert!(d[2].source_line.is_some());
 }
 
 #[test]
