@@ -36,6 +36,10 @@ impl Snapshot {
     }
 }
 
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
 fn now_cel(now: DateTime<Utc>) -> cel::Value {
     cel::Value::Timestamp(now.fixed_offset())
 }
@@ -160,8 +164,9 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
         v.measure("rows_breaking", broken.len() as u64);
         if !broken.is_empty() {
             let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
-                "{} of {count} rows break `{}`",
+                "{} of {count} {} `{}`",
                 broken.len(),
+                plural(count as u64, "row breaks", "rows break"),
                 c.source
             ));
             for i in broken {
@@ -173,7 +178,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
     if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none()) {
         // Without `fail_when` or `every_row`, every returned row is a violation.
         if count > 0 {
-            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("{count} violating rows returned"));
+            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("{count} violating {} returned", plural(count as u64, "row", "rows")));
             for i in 0..count {
                 v.push_violation(table.row_json(i));
             }
@@ -318,7 +323,10 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
             v.measure("only_right", only_right);
             if only_left + only_right > 0 {
                 v.outcome = Outcome::Fail;
-                v.reason = Some(format!("{only_left} keys only on the left, {only_right} only on the right"));
+                v.reason = Some(format!(
+                    "{only_left} {} only on the left, {only_right} only on the right",
+                    plural(only_left, "key", "keys")
+                ));
             }
         }
         PairKind::Disjoint => {
@@ -336,7 +344,7 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
             v.measure("in_both", both);
             if both > 0 {
                 v.outcome = Outcome::Fail;
-                v.reason = Some(format!("{both} keys are on both sides"));
+                v.reason = Some(format!("{both} {} on both sides", plural(both, "key is", "keys are")));
             }
         }
     }
@@ -379,7 +387,7 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
     }
     if missing > 0 {
         v.outcome = Outcome::Fail;
-        v.reason = Some(format!("{missing} of {} keys are missing", each.keys.len()));
+        v.reason = Some(format!("{missing} of {} {} missing", each.keys.len(), plural(each.keys.len() as u64, "key is", "keys are")));
     } else if each.keys.is_empty() {
         v.vacuous = true;
         v.reason = Some("vacuous: no keys to check".into());
@@ -422,7 +430,7 @@ pub fn subset_from_pushdown(missing: &Table) -> Verdict {
     }
     if n > 0 {
         v.outcome = Outcome::Fail;
-        v.reason = Some(format!("{n} of {examined} keys are missing"));
+        v.reason = Some(format!("{n} of {examined} {} missing", plural(examined, "key is", "keys are")));
     } else if examined == 0 {
         v.vacuous = true;
         v.reason = Some("vacuous: no keys to check".into());
