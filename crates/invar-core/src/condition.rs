@@ -81,27 +81,42 @@ impl Condition {
         let mut idents = Vec::new();
         collect_idents(program.expression(), &mut idents);
         for (id, name) in idents {
-            if name.starts_with('@') || bound.contains(name.as_str()) || scope.variables().contains(&name.as_str()) {
+            if name.starts_with('@')
+                || bound.contains(name.as_str())
+                || scope.variables().contains(&name.as_str())
+            {
                 continue;
             }
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let offset = program.source_info().offset_for(id).map(|(s, _)| s as usize).unwrap_or(0);
+            let offset = program
+                .source_info()
+                .offset_for(id)
+                .map(|(s, _)| s as usize)
+                .unwrap_or(0);
             let (line, col) = line_col(source, offset);
             errors.push(ConditionError {
                 line,
                 col,
                 message: format!(
                     "unknown variable `{name}`: expected one of {}",
-                    scope.variables().iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                    scope
+                        .variables()
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Condition { source: source.to_string(), program: Arc::new(program) })
+        Ok(Condition {
+            source: source.to_string(),
+            program: Arc::new(program),
+        })
     }
 
     /// Evaluates to a bool; anything else (or a runtime error) is an error message.
@@ -144,7 +159,9 @@ fn expand_size_literals(src: &str) -> String {
             }
             continue;
         }
-        let starts_number = c.is_ascii_digit() && (i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '.'));
+        let starts_number = c.is_ascii_digit()
+            && (i == 0
+                || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '.'));
         if starts_number {
             let mut j = i;
             while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
@@ -157,12 +174,15 @@ fn expand_size_literals(src: &str) -> String {
             let word: String = chars[i..k].iter().collect();
             let unit: String = chars[j..k].iter().collect();
             let boundary = k >= chars.len() || !(chars[k].is_alphanumeric() || chars[k] == '_');
-            if !unit.is_empty() && boundary && unit.to_ascii_uppercase() != "U" && unit != "e" {
-                if let Ok(n) = crate::units::parse_size(&word) {
-                    out.push_str(&format!("{n}.0"));
-                    i = k;
-                    continue;
-                }
+            if !unit.is_empty()
+                && boundary
+                && !unit.eq_ignore_ascii_case("U")
+                && unit != "e"
+                && let Ok(n) = crate::units::parse_size(&word)
+            {
+                out.push_str(&format!("{n}.0"));
+                i = k;
+                continue;
             }
             out.extend(&chars[i..j]);
             i = j;
@@ -292,9 +312,18 @@ mod tests {
 
     #[test]
     fn size_literals_expand_outside_strings() {
-        assert_eq!(expand_size_literals("source.size_bytes > 5GB"), "source.size_bytes > 5000000000.0");
-        assert_eq!(expand_size_literals("x == '5GB' && y > 2KiB"), "x == '5GB' && y > 2048.0");
-        assert_eq!(expand_size_literals("a1GB > 1u && b > 3"), "a1GB > 1u && b > 3");
+        assert_eq!(
+            expand_size_literals("source.size_bytes > 5GB"),
+            "source.size_bytes > 5000000000.0"
+        );
+        assert_eq!(
+            expand_size_literals("x == '5GB' && y > 2KiB"),
+            "x == '5GB' && y > 2048.0"
+        );
+        assert_eq!(
+            expand_size_literals("a1GB > 1u && b > 3"),
+            "a1GB > 1u && b > 3"
+        );
         Condition::compile("source.size_bytes > 5GB", Scope::SkipIf).unwrap();
     }
 

@@ -4,7 +4,9 @@
 //! (set-check violations are sorted by key).
 
 use crate::condition::Condition;
-use crate::model::{Check, Invariant, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck, SubsetCheck};
+use crate::model::{
+    Check, Invariant, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck, SubsetCheck,
+};
 use crate::report::{Outcome, Verdict};
 use crate::value::{Table, Value};
 use chrono::{DateTime, Utc};
@@ -25,7 +27,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(now: DateTime<Utc>) -> Snapshot {
-        Snapshot { now, probes: HashMap::new() }
+        Snapshot {
+            now,
+            probes: HashMap::new(),
+        }
     }
     fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
         match self.probes.get(p) {
@@ -62,7 +67,10 @@ pub fn skip_if_decision(
                 .and_then(|v| v.as_f64())
                 .map(|s| format!(" (size_bytes = {})", s as u64))
                 .unwrap_or_default();
-            return Ok(Some(format!("cost guard: `{}` held for source `{name}`{size}", cond.source)));
+            return Ok(Some(format!(
+                "cost guard: `{}` held for source `{name}`{size}",
+                cond.source
+            )));
         }
     }
     Ok(None)
@@ -102,7 +110,12 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
 
     if count == 0 {
         match pc.on_empty {
-            OnEmpty::Skip => return Verdict { reason: Some("probe returned no rows (on_empty: skip)".into()), ..v.into_outcome(Outcome::Skip) },
+            OnEmpty::Skip => {
+                return Verdict {
+                    reason: Some("probe returned no rows (on_empty: skip)".into()),
+                    ..v.into_outcome(Outcome::Skip)
+                };
+            }
             OnEmpty::Fail => {
                 let mut v = v.into_outcome(Outcome::Fail);
                 v.reason = Some("probe returned no rows (on_empty: fail)".into());
@@ -113,13 +126,19 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
         }
     }
 
-    let has_conditions = pc.fail_when.is_some() || pc.every_row.is_some() || pc.skip_when.is_some() || pc.warn_when.is_some();
+    let has_conditions = pc.fail_when.is_some()
+        || pc.every_row.is_some()
+        || pc.skip_when.is_some()
+        || pc.warn_when.is_some();
     let need_table_ctx = pc.skip_when.is_some() || pc.fail_when.is_some() || pc.warn_when.is_some();
     let mut ctx = cel::Context::default();
     ctx.add_variable_from_value("now", now_cel(snap.now));
     if need_table_ctx {
         let rows: Vec<cel::Value> = (0..count).map(|i| table.row_cel(i)).collect();
-        let row = rows.first().cloned().unwrap_or_else(|| Value::Map(BTreeMap::new()).to_cel());
+        let row = rows
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Value::Map(BTreeMap::new()).to_cel());
         ctx.add_variable_from_value("rows", cel::Value::List(Arc::new(rows)));
         ctx.add_variable_from_value("row", row);
         ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
@@ -127,15 +146,26 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
 
     if let Some(c) = &pc.skip_when {
         match c.eval_bool(&ctx) {
-            Ok(true) => return v.into_outcome(Outcome::Skip).with_reason(format!("skip_when held: `{}`", c.source)),
+            Ok(true) => {
+                return v
+                    .into_outcome(Outcome::Skip)
+                    .with_reason(format!("skip_when held: `{}`", c.source));
+            }
             Ok(false) => {}
-            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+            Err(e) => {
+                return Verdict {
+                    measured: v.measured,
+                    ..Verdict::error(e)
+                };
+            }
         }
     }
     if let Some(c) = &pc.fail_when {
         match c.eval_bool(&ctx) {
             Ok(true) => {
-                let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("fail_when held: `{}`", c.source));
+                let mut v = v
+                    .into_outcome(Outcome::Fail)
+                    .with_reason(format!("fail_when held: `{}`", c.source));
                 if count == 0 {
                     v.push_violation(serde_json::json!({"count": 0}));
                 }
@@ -145,7 +175,12 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
                 return v;
             }
             Ok(false) => {}
-            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+            Err(e) => {
+                return Verdict {
+                    measured: v.measured,
+                    ..Verdict::error(e)
+                };
+            }
         }
     }
     if let Some(c) = &pc.every_row {
@@ -157,7 +192,10 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
                 Ok(true) => {}
                 Ok(false) => broken.push(i),
                 Err(e) => {
-                    return Verdict { measured: v.measured, ..Verdict::error(format!("row {}: {e}", i + 1)) };
+                    return Verdict {
+                        measured: v.measured,
+                        ..Verdict::error(format!("row {}: {e}", i + 1))
+                    };
                 }
             }
         }
@@ -178,7 +216,10 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
     if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none()) {
         // Without `fail_when` or `every_row`, every returned row is a violation.
         if count > 0 {
-            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!("{count} violating {} returned", plural(count as u64, "row", "rows")));
+            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
+                "{count} violating {} returned",
+                plural(count as u64, "row", "rows")
+            ));
             for i in 0..count {
                 v.push_violation(table.row_json(i));
             }
@@ -187,9 +228,18 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
     }
     if let Some(c) = &pc.warn_when {
         match c.eval_bool(&ctx) {
-            Ok(true) => return v.into_outcome(Outcome::Warn).with_reason(format!("warn_when held: `{}`", c.source)),
+            Ok(true) => {
+                return v
+                    .into_outcome(Outcome::Warn)
+                    .with_reason(format!("warn_when held: `{}`", c.source));
+            }
             Ok(false) => {}
-            Err(e) => return Verdict { measured: v.measured, ..Verdict::error(e) },
+            Err(e) => {
+                return Verdict {
+                    measured: v.measured,
+                    ..Verdict::error(e)
+                };
+            }
         }
     }
     // A condition-style check that looked at no rows proved nothing: say so.
@@ -239,7 +289,11 @@ fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
     let cols = key_columns(kp, t)?;
     let age_col = match &kp.age {
         Some(a) => Some(t.column(a).ok_or_else(|| {
-            format!("age column `{a}` is not in the result of {} (columns: {})", kp.probe.describe(), t.columns.join(", "))
+            format!(
+                "age column `{a}` is not in the result of {} (columns: {})",
+                kp.probe.describe(),
+                t.columns.join(", ")
+            )
         })?),
         None => None,
     };
@@ -250,7 +304,11 @@ fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
             null_keys += 1;
             continue;
         }
-        let text = cols.iter().map(|&c| row[c].key_text()).collect::<Vec<_>>().join("\u{1f}");
+        let text = cols
+            .iter()
+            .map(|&c| row[c].key_text())
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
         let age = age_col.and_then(|c| row[c].as_timestamp());
         let entry = keys.entry(text).or_insert_with(|| {
             let mut obj = serde_json::Map::new();
@@ -269,7 +327,11 @@ fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
 
 fn young(age: Option<DateTime<Utc>>, grace: Option<Duration>, now: DateTime<Utc>) -> bool {
     match (age, grace) {
-        (Some(a), Some(g)) => now.signed_duration_since(a).to_std().map(|d| d < g).unwrap_or(true),
+        (Some(a), Some(g)) => now
+            .signed_duration_since(a)
+            .to_std()
+            .map(|d| d < g)
+            .unwrap_or(true),
         _ => false,
     }
 }
@@ -344,7 +406,10 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
             v.measure("in_both", both);
             if both > 0 {
                 v.outcome = Outcome::Fail;
-                v.reason = Some(format!("{both} {} on both sides", plural(both, "key is", "keys are")));
+                v.reason = Some(format!(
+                    "{both} {} on both sides",
+                    plural(both, "key is", "keys are")
+                ));
             }
         }
     }
@@ -387,7 +452,11 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
     }
     if missing > 0 {
         v.outcome = Outcome::Fail;
-        v.reason = Some(format!("{missing} of {} {} missing", each.keys.len(), plural(each.keys.len() as u64, "key is", "keys are")));
+        v.reason = Some(format!(
+            "{missing} of {} {} missing",
+            each.keys.len(),
+            plural(each.keys.len() as u64, "key is", "keys are")
+        ));
     } else if each.keys.is_empty() {
         v.vacuous = true;
         v.reason = Some("vacuous: no keys to check".into());
@@ -400,12 +469,21 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
 pub fn subset_from_pushdown(missing: &Table) -> Verdict {
     let ex_col = missing.column("__examined");
     let examined = ex_col
-        .and_then(|c| missing.rows.first().map(|r| r[c].as_f64().unwrap_or(0.0) as u64))
+        .and_then(|c| {
+            missing
+                .rows
+                .first()
+                .map(|r| r[c].as_f64().unwrap_or(0.0) as u64)
+        })
         .unwrap_or(0);
     let mut v = Verdict::new(Outcome::Pass);
     let mut keys: Vec<(String, serde_json::Value)> = Vec::new();
     for row in &missing.rows {
-        if row.iter().enumerate().any(|(i, x)| Some(i) != ex_col && x.is_null()) {
+        if row
+            .iter()
+            .enumerate()
+            .any(|(i, x)| Some(i) != ex_col && x.is_null())
+        {
             continue; // the examined-count row of an empty anti-join
         }
         let mut obj = serde_json::Map::new();
@@ -430,7 +508,10 @@ pub fn subset_from_pushdown(missing: &Table) -> Verdict {
     }
     if n > 0 {
         v.outcome = Outcome::Fail;
-        v.reason = Some(format!("{n} of {examined} {} missing", plural(examined, "key is", "keys are")));
+        v.reason = Some(format!(
+            "{n} of {examined} {} missing",
+            plural(examined, "key is", "keys are")
+        ));
     } else if examined == 0 {
         v.vacuous = true;
         v.reason = Some("vacuous: no keys to check".into());

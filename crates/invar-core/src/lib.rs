@@ -16,6 +16,6 @@ pub mod value;
 pub use condition::{Condition, ConditionError, Scope};
 pub use eval::{ProbeResult, Snapshot, evaluate, skip_if_decision};
 pub use model::*;
-pub use report::{Counts, Outcome, RunReport, SourceUnavailable, Verdict, InvariantResult};
+pub use report::{Counts, InvariantResult, Outcome, RunReport, SourceUnavailable, Verdict};
 pub use secret::{Secret, redact_url};
 pub use value::{Table, Value};

@@ -90,7 +90,10 @@ pub struct FileSource {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Probe {
-    Sql { source: String, sql: String },
+    Sql {
+        source: String,
+        sql: String,
+    },
     /// Literal values (as text); column `value`.
     Values(Vec<String>),
     Lines(LinesProbe),
@@ -312,12 +315,21 @@ pub struct Suite {
 impl Suite {
     /// The implicit suite used when the config has no `suites:` block.
     pub fn all() -> Suite {
-        Suite { name: "all".into(), select: None, fail_on: FailOn::Fail, schedule: None, timezone: None, budget: None }
+        Suite {
+            name: "all".into(),
+            select: None,
+            fail_on: FailOn::Fail,
+            schedule: None,
+            timezone: None,
+            budget: None,
+        }
     }
 
     /// Whether this suite selects `inv`.
     pub fn selects(&self, inv: &Invariant) -> Result<bool, String> {
-        let Some(cond) = &self.select else { return Ok(true) };
+        let Some(cond) = &self.select else {
+            return Ok(true);
+        };
         let mut ctx = cel::Context::default();
         ctx.add_variable_from_value("id", inv.id.clone());
         ctx.add_variable_from_value("severity", inv.severity.as_str().to_string());

@@ -70,10 +70,16 @@ impl Verdict {
         }
     }
     pub fn error(reason: impl Into<String>) -> Verdict {
-        Verdict { reason: Some(reason.into()), ..Verdict::new(Outcome::Error) }
+        Verdict {
+            reason: Some(reason.into()),
+            ..Verdict::new(Outcome::Error)
+        }
     }
     pub fn skip(reason: impl Into<String>) -> Verdict {
-        Verdict { reason: Some(reason.into()), ..Verdict::new(Outcome::Skip) }
+        Verdict {
+            reason: Some(reason.into()),
+            ..Verdict::new(Outcome::Skip)
+        }
     }
     pub fn with_reason(mut self, reason: impl Into<String>) -> Verdict {
         self.reason = Some(reason.into());
@@ -188,7 +194,13 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_contract() {
-        let c = |fail, warn, error| Counts { pass: 1, warn, fail, skip: 1, error };
+        let c = |fail, warn, error| Counts {
+            pass: 1,
+            warn,
+            fail,
+            skip: 1,
+            error,
+        };
         assert_eq!(exit_code(&c(0, 0, 0), FailOn::Fail), 0);
         assert_eq!(exit_code(&c(0, 1, 0), FailOn::Fail), 0);
         assert_eq!(exit_code(&c(0, 1, 0), FailOn::Warn), 1);

@@ -61,7 +61,9 @@ pub fn redact_url(url: &str) -> String {
     if let Some(pw) = url_password(url) {
         let start = url.find("://").unwrap_or(0) + 3;
         let rest = &url[start..];
-        let at = rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].rfind('@').unwrap_or(0);
+        let at = rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+            .rfind('@')
+            .unwrap_or(0);
         let user_end = rest[..at].find(':').unwrap_or(at);
         out = format!("{}{}:***{}", &url[..start], &rest[..user_end], &rest[at..]);
         let _ = pw;
@@ -91,7 +93,10 @@ mod tests {
 
     #[test]
     fn redacts_password_and_query_secrets() {
-        assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/app"),
+            "postgres://app:***@db/app"
+        );
         assert_eq!(
             redact_url("mysql://root:pw@127.0.0.1:3306/test?password=x&ssl=true"),
             "mysql://root:***@127.0.0.1:3306/test?password=***&ssl=true"

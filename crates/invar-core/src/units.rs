@@ -13,15 +13,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{t}` has no unit: expected one of ms, s, m, h, d (as in `30s`)"))?;
+            .ok_or_else(|| {
+                format!("`{t}` has no unit: expected one of ms, s, m, h, d (as in `30s`)")
+            })?;
         if num_end == 0 {
-            return Err(format!("`{t}` is not a duration: expected a number then ms, s, m, h or d"));
+            return Err(format!(
+                "`{t}` is not a duration: expected a number then ms, s, m, h or d"
+            ));
         }
         let n: f64 = rest[..num_end]
             .parse()
             .map_err(|_| format!("`{t}` is not a duration"))?;
         let after = &rest[num_end..];
-        let unit_end = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let unit = &after[..unit_end];
         let factor = match unit {
             "ms" => 0.001,
@@ -30,7 +36,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "d" => 86400.0,
             "w" => 604800.0,
-            _ => return Err(format!("unknown duration unit `{unit}` in `{t}`: expected one of ms, s, m, h, d")),
+            _ => {
+                return Err(format!(
+                    "unknown duration unit `{unit}` in `{t}`: expected one of ms, s, m, h, d"
+                ));
+            }
         };
         total += n * factor;
         rest = &after[unit_end..];
@@ -41,11 +51,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses `512KB`, `5GB`, `1.5MiB`, `1024` (bytes). KB = 1000, KiB = 1024.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     if num_end == 0 {
-        return Err(format!("`{t}` is not a size: expected a number then B, KB, MB, GB, TB (or KiB…)"));
+        return Err(format!(
+            "`{t}` is not a size: expected a number then B, KB, MB, GB, TB (or KiB…)"
+        ));
     }
-    let n: f64 = t[..num_end].parse().map_err(|_| format!("`{t}` is not a size"))?;
+    let n: f64 = t[..num_end]
+        .parse()
+        .map_err(|_| format!("`{t}` is not a size"))?;
     let unit = t[num_end..].trim();
     let factor: f64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1.0,
@@ -57,7 +73,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MIB" => 1024.0 * 1024.0,
         "GIB" => 1024.0 * 1024.0 * 1024.0,
         "TIB" => 1024.0f64.powi(4),
-        _ => return Err(format!("unknown size unit `{unit}` in `{t}`: expected one of B, KB, MB, GB, TB, KiB, MiB, GiB")),
+        _ => {
+            return Err(format!(
+                "unknown size unit `{unit}` in `{t}`: expected one of B, KB, MB, GB, TB, KiB, MiB, GiB"
+            ));
+        }
     };
     Ok((n * factor) as u64)
 }
@@ -89,7 +109,10 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("").is_err());

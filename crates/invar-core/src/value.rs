@@ -74,7 +74,9 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Text(s) => J::String(s.clone()),
             Value::Timestamp(_) | Value::Date(_) => J::String(self.key_text()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
@@ -94,7 +96,11 @@ impl Value {
                 .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
             J::String(s) => Value::Text(s.clone()),
             J::Array(a) => Value::List(a.iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
+            J::Object(o) => Value::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 
@@ -108,7 +114,10 @@ impl Value {
             Value::Text(s) => cel::Value::String(Arc::new(s.clone())),
             Value::Timestamp(t) => cel::Value::Timestamp(t.fixed_offset()),
             Value::Date(d) => cel::Value::Timestamp(
-                d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().fixed_offset(),
+                d.and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_utc()
+                    .fixed_offset(),
             ),
             Value::List(l) => cel::Value::List(Arc::new(l.iter().map(Value::to_cel).collect())),
             Value::Map(m) => {
@@ -128,7 +137,12 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+    ] {
         if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(n.and_utc());
         }
@@ -148,7 +162,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: Vec<String>) -> Self {
-        Table { columns, rows: Vec::new() }
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {

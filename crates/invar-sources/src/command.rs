@@ -17,7 +17,9 @@ pub async fn run_command(p: &CommandProbe, default_cwd: &Path) -> Result<Table, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd.spawn().map_err(|e| format!("cannot start `{prog}`: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start `{prog}`: {e}"))?;
     let out = match tokio::time::timeout(p.timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(|e| format!("command `{prog}` failed: {e}"))?,
         Err(_) => {
@@ -27,7 +29,11 @@ pub async fn run_command(p: &CommandProbe, default_cwd: &Path) -> Result<Table, 
             ));
         }
     };
-    let code = out.status.code().map(|c| Value::Int(c as i64)).unwrap_or(Value::Null);
+    let code = out
+        .status
+        .code()
+        .map(|c| Value::Int(c as i64))
+        .unwrap_or(Value::Null);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     match p.parse {
@@ -37,9 +43,14 @@ pub async fn run_command(p: &CommandProbe, default_cwd: &Path) -> Result<Table, 
         }),
         CommandParse::Lines => Ok(Table {
             columns: vec!["line".into(), "exit_code".into()],
-            rows: stdout.lines().map(|l| vec![Value::Text(l.to_string()), code.clone()]).collect(),
+            rows: stdout
+                .lines()
+                .map(|l| vec![Value::Text(l.to_string()), code.clone()])
+                .collect(),
         }),
-        CommandParse::Json => parse_json_rows(&stdout, code).map_err(|e| format!("command `{prog}`: {e}")),
+        CommandParse::Json => {
+            parse_json_rows(&stdout, code).map_err(|e| format!("command `{prog}`: {e}"))
+        }
     }
 }
 
@@ -87,7 +98,9 @@ fn parse_json_rows(stdout: &str, code: Value) -> Result<Table, String> {
             .iter()
             .map(|c| match it {
                 _ if c == "exit_code" && it.get("exit_code").is_none() => code.clone(),
-                serde_json::Value::Object(o) => o.get(c).map(Value::from_json).unwrap_or(Value::Null),
+                serde_json::Value::Object(o) => {
+                    o.get(c).map(Value::from_json).unwrap_or(Value::Null)
+                }
                 other if c == "value" => Value::from_json(other),
                 _ => Value::Null,
             })
@@ -115,15 +128,26 @@ mod tests {
 
     #[tokio::test]
     async fn parses_lines_json_and_text() {
-        let t = run_command(&cmd(&["sh", "-c", "echo a; echo $INVAR_T"], CommandParse::Lines, Duration::from_secs(5)), Path::new("."))
-            .await
-            .unwrap();
+        let t = run_command(
+            &cmd(
+                &["sh", "-c", "echo a; echo $INVAR_T"],
+                CommandParse::Lines,
+                Duration::from_secs(5),
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.rows[1][0], Value::Text("hello".into()));
         assert_eq!(t.rows[1][1], Value::Int(0));
 
         let t = run_command(
-            &cmd(&["sh", "-c", r#"echo '[{"n":1,"s":"x"},{"n":2}]'; exit 3"#], CommandParse::Json, Duration::from_secs(5)),
+            &cmd(
+                &["sh", "-c", r#"echo '[{"n":1,"s":"x"},{"n":2}]'; exit 3"#],
+                CommandParse::Json,
+                Duration::from_secs(5),
+            ),
             Path::new("."),
         )
         .await
@@ -131,21 +155,49 @@ mod tests {
         assert_eq!(t.columns, vec!["n", "s", "exit_code"]);
         assert_eq!(t.rows[1], vec![Value::Int(2), Value::Null, Value::Int(3)]);
 
-        let t = run_command(&cmd(&["sh", "-c", "echo out; echo err >&2; exit 4"], CommandParse::Text, Duration::from_secs(5)), Path::new("."))
-            .await
-            .unwrap();
-        assert_eq!(t.rows[0], vec![Value::Text("out\n".into()), Value::Text("err\n".into()), Value::Int(4)]);
+        let t = run_command(
+            &cmd(
+                &["sh", "-c", "echo out; echo err >&2; exit 4"],
+                CommandParse::Text,
+                Duration::from_secs(5),
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            t.rows[0],
+            vec![
+                Value::Text("out\n".into()),
+                Value::Text("err\n".into()),
+                Value::Int(4)
+            ]
+        );
     }
 
     #[tokio::test]
     async fn times_out_and_reports_missing_programs() {
-        let e = run_command(&cmd(&["sleep", "5"], CommandParse::Text, Duration::from_millis(200)), Path::new("."))
-            .await
-            .unwrap_err();
+        let e = run_command(
+            &cmd(
+                &["sleep", "5"],
+                CommandParse::Text,
+                Duration::from_millis(200),
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("timed out after 200ms"), "{e}");
-        let e = run_command(&cmd(&["/nonexistent/prog"], CommandParse::Text, Duration::from_secs(1)), Path::new("."))
-            .await
-            .unwrap_err();
+        let e = run_command(
+            &cmd(
+                &["/nonexistent/prog"],
+                CommandParse::Text,
+                Duration::from_secs(1),
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("cannot start"), "{e}");
     }
 }

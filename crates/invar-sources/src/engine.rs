@@ -6,8 +6,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use invar_core::report::{exit_code, run_status};
 use invar_core::{
-    Config, Counts, Invariant, InvariantResult, Outcome, Probe, ProbeResult, RunReport, Snapshot, SourceKind,
-    SourceUnavailable, Suite, Table, Value, Verdict, evaluate, skip_if_decision,
+    Config, Counts, Invariant, InvariantResult, Outcome, Probe, ProbeResult, RunReport, Snapshot,
+    SourceKind, SourceUnavailable, Suite, Table, Value, Verdict, evaluate, skip_if_decision,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { suite: "all".into(), only: Vec::new(), trigger: "cli".into(), progress: None }
+        RunOptions {
+            suite: "all".into(),
+            only: Vec::new(),
+            trigger: "cli".into(),
+            progress: None,
+        }
     }
 }
 
@@ -43,7 +48,11 @@ pub struct Engine {
 }
 
 /// Invariants selected by a suite (and `--only`), in config order.
-pub fn select<'a>(config: &'a Config, suite: &Suite, only: &[String]) -> Result<Vec<&'a Invariant>, String> {
+pub fn select<'a>(
+    config: &'a Config,
+    suite: &Suite,
+    only: &[String],
+) -> Result<Vec<&'a Invariant>, String> {
     let mut out = Vec::new();
     for inv in &config.invariants {
         if !only.is_empty() {
@@ -52,7 +61,10 @@ pub fn select<'a>(config: &'a Config, suite: &Suite, only: &[String]) -> Result<
             }
             continue;
         }
-        if suite.selects(inv).map_err(|e| format!("suite `{}`: {e}", suite.name))? {
+        if suite
+            .selects(inv)
+            .map_err(|e| format!("suite `{}`: {e}", suite.name))?
+        {
             out.push(inv);
         }
     }
@@ -65,7 +77,11 @@ impl Engine {
     }
 
     fn base_dir(&self) -> PathBuf {
-        self.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        self.config
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     /// Runs one suite and returns the report. Never fails as a whole: whatever cannot be
@@ -74,14 +90,29 @@ impl Engine {
         let started = Instant::now();
         let now = chrono::Utc::now();
         let run_id = uuid::Uuid::now_v7().to_string();
-        let suite = self.config.suite(&opts.suite).cloned().unwrap_or_else(Suite::all);
+        let suite = self
+            .config
+            .suite(&opts.suite)
+            .cloned()
+            .unwrap_or_else(Suite::all);
 
         let mut results: Vec<Option<InvariantResult>> = Vec::new();
         let selected = match select(&self.config, &suite, &opts.only) {
             Ok(s) => s,
             Err(e) => {
                 // A select that cannot be evaluated is an automation error for the whole run.
-                return self.report(run_id, &suite, opts, now, started, vec![], vec![SourceUnavailable { source: "suite".into(), error: e }]);
+                return self.report(
+                    run_id,
+                    &suite,
+                    opts,
+                    now,
+                    started,
+                    vec![],
+                    vec![SourceUnavailable {
+                        source: "suite".into(),
+                        error: e,
+                    }],
+                );
             }
         };
         results.resize(selected.len(), None);
@@ -100,7 +131,10 @@ impl Engine {
         let mut unavailable: Vec<SourceUnavailable> = Vec::new();
         for name in &needed {
             if let Some(Err(e)) = pools.get(name) {
-                unavailable.push(SourceUnavailable { source: name.clone(), error: e.clone() });
+                unavailable.push(SourceUnavailable {
+                    source: name.clone(),
+                    error: e.clone(),
+                });
             }
         }
 
@@ -152,9 +186,13 @@ impl Engine {
                 }
                 let fut = self.probe_future(&p, &pools, &mut semaphores, &local);
                 let handle = tokio::spawn(fut);
-                let shared = async move { handle.await.unwrap_or_else(|e| Err(format!("probe task failed: {e}"))) }
-                    .boxed()
-                    .shared();
+                let shared = async move {
+                    handle
+                        .await
+                        .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
+                }
+                .boxed()
+                .shared();
                 probes.insert(p, shared);
             }
         }
@@ -175,7 +213,12 @@ impl Engine {
             let pushed_probe = pushed.get(&i).cloned();
             let needed_probes: Vec<(Probe, SharedProbe)> = match &pushed_probe {
                 Some(p) => vec![(p.clone(), probes[p].clone())],
-                None => inv.check.probes().into_iter().map(|p| (p.clone(), probes[p].clone())).collect(),
+                None => inv
+                    .check
+                    .probes()
+                    .into_iter()
+                    .map(|p| (p.clone(), probes[p].clone()))
+                    .collect(),
             };
             let progress = opts.progress.clone();
             let done = done.clone();
@@ -215,7 +258,15 @@ impl Engine {
         let results: Vec<InvariantResult> = results
             .into_iter()
             .zip(&selected)
-            .map(|(r, inv)| r.unwrap_or_else(|| to_result(inv, Verdict::error("internal error: no verdict"), Duration::ZERO)))
+            .map(|(r, inv)| {
+                r.unwrap_or_else(|| {
+                    to_result(
+                        inv,
+                        Verdict::error("internal error: no verdict"),
+                        Duration::ZERO,
+                    )
+                })
+            })
             .collect();
         self.report(run_id, &suite, opts, now, started, results, unavailable)
     }
@@ -235,7 +286,8 @@ impl Engine {
         for r in &results {
             counts.add(r.outcome);
         }
-        let automation_error = counts.error > 0 || (!sources_unavailable.is_empty() && results.is_empty());
+        let automation_error =
+            counts.error > 0 || (!sources_unavailable.is_empty() && results.is_empty());
         let mut status = run_status(&results);
         let mut code = exit_code(&counts, suite.fail_on);
         if automation_error && results.is_empty() {
@@ -280,15 +332,28 @@ impl Engine {
                 Some((name, r.map(Arc::new)))
             })
         });
-        futures::future::join_all(futs).await.into_iter().flatten().collect()
+        futures::future::join_all(futs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The `source` map a cost guard sees: `name`, `type`, `size_bytes` when known.
-    async fn source_facts(&self, name: &str, pool: Option<&Result<Arc<SqlPool>, String>>) -> BTreeMap<String, Value> {
+    async fn source_facts(
+        &self,
+        name: &str,
+        pool: Option<&Result<Arc<SqlPool>, String>>,
+    ) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
         m.insert("name".to_string(), Value::Text(name.to_string()));
-        let Some(src) = self.config.sources.get(name) else { return m };
-        m.insert("type".to_string(), Value::Text(src.kind.type_name().to_string()));
+        let Some(src) = self.config.sources.get(name) else {
+            return m;
+        };
+        m.insert(
+            "type".to_string(),
+            Value::Text(src.kind.type_name().to_string()),
+        );
         let size = match &src.kind {
             SourceKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
             SourceKind::File(f) => std::fs::metadata(&f.path).ok().map(|m| m.len()),
@@ -297,7 +362,10 @@ impl Engine {
                 _ => None,
             },
         };
-        m.insert("size_bytes".to_string(), size.map(|s| Value::Int(s as i64)).unwrap_or(Value::Null));
+        m.insert(
+            "size_bytes".to_string(),
+            size.map(|s| Value::Int(s as i64)).unwrap_or(Value::Null),
+        );
         m
     }
 
@@ -328,29 +396,40 @@ impl Engine {
                     _ => 4,
                 }
                 .max(1) as usize;
-                let sem = semaphores.entry(source.clone()).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone();
+                let sem = semaphores
+                    .entry(source.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                    .clone();
                 let sql = sql.clone();
                 let source = source.clone();
                 async move {
                     let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
-                    pool.query(&sql).await.map(Arc::new).map_err(|e| format!("`{source}`: {e}"))
+                    pool.query(&sql)
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| format!("`{source}`: {e}"))
                 }
                 .boxed()
             }
             Probe::Values(vals) => {
-                let t = Table { columns: vec!["value".into()], rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect() };
+                let t = Table {
+                    columns: vec!["value".into()],
+                    rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect(),
+                };
                 async move { Ok(Arc::new(t)) }.boxed()
             }
             Probe::Lines(lp) => {
                 let path = match &lp.file {
                     invar_core::FileRef::Path(p) => Ok(self.base_dir().join(p)),
-                    invar_core::FileRef::Source(s) => match self.config.sources.get(s).map(|s| &s.kind) {
-                        Some(SourceKind::File(f)) => match pools.get(s) {
-                            Some(Err(e)) => Err(format!("source `{s}` is unavailable: {e}")),
-                            _ => Ok(f.path.clone()),
-                        },
-                        _ => Err(format!("`{s}` is not a file source")),
-                    },
+                    invar_core::FileRef::Source(s) => {
+                        match self.config.sources.get(s).map(|s| &s.kind) {
+                            Some(SourceKind::File(f)) => match pools.get(s) {
+                                Some(Err(e)) => Err(format!("source `{s}` is unavailable: {e}")),
+                                _ => Ok(f.path.clone()),
+                            },
+                            _ => Err(format!("`{s}` is not a file source")),
+                        }
+                    }
                 };
                 let lp = lp.clone();
                 let sem = local.clone();

@@ -24,13 +24,19 @@ pub fn read_lines(path: &Path, probe: &LinesProbe) -> Result<Table, String> {
         Some(p) => Some(Regex::new(p).map_err(|e| format!("invalid regex: {e}"))?),
         None => None,
     };
-    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("cannot stat {}: {e}", path.display()))?.len();
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .len();
     let (bytes, first_line_no) = match probe.tail {
-        Some(n) => read_tail(&mut file, len, n).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        Some(n) => read_tail(&mut file, len, n)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
         None => {
             let mut buf = Vec::with_capacity(len as usize);
-            file.read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            file.read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (buf, 1)
         }
     };
@@ -49,15 +55,24 @@ pub fn read_lines(path: &Path, probe: &LinesProbe) -> Result<Table, String> {
     let mut table = Table::new(columns);
     for (i, line) in text.lines().enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut row = vec![Value::Int((first_line_no + i as u64) as i64), Value::Text(line.to_string()), Value::Null];
+        let mut row = vec![
+            Value::Int((first_line_no + i as u64) as i64),
+            Value::Text(line.to_string()),
+            Value::Null,
+        ];
         row[2] = leading_timestamp(line).unwrap_or(Value::Null);
         match &re {
             Some(r) => {
-                let Some(caps) = r.captures(line) else { continue };
+                let Some(caps) = r.captures(line) else {
+                    continue;
+                };
                 row.resize(table.columns.len(), Value::Null);
                 for name in &capture_names {
                     let idx = table.column(name).expect("column added above");
-                    row[idx] = caps.name(name).map(|m| Value::Text(m.as_str().to_string())).unwrap_or(Value::Null);
+                    row[idx] = caps
+                        .name(name)
+                        .map(|m| Value::Text(m.as_str().to_string()))
+                        .unwrap_or(Value::Null);
                 }
             }
             None => row.resize(table.columns.len(), Value::Null),
@@ -127,7 +142,11 @@ mod tests {
     use std::io::Write;
 
     fn probe(pattern: Option<&str>, tail: Option<u64>) -> LinesProbe {
-        LinesProbe { file: FileRef::Path("x".into()), pattern: pattern.map(str::to_string), tail }
+        LinesProbe {
+            file: FileRef::Path("x".into()),
+            pattern: pattern.map(str::to_string),
+            tail,
+        }
     }
 
     #[test]
@@ -135,7 +154,8 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "2026-05-11 11:40:00 boot started").unwrap();
         writeln!(f, "noise").unwrap();
-        f.write_all(b"2026-05-11T11:41:00Z schema_guard FAIL missing=049_x.sql \xff\n").unwrap();
+        f.write_all(b"2026-05-11T11:41:00Z schema_guard FAIL missing=049_x.sql \xff\n")
+            .unwrap();
         let t = read_lines(f.path(), &probe(Some(r"(?P<what>FAIL|started)"), None)).unwrap();
         assert_eq!(t.columns, vec!["line_no", "text", "ts", "what"]);
         assert_eq!(t.rows.len(), 2);

@@ -6,9 +6,28 @@ use crate::sql::Dialect;
 use invar_core::{Check, Probe, SubsetCheck};
 
 /// The pushed-down query for `check`, when it can and should be pushed down.
-pub fn subset_pushdown(check: &Check, dialect_of: impl Fn(&str) -> Option<Dialect>) -> Option<Probe> {
-    let Check::Subset(SubsetCheck { each, within, grace: None }) = check else { return None };
-    let (Probe::Sql { source: s1, sql: each_sql }, Probe::Sql { source: s2, sql: in_sql }) = (&each.probe, &within.probe)
+pub fn subset_pushdown(
+    check: &Check,
+    dialect_of: impl Fn(&str) -> Option<Dialect>,
+) -> Option<Probe> {
+    let Check::Subset(SubsetCheck {
+        each,
+        within,
+        grace: None,
+    }) = check
+    else {
+        return None;
+    };
+    let (
+        Probe::Sql {
+            source: s1,
+            sql: each_sql,
+        },
+        Probe::Sql {
+            source: s2,
+            sql: in_sql,
+        },
+    ) = (&each.probe, &within.probe)
     else {
         return None;
     };
@@ -33,12 +52,23 @@ pub fn subset_pushdown(check: &Check, dialect_of: impl Fn(&str) -> Option<Dialec
         .map(|(c, k)| format!("{} AS {k}", q(c)))
         .collect::<Vec<_>>()
         .join(", ");
-    let not_null = each.key.iter().map(|c| format!("{} IS NOT NULL", q(c))).collect::<Vec<_>>().join(" AND ");
+    let not_null = each
+        .key
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let join_on = within
         .key
         .iter()
         .zip(&keys)
-        .map(|(c, k)| format!("{} = {}", text(format!("invar_i.{}", q(c))), text(format!("invar_k.{k}"))))
+        .map(|(c, k)| {
+            format!(
+                "{} = {}",
+                text(format!("invar_i.{}", q(c))),
+                text(format!("invar_k.{k}"))
+            )
+        })
         .collect::<Vec<_>>()
         .join(" AND ");
     let out_cols = each
@@ -57,5 +87,8 @@ pub fn subset_pushdown(check: &Check, dialect_of: impl Fn(&str) -> Option<Dialec
         each = strip(each_sql),
         inn = strip(in_sql),
     );
-    Some(Probe::Sql { source: s1.clone(), sql })
+    Some(Probe::Sql {
+        source: s1.clone(),
+        sql,
+    })
 }

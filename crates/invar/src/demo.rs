@@ -10,7 +10,8 @@ const MARKER: &str = "# invar demo";
 
 /// Writes `demo.db`, `logs/boot.log` and `invar.yaml` into `dir`; returns the config path.
 pub fn create(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("creating {}", dir.display()))?;
     let config = dir.join("invar.yaml");
     if let Ok(existing) = std::fs::read_to_string(&config)
         && !existing.starts_with(MARKER)
@@ -27,13 +28,16 @@ pub fn create(dir: &Path) -> Result<PathBuf> {
     )?;
     let db = dir.join("demo.db");
     let _ = std::fs::remove_file(&db);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(seed(&db)).context("seeding demo.db")?;
     Ok(config)
 }
 
 async fn seed(db: &Path) -> Result<()> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db)
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
         .create_if_missing(true)
         // SQLite does not enforce foreign keys by default; the demo's orphan order relies on that.
         .foreign_keys(false)
@@ -84,7 +88,9 @@ async fn seed(db: &Path) -> Result<()> {
          INSERT INTO orders VALUES (1045, 14, 'paid', 990, datetime('now', '-1 minutes'), datetime('now', '-1 minutes'));
          COMMIT;\n",
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "invar", version, about = "Check what must always be true about your running systems.")]
+#[command(
+    name = "invar",
+    version,
+    about = "Check what must always be true about your running systems."
+)]
 struct Cli {
     /// The config file [default: $INVAR_CONFIG, else ./invar.yaml]
     #[arg(long, global = true, env = "INVAR_CONFIG")]
@@ -79,14 +83,17 @@ fn main() -> ExitCode {
             let _ = e.print();
             // Help and version are not errors; every other command-line mistake is exit 3.
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(3),
             };
         }
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INVAR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error")),
+            tracing_subscriber::EnvFilter::try_from_env("INVAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -100,7 +107,9 @@ fn main() -> ExitCode {
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
-    cli.config.clone().unwrap_or_else(|| PathBuf::from("invar.yaml"))
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("invar.yaml"))
 }
 
 fn stderr_color() -> bool {
@@ -142,43 +151,75 @@ fn real_main(cli: Cli) -> Result<i32> {
         Command::Run(args) => {
             let path = config_path(&cli);
             let Some(cfg) = load(&path) else { return Ok(3) };
-            run(cfg, args.suite.clone(), args.only.clone(), &args.render, args.dry_run)
+            run(
+                cfg,
+                args.suite.clone(),
+                args.only.clone(),
+                &args.render,
+                args.dry_run,
+            )
         }
         Command::Demo { dir, render } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let path = demo::create(&dir).context("creating the demo")?;
             let Some(cfg) = load(&path) else { return Ok(3) };
             let code = run(cfg, None, vec![], render, false)?;
-            demo::print_next_steps(&path, render.output.is_some() || render.format != Format::Table);
+            demo::print_next_steps(
+                &path,
+                render.output.is_some() || render.format != Format::Table,
+            );
             Ok(code)
         }
     }
 }
 
-fn run(cfg: invar_core::Config, suite: Option<String>, only: Vec<String>, render: &RenderArgs, _dry_run: bool) -> Result<i32> {
+fn run(
+    cfg: invar_core::Config,
+    suite: Option<String>,
+    only: Vec<String>,
+    render: &RenderArgs,
+    _dry_run: bool,
+) -> Result<i32> {
     // TODO(issue 4): record the run in the history store unless --dry-run.
     let suite_name = match suite {
         Some(s) => {
             if cfg.suite(&s).is_none() {
-                let known: Vec<String> = cfg.suites.iter().map(|s| format!("`{}`", s.name)).collect();
-                eprintln!("error: unknown suite `{s}`: expected one of {}", known.join(", "));
+                let known: Vec<String> =
+                    cfg.suites.iter().map(|s| format!("`{}`", s.name)).collect();
+                eprintln!(
+                    "error: unknown suite `{s}`: expected one of {}",
+                    known.join(", ")
+                );
                 return Ok(3);
             }
             s
         }
         None => "all".into(),
     };
-    let unknown: Vec<&String> = only.iter().filter(|id| cfg.invariant(id).is_none()).collect();
+    let unknown: Vec<&String> = only
+        .iter()
+        .filter(|id| cfg.invariant(id).is_none())
+        .collect();
     if !unknown.is_empty() {
         let list: Vec<String> = unknown.iter().map(|s| format!("`{s}`")).collect();
-        eprintln!("error: unknown invariant ids in --only: {}", list.join(", "));
+        eprintln!(
+            "error: unknown invariant ids in --only: {}",
+            list.join(", ")
+        );
         return Ok(3);
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let engine = Engine::new(Arc::new(cfg));
     let progress = output::Progress::start();
-    let opts = RunOptions { suite: suite_name, only, trigger: "cli".into(), progress: Some(progress.callback()) };
+    let opts = RunOptions {
+        suite: suite_name,
+        only,
+        trigger: "cli".into(),
+        progress: Some(progress.callback()),
+    };
     let report = rt.block_on(async { engine.run(&opts).await });
     progress.finish();
 

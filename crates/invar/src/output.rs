@@ -26,7 +26,11 @@ struct Style {
 
 impl Style {
     fn paint(&self, code: &str, s: &str) -> String {
-        if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     fn outcome(&self, o: Outcome) -> String {
         let (label, code) = match o {
@@ -72,10 +76,22 @@ fn table(report: &RunReport, color: bool) -> String {
         report.duration_ms
     );
     for s in &report.sources_unavailable {
-        let _ = writeln!(out, "{} source `{}` unavailable: {}", st.paint("1;35", "!"), s.source, s.error);
+        let _ = writeln!(
+            out,
+            "{} source `{}` unavailable: {}",
+            st.paint("1;35", "!"),
+            s.source,
+            s.error
+        );
     }
     out.push('\n');
-    let id_w = report.results.iter().map(|r| r.id.len()).max().unwrap_or(2).min(24);
+    let id_w = report
+        .results
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(2)
+        .min(24);
     for r in sorted(report) {
         let _ = writeln!(
             out,
@@ -84,7 +100,11 @@ fn table(report: &RunReport, color: bool) -> String {
             r.severity,
             r.id,
             r.title,
-            if r.vacuous { st.dim(" (vacuous)") } else { String::new() },
+            if r.vacuous {
+                st.dim(" (vacuous)")
+            } else {
+                String::new()
+            },
         );
         let pad = " ".repeat(2 + 5 + 2 + 8 + 2 + id_w + 2);
         if r.outcome != Outcome::Pass
@@ -96,7 +116,9 @@ fn table(report: &RunReport, color: bool) -> String {
             for v in r.violations.iter().take(SHOWN_VIOLATIONS) {
                 let _ = writeln!(out, "{pad}· {}", truncate(&v.to_string(), 160));
             }
-            let more = r.violations_total.saturating_sub(SHOWN_VIOLATIONS.min(r.violations.len()) as u64);
+            let more = r
+                .violations_total
+                .saturating_sub(SHOWN_VIOLATIONS.min(r.violations.len()) as u64);
             if more > 0 {
                 let _ = writeln!(out, "{pad}… and {more} more");
             }
@@ -129,7 +151,11 @@ pub fn summary_line(report: &RunReport, color: bool) -> String {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
 }
 
 fn violations_text(r: &InvariantResult) -> String {
@@ -159,7 +185,11 @@ fn junit(report: &RunReport) -> anyhow::Result<String> {
                 s
             }
             Outcome::Fail | Outcome::Error => {
-                let kind = if r.outcome == Outcome::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                let kind = if r.outcome == Outcome::Fail {
+                    NonSuccessKind::Failure
+                } else {
+                    NonSuccessKind::Error
+                };
                 let mut s = TestCaseStatus::non_success(kind);
                 s.set_message(r.reason.clone().unwrap_or_default());
                 s.set_type(r.outcome.as_str());
@@ -192,14 +222,26 @@ fn md_escape(s: &str) -> String {
 fn markdown(report: &RunReport) -> String {
     let mut out = String::new();
     let c = &report.counts;
-    let _ = writeln!(out, "# invar run `{}` — {}\n", report.suite, report.status.as_str());
+    let _ = writeln!(
+        out,
+        "# invar run `{}` — {}\n",
+        report.suite,
+        report.status.as_str()
+    );
     let _ = writeln!(
         out,
         "Started {} · {} ms · run `{}` · exit {}\n",
         report.started_at, report.duration_ms, report.run_id, report.exit_code
     );
-    let _ = writeln!(out, "| pass | warn | fail | skip | error |\n|---:|---:|---:|---:|---:|");
-    let _ = writeln!(out, "| {} | {} | {} | {} | {} |\n", c.pass, c.warn, c.fail, c.skip, c.error);
+    let _ = writeln!(
+        out,
+        "| pass | warn | fail | skip | error |\n|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} |\n",
+        c.pass, c.warn, c.fail, c.skip, c.error
+    );
     if !report.sources_unavailable.is_empty() {
         let _ = writeln!(out, "**Sources unavailable:**\n");
         for s in &report.sources_unavailable {
@@ -207,7 +249,10 @@ fn markdown(report: &RunReport) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "| outcome | severity | id | title | detail |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| outcome | severity | id | title | detail |\n|---|---|---|---|---|"
+    );
     for r in sorted(report) {
         let detail = r.reason.clone().unwrap_or_default();
         let _ = writeln!(
@@ -221,14 +266,25 @@ fn markdown(report: &RunReport) -> String {
             md_escape(&detail)
         );
     }
-    for r in sorted(report).into_iter().filter(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error)) {
-        let _ = writeln!(out, "\n## {} `{}` — {}\n", r.outcome.as_str(), r.id, md_escape(&r.title));
+    for r in sorted(report)
+        .into_iter()
+        .filter(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+    {
+        let _ = writeln!(
+            out,
+            "\n## {} `{}` — {}\n",
+            r.outcome.as_str(),
+            r.id,
+            md_escape(&r.title)
+        );
         if !r.violations.is_empty() {
             out.push_str("```\n");
             for v in r.violations.iter().take(SHOWN_VIOLATIONS) {
                 let _ = writeln!(out, "{v}");
             }
-            let more = r.violations_total.saturating_sub(SHOWN_VIOLATIONS.min(r.violations.len()) as u64);
+            let more = r
+                .violations_total
+                .saturating_sub(SHOWN_VIOLATIONS.min(r.violations.len()) as u64);
             if more > 0 {
                 let _ = writeln!(out, "… and {more} more");
             }
@@ -251,10 +307,15 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
-        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::hidden());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} invariants decided [{elapsed}] {wide_bar}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} invariants decided [{elapsed}] {wide_bar}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let shown = bar.clone();
         std::thread::spawn(move || {
