@@ -128,16 +128,6 @@ impl Engine {
             }
         }
         let pools = self.connect_all(&needed).await;
-        let mut unavailable: Vec<SourceUnavailable> = Vec::new();
-        for name in &needed {
-            if let Some(Err(e)) = pools.get(name) {
-                unavailable.push(SourceUnavailable {
-                    source: name.clone(),
-                    error: e.clone(),
-                });
-            }
-        }
-
         // Cost guards, decided before any probe is read.
         let mut facts_cache: HashMap<String, BTreeMap<String, Value>> = HashMap::new();
         let mut skipped: HashMap<usize, Verdict> = HashMap::new();
@@ -159,6 +149,22 @@ impl Engine {
                 Err(e) => {
                     skipped.insert(i, Verdict::error(format!("skip_if: {e}")));
                 }
+            }
+        }
+
+        // A source counts as unavailable for this run when a check that was not skipped needed it.
+        let mut unavailable: Vec<SourceUnavailable> = Vec::new();
+        for name in &needed {
+            let used = selected.iter().enumerate().any(|(i, inv)| {
+                !skipped.contains_key(&i) && inv.check.sources().contains(&name.as_str())
+            });
+            if let Some(Err(e)) = pools.get(name)
+                && used
+            {
+                unavailable.push(SourceUnavailable {
+                    source: name.clone(),
+                    error: e.clone(),
+                });
             }
         }
 

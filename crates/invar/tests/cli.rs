@@ -466,4 +466,9 @@ fn cost_guard_skips_before_probing_with_the_reason() {
     assert_eq!(result(&r, "G-2")["outcome"], "pass");
     // The log file does not exist: had G-3 been probed it would be an error, not a skip.
     assert_eq!(result(&r, "G-3")["outcome"], "skip");
+    assert_eq!(
+        r["sources_unavailable"],
+        serde_json::json!([]),
+        "a guarded check needs no source"
+    );
 }
