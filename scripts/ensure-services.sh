@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes sure the servers invar's tests talk to are installed and running on loopback:
+# PostgreSQL (127.0.0.1:5432, trust, database `test`) and MariaDB (127.0.0.1:3306, root, empty
+# password, database `test`). Idempotent; safe to run on a machine where they already run.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done
+  echo "ensure-services: nothing listens on 127.0.0.1:$1 after 30s" >&2
+  return 1
+}
+
+# PostgreSQL
+if ! port_open 5432; then
+  if ! have pg_ctlcluster; then apt_install postgresql; fi
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  hba=/etc/postgresql/$ver/main/pg_hba.conf
+  if ! grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  wait_port 5432
+fi
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
+
+# MariaDB
+if ! port_open 3306; then
+  if ! have mariadbd; then apt_install mariadb-server; fi
+  as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  wait_port 3306
+fi
+mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test" 2>/dev/null \
+  || mysql -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
+
+echo "ensure-services: postgres and mariadb are up"
