@@ -51,16 +51,29 @@ fn now_cel(now: DateTime<Utc>) -> cel::Value {
 
 /// Decides the cost guard before probing. `facts` is the `source` map (`name`, `type`,
 /// `size_bytes`…) of each source the invariant reads. Some(reason) means skip.
+///
+/// A source for which the guard holds skips the check even when the guard could not be
+/// evaluated for another source (a postgres source has no `size_bytes`): the decision does not
+/// depend on the order of the sources. Only when it holds for none is an evaluation error
+/// returned.
 pub fn skip_if_decision(
     cond: &Condition,
     facts: &[BTreeMap<String, Value>],
     now: DateTime<Utc>,
 ) -> Result<Option<String>, String> {
+    let mut first_error = None;
     for f in facts {
         let mut ctx = cel::Context::default();
         ctx.add_variable_from_value("source", Value::Map(f.clone()).to_cel());
         ctx.add_variable_from_value("now", now_cel(now));
-        if cond.eval_bool(&ctx)? {
+        let held = match cond.eval_bool(&ctx) {
+            Ok(h) => h,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                false
+            }
+        };
+        if held {
             let name = f.get("name").map(|v| v.key_text()).unwrap_or_default();
             let size = f
                 .get("size_bytes")
@@ -73,7 +86,10 @@ pub fn skip_if_decision(
             )));
         }
     }
-    Ok(None)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
 }
 
 /// Evaluates one invariant over the snapshot. Never panics; an unreadable probe is `error`.
@@ -257,10 +273,32 @@ impl Verdict {
     }
 }
 
-/// The key rows of one side: key text → (key as JSON object, newest age).
+/// The key rows of one side: key text (one per key column) → (key as JSON object, newest age).
+///
+/// Keys are compared by the text of each column, kept apart (never joined into one string, so
+/// `("a\u{1f}b", "c")` and `("a", "b\u{1f}c")` stay different keys).
 struct KeySet {
-    keys: BTreeMap<String, (serde_json::Value, Option<DateTime<Utc>>)>,
+    keys: BTreeMap<Vec<String>, (serde_json::Value, Option<DateTime<Utc>>)>,
     null_keys: u64,
+}
+
+static NULL: Value = Value::Null;
+
+/// A row's cell; a row shorter than the header reads as NULL there.
+fn cell(row: &[Value], c: usize) -> &Value {
+    row.get(c).unwrap_or(&NULL)
+}
+
+/// Of two JSON forms of one key (`7` and `"7"` are the same key), the one shown: the smaller
+/// serialization, so the violation does not depend on which row came first.
+fn keep_smaller(current: &mut serde_json::Value, candidate: serde_json::Value) {
+    if *current == candidate {
+        return;
+    }
+    let (new, old) = (candidate.to_string(), current.to_string());
+    if new < old {
+        *current = candidate;
+    }
 }
 
 fn key_columns(kp: &KeyedProbe, t: &Table) -> Result<Vec<usize>, String> {
@@ -297,26 +335,29 @@ fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
         })?),
         None => None,
     };
-    let mut keys: BTreeMap<String, (serde_json::Value, Option<DateTime<Utc>>)> = BTreeMap::new();
+    let mut keys: BTreeMap<Vec<String>, (serde_json::Value, Option<DateTime<Utc>>)> =
+        BTreeMap::new();
     let mut null_keys = 0;
     for row in &t.rows {
-        if cols.iter().any(|&c| row[c].is_null()) {
+        if cols.iter().any(|&c| cell(row, c).is_null()) {
             null_keys += 1;
             continue;
         }
-        let text = cols
-            .iter()
-            .map(|&c| row[c].key_text())
-            .collect::<Vec<_>>()
-            .join("\u{1f}");
-        let age = age_col.and_then(|c| row[c].as_timestamp());
-        let entry = keys.entry(text).or_insert_with(|| {
-            let mut obj = serde_json::Map::new();
-            for &c in &cols {
-                obj.insert(t.columns[c].clone(), row[c].to_json());
+        let text: Vec<String> = cols.iter().map(|&c| cell(row, c).key_text()).collect();
+        let age = age_col.and_then(|c| cell(row, c).as_timestamp());
+        let mut obj = serde_json::Map::new();
+        for &c in &cols {
+            obj.insert(t.columns[c].clone(), cell(row, c).to_json());
+        }
+        let obj = serde_json::Value::Object(obj);
+        let entry = match keys.entry(text) {
+            std::collections::btree_map::Entry::Vacant(e) => e.insert((obj, None)),
+            std::collections::btree_map::Entry::Occupied(e) => {
+                let entry = e.into_mut();
+                keep_smaller(&mut entry.0, obj);
+                entry
             }
-            (serde_json::Value::Object(obj), None)
-        });
+        };
         entry.1 = match (entry.1, age) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -473,37 +514,39 @@ pub fn subset_from_pushdown(missing: &Table) -> Verdict {
             missing
                 .rows
                 .first()
-                .map(|r| r[c].as_f64().unwrap_or(0.0) as u64)
+                .map(|r| cell(r, c).as_f64().unwrap_or(0.0) as u64)
         })
         .unwrap_or(0);
     let mut v = Verdict::new(Outcome::Pass);
-    let mut keys: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut keys: BTreeMap<Vec<String>, serde_json::Value> = BTreeMap::new();
     for row in &missing.rows {
-        if row
-            .iter()
-            .enumerate()
-            .any(|(i, x)| Some(i) != ex_col && x.is_null())
-        {
+        if (0..missing.columns.len()).any(|i| Some(i) != ex_col && cell(row, i).is_null()) {
             continue; // the examined-count row of an empty anti-join
         }
         let mut obj = serde_json::Map::new();
         let mut text = Vec::new();
         for (i, c) in missing.columns.iter().enumerate() {
             if Some(i) != ex_col {
-                obj.insert(c.clone(), row[i].to_json());
-                text.push(row[i].key_text());
+                obj.insert(c.clone(), cell(row, i).to_json());
+                text.push(cell(row, i).key_text());
             }
         }
-        keys.push((text.join("\u{1f}"), serde_json::Value::Object(obj)));
+        let obj = serde_json::Value::Object(obj);
+        match keys.entry(text) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(obj);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => keep_smaller(e.get_mut(), obj),
+        }
     }
-    keys.sort_by(|a, b| a.0.cmp(&b.0));
-    keys.dedup_by(|a, b| a.0 == b.0);
+    // The keys examined are at least the keys found missing (were `__examined` lost).
+    let examined = examined.max(keys.len() as u64);
     v.examined = examined;
     v.measure("each_keys", examined);
     v.measure("missing", keys.len() as u64);
     v.measure("pushed_down", true);
     let n = keys.len();
-    for (_, k) in keys {
+    for k in keys.into_values() {
         v.push_violation(serde_json::json!({"missing": k}));
     }
     if n > 0 {
