@@ -584,25 +584,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// An assertion skipped for a known bug: says so loudly, and says when it looks fixed.
-    fn known_bug(&mut self, id: &str, outcome: &str, violations_total: u64, bug: &str) {
-        let Some(r) = self.result(id) else { return };
-        let holds = r["outcome"] == outcome && r["violations_total"] == violations_total;
-        if holds {
-            eprintln!(
-                "{}: {id} now gives {outcome} with {violations_total} violations: the known \
-                 bug ({bug}) looks fixed; enable its assertion (TODO(issue 2))",
-                self.backend
-            );
-        } else {
-            eprintln!(
-                "{}: KNOWN BUG (issue 2, assertion skipped) {id}: {bug}: expected {outcome} \
-                 with {violations_total}, got {} with {} ({})",
-                self.backend, r["outcome"], r["violations_total"], r["reason"]
-            );
-        }
-    }
-
     fn check(&mut self, cond: bool, what: &str) {
         if !cond {
             self.problems.push(what.to_string());
@@ -806,49 +787,19 @@ fn run_backend(
     // TODO(issue 2): the subset pushdown pastes the user's SQL into `WITH invar_e AS (…)` on one
     // line, so a SQL ending in a `-- comment` comments out the rest of the wrapping query:
     // `error` (syntax error) on every backend, where the same check in memory fails with 2.
-    // c.expect("SUBSET-COMMENT", "fail", 2);
-    // c.pushed_down("SUBSET-COMMENT", true);
-    c.known_bug(
-        "SUBSET-COMMENT",
-        "fail",
-        2,
-        "pushdown: trailing `--` comment",
-    );
-    // TODO(issue 2): pushed down, keys are compared as the database's CAST(… AS TEXT), so a
-    // NUMERIC 5.00 is '5.00' and misses the INTEGER 5 (PostgreSQL, MariaDB); in memory both
-    // are "5" and DECIMAL-MEM passes. The pushdown must not change the verdict.
-    // c.expect("DECIMAL-PUSHED", "pass", 0);
-    // c.pushed_down("DECIMAL-PUSHED", true);
-    if db == Db::Sqlite {
-        // NUMERIC affinity stores 5.00 as the integer 5: no difference to show here.
-        c.expect("DECIMAL-PUSHED", "pass", 0);
-        c.pushed_down("DECIMAL-PUSHED", true);
-    } else {
-        c.known_bug(
-            "DECIMAL-PUSHED",
-            "pass",
-            0,
-            "pushdown: decimal keys as text",
-        );
-    }
+    // Regression: a trailing `-- comment` in pushed-down SQL swallowed the wrapping query.
+    c.expect("SUBSET-COMMENT", "fail", 2);
+    c.pushed_down("SUBSET-COMMENT", true);
+    // Regressions: pushed down, keys once compared as the database's CAST(… AS TEXT), so a
+    // NUMERIC 5.00 ('5.00') missed the INTEGER 5, and MariaDB's case-insensitive collation
+    // matched "C1@EXAMPLE.COM" with "c1@example.com" (a false pass). The pushdown must never
+    // change the verdict.
+    c.expect("DECIMAL-PUSHED", "pass", 0);
+    c.pushed_down("DECIMAL-PUSHED", true);
     c.expect("CASE-MEM", "fail", 1);
     c.pushed_down("CASE-MEM", false);
-    if db == Db::Mariadb {
-        // TODO(issue 2): MariaDB compares the pushed-down `CAST(… AS CHAR)` keys in the
-        // connection's collation, which is case-insensitive (and PAD SPACE) by default, so
-        // "C1@EXAMPLE.COM" matches "c1@example.com": a false pass, where in memory (CASE-MEM)
-        // and on the other backends it fails with 1.
-        // c.expect("CASE-PUSHED", "fail", 1);
-        c.known_bug(
-            "CASE-PUSHED",
-            "fail",
-            1,
-            "pushdown: MariaDB collation ignores case",
-        );
-    } else {
-        c.expect("CASE-PUSHED", "fail", 1);
-        c.pushed_down("CASE-PUSHED", true);
-    }
+    c.expect("CASE-PUSHED", "fail", 1);
+    c.pushed_down("CASE-PUSHED", true);
     c.finish();
 }
 
