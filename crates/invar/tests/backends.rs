@@ -839,3 +839,57 @@ fn sqlite() {
         None,
     );
 }
+
+/// Distinct probes run concurrently, but never more at once per source than its pool allows.
+#[test]
+fn probes_run_concurrently_bounded_per_source() {
+    let url = pg_url();
+    if !reachable("PostgreSQL", &url, START_PG) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut yaml = String::from(
+        "sources:\n  two: { type: postgres, url: \"${INVAR_BACKEND_URL}\", max_connections: 2 }\n  \
+         one: { type: postgres, url: \"${INVAR_BACKEND_URL}\", max_connections: 1 }\ninvariants:\n",
+    );
+    // Four distinct 0.5 s probes per source.
+    for (src, n) in [("two", 4), ("one", 4)] {
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "  - id: {src}-{i}\n    title: sleeps\n    probe: {{ source: {src}, sql: \"SELECT n FROM (SELECT {i} AS n, pg_sleep(0.5)::text AS s) x WHERE x.s = 'never'\" }}\n"
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("invar.yaml"), yaml).expect("write config");
+    let t0 = std::time::Instant::now();
+    let (code, report) = run_invar(
+        dir.path(),
+        "invar.yaml",
+        Some(&url),
+        &["two-0", "two-1", "two-2", "two-3"],
+    );
+    let two = t0.elapsed();
+    assert_eq!(code, 0, "{report}");
+    let t0 = std::time::Instant::now();
+    let (code, report) = run_invar(
+        dir.path(),
+        "invar.yaml",
+        Some(&url),
+        &["one-0", "one-1", "one-2", "one-3"],
+    );
+    let one = t0.elapsed();
+    assert_eq!(code, 0, "{report}");
+    // Two at a time: two rounds of 0.5 s. One at a time: four rounds.
+    assert!(
+        two >= Duration::from_millis(1000),
+        "max_connections 2 ran more than 2 at once: {two:?}"
+    );
+    assert!(
+        two < Duration::from_millis(1900),
+        "max_connections 2 did not run in parallel: {two:?}"
+    );
+    assert!(
+        one >= Duration::from_millis(2000),
+        "max_connections 1 ran in parallel: {one:?}"
+    );
+}
