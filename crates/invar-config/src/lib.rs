@@ -8,6 +8,7 @@
 //! its position, never a runtime surprise. It does no network I/O; it only reads the config
 //! files themselves.
 
+mod alerts;
 mod cx;
 mod diag;
 mod glob;
@@ -110,7 +111,23 @@ pub fn load_with_env(
         };
         suites::suites(&mut cx, top(&files[0], "suites"))
     };
+    let (config_alerts, config_store, config_retention) = {
+        let mut cx = Cx {
+            file: &files[0],
+            env,
+            diags: &mut diags,
+        };
+        let sinks = alerts::alerts(&mut cx, top(&files[0], "alerts"));
+        let store = alerts::store(&mut cx, top(&files[0], "store"));
+        let retention = alerts::retention(&mut cx, top(&files[0], "retention"));
+        (sinks, store, retention)
+    };
+    if top(&files[0], "alerts").is_some() || config_invariants.iter().any(|i| !i.alerts.is_empty())
+    {
+        alerts::check_sink_names(&config_invariants, &config_alerts, &mut diags);
+    }
 
+    alerts::mask_literal_secrets(&files[0], &mut diags);
     if !diags.is_empty() {
         let order: Vec<&PathBuf> = files.iter().map(|f| &f.display).collect();
         let rank = |d: &Diagnostic| order.iter().position(|p| **p == d.file).unwrap_or(0);
@@ -122,6 +139,9 @@ pub fn load_with_env(
         sources: config_sources,
         invariants: config_invariants,
         suites: config_suites,
+        alerts: config_alerts,
+        store: config_store.unwrap_or_default(),
+        retention: config_retention,
     })
 }
 

@@ -98,7 +98,8 @@ suites:
   gate:   { select: "severity == 'critical' || 'gate' in tags" }
   weekly: { select: "'weekly' in tags", schedule: "0 4 * * MON", timezone: Asia/Tokyo, fail_on: warn, budget: 5m, misfire: skip }
 alerts:
-  ops: { type: slack, webhook_url: "${UNSET_IS_FINE_HERE_FOR_NOW}" }
+  ops: { type: slack, webhook_url: "${SLACK_URL_FOR_TESTS:-https://hooks.slack.invalid/T/B/x}" }
+  pager: { type: webhook, url: "https://pager.invalid/hook", min_severity: critical }
 store: sqlite://.invar/history.db
 "#;
 

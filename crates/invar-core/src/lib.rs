@@ -7,6 +7,7 @@
 
 pub mod condition;
 pub mod eval;
+pub mod incident;
 pub mod model;
 pub mod report;
 pub mod secret;

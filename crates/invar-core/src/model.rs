@@ -19,6 +19,12 @@ pub struct Config {
     pub invariants: Vec<Invariant>,
     /// In file order. Without a `suites:` block, one implicit suite `all`.
     pub suites: Vec<Suite>,
+    /// `alerts:` — the named alert sinks, in file order.
+    pub alerts: Vec<AlertSink>,
+    /// `store:` — where history, incidents and the alert outbox live.
+    pub store: StoreSpec,
+    /// `retention:` — how long history is kept.
+    pub retention: Retention,
 }
 
 impl Config {
@@ -335,5 +341,134 @@ impl Suite {
         ctx.add_variable_from_value("severity", inv.severity.as_str().to_string());
         ctx.add_variable_from_value("tags", inv.tags.clone());
         cond.eval_bool(&ctx)
+    }
+}
+
+/// An alert sink (`alerts:` entry): where incident notices go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSink {
+    /// The key under `alerts:`; invariants name sinks by it.
+    pub name: String,
+    pub kind: SinkKind,
+    /// Invariants below this severity are not sent here (default `minor`: everything).
+    pub min_severity: Severity,
+    /// Send a notice when an incident resolves (default true). A sink that was sent an
+    /// incident's firing notice is sent its resolve even if its filters changed since.
+    pub send_resolved: bool,
+    /// A reminder interval while an incident stays open; None: no reminders.
+    pub repeat: Option<Duration>,
+    /// Per delivery attempt; default 10s.
+    pub timeout: Duration,
+}
+
+impl AlertSink {
+    /// Whether an invariant's notices go to this sink: named by its `alerts:` list, or, when
+    /// the list is empty, admitted by `min_severity`.
+    pub fn admits(&self, severity: Severity, named: &[String]) -> bool {
+        if named.is_empty() {
+            severity >= self.min_severity
+        } else {
+            named.iter().any(|n| n == &self.name) && severity >= self.min_severity
+        }
+    }
+}
+
+/// `Debug` shows only each URL's scheme and host: a webhook URL's path is its token.
+#[derive(Clone, PartialEq)]
+pub enum SinkKind {
+    /// A Slack incoming webhook; the message is Block Kit.
+    Slack { webhook_url: Secret },
+    /// A generic JSON webhook (body documented in docs/WEBHOOK.md).
+    Webhook { url: Secret },
+    /// SMTP: `smtp://` (STARTTLS) or `smtps://` (implicit TLS), credentials in the URL.
+    Email {
+        smtp_url: Secret,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for SinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkKind::Slack { webhook_url } => f
+                .debug_struct("Slack")
+                .field("webhook_url", &redact_endpoint(webhook_url.expose()))
+                .finish(),
+            SinkKind::Webhook { url } => f
+                .debug_struct("Webhook")
+                .field("url", &redact_endpoint(url.expose()))
+                .finish(),
+            SinkKind::Email { smtp_url, from, to } => f
+                .debug_struct("Email")
+                .field("smtp_url", &redact_endpoint(smtp_url.expose()))
+                .field("from", from)
+                .field("to", to)
+                .finish(),
+        }
+    }
+}
+
+/// A URL reduced to what is safe to show: `https://hooks.slack.com/***` (scheme and host; the
+/// user, password, path and query are dropped — a webhook's path is its token).
+pub fn redact_endpoint(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_string();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}/***")
+}
+
+impl SinkKind {
+    /// The secret URL this sink delivers to.
+    pub fn secret(&self) -> &Secret {
+        match self {
+            SinkKind::Slack { webhook_url } => webhook_url,
+            SinkKind::Webhook { url } => url,
+            SinkKind::Email { smtp_url, .. } => smtp_url,
+        }
+    }
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Slack { .. } => "slack",
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Email { .. } => "email",
+        }
+    }
+}
+
+/// `store:` — the history store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreSpec {
+    /// Embedded SQLite (WAL). Relative paths are resolved against the config file's directory.
+    Sqlite { path: PathBuf },
+    /// A shared Postgres history (several watchers).
+    Postgres { url: Secret },
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        StoreSpec::Sqlite {
+            path: PathBuf::from(".invar/history.db"),
+        }
+    }
+}
+
+/// `retention:` — history older than this is pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Runs, results, incidents and delivered alerts (default 90d).
+    pub runs: Duration,
+    /// Violations (default 365d).
+    pub violations: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            runs: Duration::from_secs(90 * 86_400),
+            violations: Duration::from_secs(365 * 86_400),
+        }
     }
 }
