@@ -4,30 +4,29 @@ use crate::cx::{Cx, Fields, sub};
 use crate::diag::did_you_mean;
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node, Pos};
+use invar_core::metrics::{MetricsProbe, is_identifier, parse_metric};
 use invar_core::{CommandParse, CommandProbe, FileRef, KeyedProbe, LinesProbe, Probe};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const KINDS: &[&str] = &["sql", "values", "lines", "command"];
+const KINDS: &[&str] = &["sql", "values", "lines", "command", "metrics"];
 const LATER: &[(&str, &str, &str)] = &[
     (
         "redis",
         "probe kind",
-        "supported probe kinds: sql, values, lines, command",
+        "supported probe kinds: sql, values, lines, command, metrics",
     ),
     (
         "http",
         "probe kind",
-        "supported probe kinds: sql, values, lines, command",
-    ),
-    (
-        "metrics",
-        "probe kind",
-        "supported probe kinds: sql, values, lines, command",
+        "supported probe kinds: sql, values, lines, command, metrics",
     ),
 ];
-const PROBE_KEYS: &[&str] = &["source", "sql", "values", "lines", "command"];
-const KEYED_KEYS: &[&str] = &["source", "sql", "values", "lines", "command", "key", "age"];
+const PROBE_KEYS: &[&str] = &["source", "sql", "values", "lines", "command", "metrics"];
+const KEYED_KEYS: &[&str] = &[
+    "source", "sql", "values", "lines", "command", "metrics", "key", "age",
+];
+const METRICS_KEYS: &[&str] = &["table", "where", "compute"];
 const LINES_KEYS: &[&str] = &["source", "path", "match", "tail"];
 const COMMAND_KEYS: &[&str] = &["run", "timeout", "cwd", "env", "parse"];
 const SQL_TYPES: &[&str] = &["postgres", "mysql", "sqlite"];
@@ -145,6 +144,21 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
                 sql: sql?,
             })
         }
+        "metrics" => {
+            let source = match f.get("source") {
+                Some(e) => {
+                    resolve_source(cx, e, &sub(path, "source"), sources, SQL_TYPES, "`metrics`")
+                }
+                None => {
+                    let msg = "a `metrics` probe needs a `source`";
+                    cx.err(f.pos, path, msg, Some(sources_hint(sources, SQL_TYPES)));
+                    None
+                }
+            };
+            let m = metrics(cx, &kind.value, &kpath, source.clone().unwrap_or_default());
+            source?;
+            m.map(Probe::Metrics)
+        }
         other => {
             if let Some(e) = f.get("source") {
                 let msg = format!("`source` is not used by a `{other}` probe");
@@ -159,6 +173,66 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             }
         }
     }
+}
+
+/// `metrics: { table, where, compute: { name: fn(col) } }`.
+fn metrics(cx: &mut Cx, node: &Node, path: &str, source: String) -> Option<MetricsProbe> {
+    let before = cx.count();
+    let f = cx.map(node, path, METRICS_KEYS, &[])?;
+    let table = cx.required(&f, "table", path).and_then(|e| {
+        let tpath = sub(path, "table");
+        let t = cx.string(&e.value, &tpath)?;
+        if !is_identifier(&t) {
+            let msg = format!("`{t}` is not a table name");
+            let hint = "letters, digits and `_`, optionally schema-qualified: `public.orders`";
+            cx.err(e.value.pos, &tpath, msg, Some(hint.into()));
+            return None;
+        }
+        Some(t)
+    });
+    let filter = f
+        .get("where")
+        .and_then(|e| cx.string(&e.value, &sub(path, "where")));
+    let mut compute = Vec::new();
+    if let Some(e) = cx.required(&f, "compute", path) {
+        let cpath = sub(path, "compute");
+        if let Some(entries) = cx.any_map(&e.value, &cpath) {
+            if entries.is_empty() {
+                cx.err(e.value.pos, &cpath, "`compute` names no metric", None);
+            }
+            for entry in entries {
+                let npath = sub(&cpath, &entry.key);
+                if !is_identifier(&entry.key) || entry.key.contains('.') {
+                    let msg = format!("`{}` is not a usable metric name", entry.key);
+                    let hint = "letters, digits and `_`: it becomes a column (`row.no_email`)";
+                    cx.err(entry.key_pos, &npath, msg, Some(hint.into()));
+                    continue;
+                }
+                let Some(text) = cx.string(&entry.value, &npath) else {
+                    continue;
+                };
+                match parse_metric(&text) {
+                    Ok(m) => compute.push((entry.key.clone(), m)),
+                    Err(msg) => {
+                        let hint = format!(
+                            "expected one of: {}",
+                            invar_core::metrics::FUNCTIONS.join(", ")
+                        );
+                        cx.err(entry.value.pos, &npath, msg, Some(hint));
+                    }
+                }
+            }
+        }
+    }
+    if cx.count() > before {
+        return None;
+    }
+    Some(MetricsProbe {
+        source,
+        table: table?,
+        filter,
+        compute,
+    })
 }
 
 /// A `source:` reference that must name a known source of one of `types`.

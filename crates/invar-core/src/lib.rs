@@ -8,6 +8,7 @@
 pub mod condition;
 pub mod eval;
 pub mod incident;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod secret;
@@ -16,6 +17,7 @@ pub mod value;
 
 pub use condition::{Condition, ConditionError, Scope};
 pub use eval::{ProbeResult, Snapshot, evaluate, skip_if_decision};
+pub use metrics::{MetricFn, MetricsProbe};
 pub use model::*;
 pub use report::{Counts, InvariantResult, Outcome, RunReport, SourceUnavailable, Verdict};
 pub use secret::{Secret, redact_url};

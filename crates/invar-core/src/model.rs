@@ -104,6 +104,8 @@ pub enum Probe {
     Values(Vec<String>),
     Lines(LinesProbe),
     Command(CommandProbe),
+    /// Named aggregates over one table; fused per (source, table, where) into one query.
+    Metrics(crate::metrics::MetricsProbe),
 }
 
 impl Probe {
@@ -115,6 +117,7 @@ impl Probe {
                 FileRef::Source(s) => Some(s),
                 FileRef::Path(_) => None,
             },
+            Probe::Metrics(m) => Some(&m.source),
             Probe::Values(_) | Probe::Command(_) => None,
         }
     }
@@ -128,6 +131,7 @@ impl Probe {
                 FileRef::Path(p) => format!("lines of {}", p.display()),
             },
             Probe::Command(c) => format!("command `{}`", c.run.join(" ")),
+            Probe::Metrics(m) => format!("metrics of `{}` on `{}`", m.table, m.source),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The run: select, guard, connect, read every distinct probe once (concurrently, bounded per
 //! source), evaluate each invariant as soon as its probes are in, and assemble the report.
 
+use crate::fusion::FusedQuery;
 use crate::sql::{Dialect, SqlPool};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use invar_core::MetricsProbe;
 use invar_core::report::{exit_code, run_status};
 use invar_core::{
     Config, Counts, Invariant, InvariantResult, Outcome, Probe, ProbeResult, RunReport, Snapshot,
@@ -38,6 +40,9 @@ impl Default for RunOptions {
     }
 }
 
+/// Source, table and filter: metrics probes sharing it are one query.
+type FusionKey = (String, String, Option<String>);
+
 type SharedProbe = Shared<BoxFuture<'static, ProbeResult>>;
 
 /// Probes that are not SQL (commands, files) share one bound, so a wide run cannot fork-bomb.
@@ -45,6 +50,14 @@ const LOCAL_PROBE_CONCURRENCY: usize = 8;
 
 pub struct Engine {
     config: Arc<Config>,
+    last_stats: std::sync::Mutex<RunStats>,
+}
+
+/// What the last run cost its sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Statements sent per SQL source.
+    pub queries: BTreeMap<String, u64>,
 }
 
 /// Invariants selected by a suite (and `--only`), in config order.
@@ -73,7 +86,18 @@ pub fn select<'a>(
 
 impl Engine {
     pub fn new(config: Arc<Config>) -> Engine {
-        Engine { config }
+        Engine {
+            config,
+            last_stats: Default::default(),
+        }
+    }
+
+    /// Statistics of the most recent [`Engine::run`].
+    pub fn last_stats(&self) -> RunStats {
+        self.last_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn base_dir(&self) -> PathBuf {
@@ -177,32 +201,73 @@ impl Engine {
             Some(Ok(p)) => Some(p.dialect()),
             _ => None,
         };
+        let mut wanted: Vec<Probe> = Vec::new();
         for (i, inv) in selected.iter().enumerate() {
             if skipped.contains_key(&i) {
                 continue;
             }
-            let mut wanted: Vec<Probe> = inv.check.probes().into_iter().cloned().collect();
+            let mut mine: Vec<Probe> = inv.check.probes().into_iter().cloned().collect();
             if let Some(p) = crate::pushdown::subset_pushdown(&inv.check, dialect_of) {
-                wanted = vec![p.clone()];
+                mine = vec![p.clone()];
                 pushed.insert(i, p);
             }
-            for p in wanted {
-                if probes.contains_key(&p) {
-                    continue;
+            for p in mine {
+                if !wanted.contains(&p) {
+                    wanted.push(p);
                 }
-                let fut = self.probe_future(&p, &pools, &mut semaphores, &local);
-                let handle = tokio::spawn(fut);
-                let shared = async move {
-                    handle
-                        .await
-                        .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
-                }
-                .boxed()
-                .shared();
-                probes.insert(p, shared);
             }
         }
-
+        // Metrics probes over the same source, table and filter become one fused query.
+        let mut groups: Vec<(FusionKey, Vec<&MetricsProbe>)> = Vec::new();
+        for p in &wanted {
+            if let Probe::Metrics(m) = p {
+                match groups.iter_mut().find(|(k, _)| *k == m.fusion_key()) {
+                    Some((_, members)) => members.push(m),
+                    None => groups.push((m.fusion_key(), vec![m])),
+                }
+            }
+        }
+        for ((source, _, _), members) in &groups {
+            let fused = match dialect_of(source) {
+                Some(d) => {
+                    let q = Arc::new(FusedQuery::build(d, members));
+                    let sql = Probe::Sql {
+                        source: source.clone(),
+                        sql: q.sql.clone(),
+                    };
+                    Some((
+                        q,
+                        self.spawn_shared(self.probe_future(&sql, &pools, &mut semaphores, &local)),
+                    ))
+                }
+                None => None,
+            };
+            for m in members {
+                let probe = Probe::Metrics((*m).clone());
+                let shared = match &fused {
+                    Some((q, f)) => {
+                        let (q, f, m) = (q.clone(), f.clone(), (*m).clone());
+                        async move { f.await.and_then(|t| q.project(&t, &m).map(Arc::new)) }
+                            .boxed()
+                            .shared()
+                    }
+                    // The source is down: the same error as any other probe on it.
+                    None => self.spawn_shared(self.probe_future(
+                        &probe,
+                        &pools,
+                        &mut semaphores,
+                        &local,
+                    )),
+                };
+                probes.insert(probe, shared);
+            }
+        }
+        for p in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = probes.entry(p) {
+                let fut = self.probe_future(slot.key(), &pools, &mut semaphores, &local);
+                slot.insert(self.spawn_shared(fut));
+            }
+        }
         // Each invariant: await its probes (within its timeout), then evaluate (pure).
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
@@ -274,6 +339,13 @@ impl Engine {
                 })
             })
             .collect();
+        let stats = RunStats {
+            queries: pools
+                .iter()
+                .filter_map(|(name, p)| p.as_ref().ok().map(|p| (name.clone(), p.queries())))
+                .collect(),
+        };
+        *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         self.report(run_id, &suite, opts, now, started, results, unavailable)
     }
 
@@ -375,6 +447,18 @@ impl Engine {
         m
     }
 
+    /// Spawns a probe so it progresses on its own, shared by every invariant that needs it.
+    fn spawn_shared(&self, fut: BoxFuture<'static, ProbeResult>) -> SharedProbe {
+        let handle = tokio::spawn(fut);
+        async move {
+            handle
+                .await
+                .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
+        }
+        .boxed()
+        .shared()
+    }
+
     fn probe_future(
         &self,
         probe: &Probe,
@@ -416,6 +500,14 @@ impl Engine {
                         .map_err(|e| format!("`{source}`: {e}"))
                 }
                 .boxed()
+            }
+            Probe::Metrics(m) => {
+                // Reached only when the source has no pool (fused queries go through `Sql`).
+                let msg = match pools.get(&m.source) {
+                    Some(Err(e)) => format!("source `{}` is unavailable: {e}", m.source),
+                    _ => format!("source `{}` cannot run metrics", m.source),
+                };
+                async move { Err(msg) }.boxed()
             }
             Probe::Values(vals) => {
                 let t = Table {

@@ -6,8 +6,10 @@
 
 pub mod command;
 pub mod engine;
+pub mod fusion;
+pub mod introspect;
 pub mod lines;
 pub mod pushdown;
 pub mod sql;
 
-pub use engine::{Engine, RunOptions};
+pub use engine::{Engine, RunOptions, RunStats};

@@ -31,6 +31,8 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -98,6 +100,8 @@ pub struct SqlPool {
     timeout: Duration,
     connect_timeout: Duration,
     max_connections: u32,
+    /// Statements sent through `query`, for the run's statistics (and the fusion tests).
+    queries: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for SqlPool {
@@ -112,6 +116,11 @@ impl fmt::Debug for SqlPool {
 }
 
 impl SqlPool {
+    /// How many statements `query` has sent through this pool.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
     /// Checks that the server answers (one connection, then closed) and returns a lazy pool.
     pub async fn connect_postgres(src: &SqlSource) -> Result<SqlPool, String> {
         let secret = src.url.clone();
@@ -141,6 +150,7 @@ impl SqlPool {
         let pool = pool_options::<Postgres>(src.max_connections, connect_timeout)
             .connect_lazy_with(opts.clone());
         Ok(SqlPool {
+            queries: Arc::default(),
             backend: Backend::Postgres(pool, opts),
             secret,
             target,
@@ -171,6 +181,7 @@ impl SqlPool {
             .after_connect(move |conn, _meta| Box::pin(mysql_session(conn, read_only, timeout)))
             .connect_lazy_with(opts.clone());
         Ok(SqlPool {
+            queries: Arc::default(),
             backend: Backend::Mysql(pool, opts),
             secret,
             target,
@@ -200,6 +211,7 @@ impl SqlPool {
         let pool = pool_options::<Sqlite>(src.max_connections, connect_timeout)
             .connect_lazy_with(opts.clone());
         Ok(SqlPool {
+            queries: Arc::default(),
             backend: Backend::Sqlite(pool, opts),
             secret,
             target,
@@ -220,6 +232,7 @@ impl SqlPool {
     /// Runs user SQL with `raw_sql` and returns the rows of the last statement that returned
     /// rows, every value typed.
     pub async fn query(&self, sql: &str) -> Result<Table, String> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Postgres(pool, opts) => {
                 let mut conn = self.acquire(pool, opts).await?;

@@ -157,6 +157,7 @@ fn probe_kind(p: &Probe) -> &'static str {
         Probe::Values(_) => "values",
         Probe::Lines(_) => "lines",
         Probe::Command(_) => "command",
+        Probe::Metrics(_) => "metrics",
     }
 }
 
@@ -251,7 +252,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
     );
     assert_eq!(
         probes,
-        set(&["command", "lines", "sql", "values"]),
+        set(&["command", "lines", "metrics", "sql", "values"]),
         "probe kinds"
     );
     assert_eq!(
