@@ -207,7 +207,7 @@ impl Engine {
                 continue;
             }
             let mut mine: Vec<Probe> = inv.check.probes().into_iter().cloned().collect();
-            if let Some(p) = crate::pushdown::subset_pushdown(&inv.check, dialect_of) {
+            if let Some(p) = self.pushdown(&inv.check, &pools).await {
                 mine = vec![p.clone()];
                 pushed.insert(i, p);
             }
@@ -445,6 +445,43 @@ impl Engine {
             size.map(|s| Value::Int(s as i64)).unwrap_or(Value::Null),
         );
         m
+    }
+
+    /// The pushed-down form of a subset check, with native key comparison where the key
+    /// columns' types allow it (learned by preparing both queries; nothing runs).
+    async fn pushdown(
+        &self,
+        check: &invar_core::Check,
+        pools: &HashMap<String, Result<Arc<SqlPool>, String>>,
+    ) -> Option<Probe> {
+        let crate::pushdown::Candidate {
+            source,
+            each_sql,
+            in_sql,
+            each_key,
+            in_key,
+        } = crate::pushdown::candidate(check)?;
+        let Some(Ok(pool)) = pools.get(source) else {
+            return None;
+        };
+        let d = pool.dialect();
+        let mut native = vec![false; each_key.len()];
+        if d != Dialect::Sqlite
+            && let (Ok(et), Ok(it)) = (
+                pool.column_types(each_sql).await,
+                pool.column_types(in_sql).await,
+            )
+        {
+            let ty = |cols: &[(String, String)], name: &str| {
+                cols.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone())
+            };
+            for (i, (ek, ik)) in each_key.iter().zip(in_key).enumerate() {
+                if let (Some(a), Some(b)) = (ty(&et, ek), ty(&it, ik)) {
+                    native[i] = crate::pushdown::native_equal(d, &a, &b);
+                }
+            }
+        }
+        crate::pushdown::subset_pushdown(check, d, &native)
     }
 
     /// Spawns a probe so it progresses on its own, shared by every invariant that needs it.

@@ -116,6 +116,48 @@ impl fmt::Debug for SqlPool {
 }
 
 impl SqlPool {
+    /// The result columns of `sql` and their type names, by preparing it (nothing runs).
+    /// Used to compare pushed-down keys natively when both sides have the same type.
+    pub async fn column_types(&self, sql: &str) -> Result<Vec<(String, String)>, String> {
+        async fn prep<DB: Database>(
+            conn: &mut DB::Connection,
+            sql: &str,
+        ) -> Result<Vec<(String, String)>, sqlx::Error>
+        where
+            for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        {
+            let stmt = conn
+                .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                .await?;
+            Ok(stmt
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.type_info().name().to_string()))
+                .collect())
+        }
+        let r = match &self.backend {
+            Backend::Postgres(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                prep::<Postgres>(&mut conn, sql).await
+            }
+            Backend::Mysql(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                prep::<MySql>(&mut conn, sql).await
+            }
+            Backend::Sqlite(pool, opts) => {
+                let mut conn = self.acquire(pool, opts).await?;
+                prep::<Sqlite>(&mut conn, sql).await
+            }
+        };
+        r.map_err(|e| {
+            self.secret.scrub(&format!(
+                "cannot prepare on {}: {}",
+                self.target,
+                describe(&e)
+            ))
+        })
+    }
+
     /// How many statements `query` has sent through this pool.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
