@@ -3,20 +3,31 @@
 //! config or command line). Business rules live in the library crates.
 
 mod demo;
+mod hold;
+mod init;
 mod output;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use invar_sources::{Engine, RunOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `invar --version`: the crate version and the git commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("INVAR_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "invar",
-    version,
+    version = VERSION,
     about = "Check what must always be true about your running systems."
 )]
 struct Cli {
@@ -41,6 +52,33 @@ enum Command {
         #[command(flatten)]
         render: RenderArgs,
     },
+    /// Write a starting invar.yaml: from a database's schema (--from URL), or a commented skeleton.
+    Init(InitArgs),
+    /// Print a shell completion script: `invar completions bash > /etc/bash_completion.d/invar`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `invar man > /usr/local/share/man/man1/invar.1`.
+    Man,
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Read the schema of this database: postgres://…, mysql://… (or mariadb://…), sqlite://PATH
+    /// or sqlite:PATH. The URL is never written into the file.
+    #[arg(long, value_name = "URL")]
+    from: Option<String>,
+    /// Where to write the config.
+    #[arg(long, value_name = "FILE", default_value = "invar.yaml")]
+    output: PathBuf,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// The environment variable the generated source reads its URL from.
+    #[arg(long, value_name = "NAME", default_value = "INVAR_DATABASE_URL")]
+    url_env: String,
 }
 
 #[derive(clap::Args, Clone)]
@@ -64,8 +102,26 @@ struct RunArgs {
     /// Evaluate only: record nothing, alert nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Stability hold: re-run until the suite has been green (exit 0) for this long; a red run
+    /// restarts the window (post-deploy verification). E.g. `5m`.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    hold: Option<Duration>,
+    /// With --hold: time between runs.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "30s", requires = "hold")]
+    interval: Duration,
+    /// With --hold: give up after this long and exit as the last red run [default: 3 × hold].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "hold")]
+    hold_timeout: Option<Duration>,
     #[command(flatten)]
     render: RenderArgs,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    let d = invar_core::units::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -150,6 +206,27 @@ fn real_main(cli: Cli) -> Result<i32> {
         }
         Command::Run(args) => {
             let path = config_path(&cli);
+            let hold = match args.hold {
+                None => None,
+                Some(h) => {
+                    let timeout = args
+                        .hold_timeout
+                        .unwrap_or_else(|| hold::Hold::default_timeout(h));
+                    if timeout < h {
+                        eprintln!(
+                            "error: --hold-timeout ({}) must be at least --hold ({})",
+                            invar_core::units::format_duration(timeout),
+                            invar_core::units::format_duration(h)
+                        );
+                        return Ok(3);
+                    }
+                    Some(hold::Hold {
+                        hold: h,
+                        interval: args.interval,
+                        timeout,
+                    })
+                }
+            };
             let Some(cfg) = load(&path) else { return Ok(3) };
             run(
                 cfg,
@@ -157,13 +234,25 @@ fn real_main(cli: Cli) -> Result<i32> {
                 args.only.clone(),
                 &args.render,
                 args.dry_run,
+                hold,
             )
+        }
+        Command::Init(args) => init_command(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "invar", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(0)
         }
         Command::Demo { dir, render } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let path = demo::create(&dir).context("creating the demo")?;
             let Some(cfg) = load(&path) else { return Ok(3) };
-            let code = run(cfg, None, vec![], render, false)?;
+            let code = run(cfg, None, vec![], render, false, None)?;
             demo::print_next_steps(
                 &path,
                 render.output.is_some() || render.format != Format::Table,
@@ -179,6 +268,7 @@ fn run(
     only: Vec<String>,
     render: &RenderArgs,
     _dry_run: bool,
+    hold: Option<hold::Hold>,
 ) -> Result<i32> {
     // TODO(issue 4): record the run in the history store unless --dry-run.
     let suite_name = match suite {
@@ -213,15 +303,22 @@ fn run(
         .enable_all()
         .build()?;
     let engine = Engine::new(Arc::new(cfg));
-    let progress = output::Progress::start();
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         suite: suite_name,
         only,
         trigger: "cli".into(),
-        progress: Some(progress.callback()),
+        progress: None,
     };
-    let report = rt.block_on(async { engine.run(&opts).await });
-    progress.finish();
+    let report = match hold {
+        None => {
+            let progress = output::Progress::start();
+            opts.progress = Some(progress.callback());
+            let report = rt.block_on(async { engine.run(&opts).await });
+            progress.finish();
+            report
+        }
+        Some(h) => run_hold(&rt, &engine, &opts, h),
+    };
 
     let to_terminal = render.output.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none();
@@ -236,4 +333,179 @@ fn run(
         None => print!("{text}"),
     }
     Ok(report.exit_code)
+}
+
+/// Re-runs the suite until it has been green for the whole hold window, or the timeout ends
+/// it; returns the report to show (the last run when held, else the last red run).
+fn run_hold(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    opts: &RunOptions,
+    h: hold::Hold,
+) -> invar_core::RunReport {
+    use invar_core::Outcome;
+    eprintln!(
+        "hold: the suite must stay green for {} (a run every {}, giving up after {})",
+        invar_core::units::format_duration(h.hold),
+        invar_core::units::format_duration(h.interval),
+        invar_core::units::format_duration(h.timeout)
+    );
+    let start = Instant::now();
+    let mut window = hold::Window::default();
+    let mut last_red: Option<invar_core::RunReport> = None;
+    loop {
+        let started = start.elapsed();
+        let report = rt.block_on(async { engine.run(opts).await });
+        let bad: Vec<&str> = report
+            .results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+            .map(|r| r.id.as_str())
+            .collect();
+        let detail = match bad.len() {
+            0 => String::new(),
+            1..=3 => format!(": {}", bad.join(", ")),
+            n => format!(": {}, … ({n} in all)", bad[..3].join(", ")),
+        };
+        let (next, line) = h.step(
+            &mut window,
+            started,
+            start.elapsed(),
+            report.exit_code,
+            &detail,
+        );
+        eprintln!("{line}");
+        let green = report.exit_code == 0;
+        match next {
+            hold::Next::Held => return report,
+            hold::Next::TimedOut => {
+                return if green {
+                    last_red.unwrap_or(report)
+                } else {
+                    report
+                };
+            }
+            hold::Next::RunAt(at) => {
+                if !green {
+                    last_red = Some(report);
+                }
+                std::thread::sleep(at.saturating_sub(start.elapsed()));
+            }
+        }
+    }
+}
+
+/// `invar init [--from URL]`: writes the starter config; never overwrites without --force.
+fn init_command(args: &InitArgs) -> Result<i32> {
+    let path = &args.output;
+    if path.exists() && !args.force {
+        eprintln!(
+            "error: `{}` already exists: choose another --output FILE, or --force to overwrite it",
+            path.display()
+        );
+        return Ok(3);
+    }
+    let Some(from) = &args.from else {
+        write_config(path, init::SKELETON, args.force)?;
+        eprintln!(
+            "wrote {}: a commented skeleton (one invariant of each common kind).\n\
+             Next: point `app` at your database, edit the invariants, then `invar validate` and `invar run`.\n\
+             Or start from your schema: invar init --from postgres://… --output {} --force",
+            path.display(),
+            path.display()
+        );
+        return Ok(0);
+    };
+    let target = match init::Target::parse(from) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --from: {e}");
+            return Ok(3);
+        }
+    };
+    let var_ok = !args.url_env.is_empty()
+        && args
+            .url_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !var_ok {
+        eprintln!(
+            "error: --url-env `{}` is not an environment variable name",
+            args.url_env
+        );
+        return Ok(3);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let schema = match rt.block_on(target.read_schema()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the schema of {}: {e}",
+                target.redacted()
+            );
+            return Ok(2);
+        }
+    };
+    let spec = init::source_spec(&target, path, &args.url_env);
+    let generated = init::generate(&schema, &spec);
+    write_config(path, &generated.yaml, args.force)?;
+
+    // The file must load: check it with the URL's variable set, as a run would have it.
+    let url = match &target {
+        init::Target::Postgres(u) | init::Target::Mysql(u) => Some(u.clone()),
+        init::Target::Sqlite(_) => None,
+    };
+    let env = |name: &str| {
+        if name == args.url_env {
+            url.clone()
+        } else {
+            std::env::var(name).ok()
+        }
+    };
+    if let Err(d) = invar_config::load_with_env(path, &env) {
+        eprint!("{}", d.render(stderr_color()));
+        eprintln!(
+            "error: `invar init` wrote a config that does not load (a bug: please report it with the schema)"
+        );
+        return Ok(2);
+    }
+    eprintln!("wrote {}: {}", path.display(), generated.summary.describe());
+    let cfg = if path == Path::new("invar.yaml") {
+        String::new()
+    } else {
+        format!(" --config {}", path.display())
+    };
+    eprintln!("Next:");
+    if let Some(var) = &spec.url_env {
+        eprintln!(
+            "  export {var}='{}'   # with the real password; never in the file",
+            target.redacted()
+        );
+    }
+    eprintln!("  invar validate{cfg}");
+    eprintln!("  invar run{cfg}                 # then tune or delete what is not true");
+    Ok(0)
+}
+
+/// Writes `text` to `path`: a new file unless `force` (no race with a file appearing meanwhile).
+fn write_config(path: &Path, text: &str, force: bool) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
