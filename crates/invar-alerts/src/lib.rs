@@ -1,0 +1,1 @@
+//! invar-alerts (in progress).

@@ -1,0 +1,150 @@
+//! invar-store: the history store — runs, results (with their `measured` block), violations,
+//! incidents, remembered states for `transitions`, the alert outbox and every delivery attempt.
+//!
+//! One [`Store`] trait, two backends: embedded SQLite (the default, WAL) and Postgres (several
+//! watchers sharing one history). Both run the same SQL (BIGINT unix-millisecond timestamps,
+//! JSON as text, `$N` placeholders) and their own embedded migrations, versioned in
+//! `invar_migrations`. One conformance story (`tests/conformance.rs`) runs on both.
+//!
+//! Recording a run is **one transaction**: the run, its results and violations, the incident
+//! transitions and the outbox rows they cause. The incident planning itself is a pure function
+//! handed to [`Store::record_run`]: it runs inside the transaction on the states as stored
+//! (runs are serialised: SQLite `BEGIN IMMEDIATE`, Postgres an advisory transaction lock), so
+//! two watchers sharing a Postgres history cannot both open the same incident.
+//!
+//! The store never sees a secret: sinks are named, never addressed, and delivery errors are
+//! scrubbed before they reach [`Store::record_attempt`].
+
+mod migrate;
+mod sql;
+mod types;
+
+pub use types::*;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use invar_core::incident::IncidentState;
+use invar_core::{Retention, RunReport, Secret, StoreSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use sql::{PgStore, SqliteStore};
+
+/// Errors of the store. Messages never hold a connection URL's password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the history store: {0}")]
+    Open(String),
+    #[error("history store migration {version} (`{name}`) failed: {message}")]
+    Migrate {
+        version: i64,
+        name: String,
+        message: String,
+    },
+    #[error("history store: {0}")]
+    Db(String),
+    #[error("history store holds data this version cannot read: {0}")]
+    Decode(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The pure planner run inside [`Store::record_run`]'s transaction: given the stored incident
+/// states and who was notified of the open incidents, it returns what to write.
+pub type Planner<'a> = dyn Fn(&PlanInput) -> Plan + Send + Sync + 'a;
+
+/// The history store. Every method is one statement or one transaction.
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Records a run — run, results, violations, remembered states, and whatever `plan`
+    /// decides (incident states, events, outbox rows) — in one transaction.
+    fn record_run<'a>(
+        &'a self,
+        run: &'a RunRecord<'a>,
+        plan: &'a Planner<'a>,
+    ) -> BoxFuture<'a, Result<Recorded>>;
+
+    /// Every stored incident state, by subject.
+    fn incident_states(&self) -> BoxFuture<'_, Result<BTreeMap<String, IncidentState>>>;
+
+    /// Runs, newest first.
+    fn runs<'a>(&'a self, q: &'a RunQuery) -> BoxFuture<'a, Result<Vec<RunSummary>>>;
+
+    /// One run as its report (violations as stored, capped as in the report).
+    fn run_report<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunReport>>>;
+
+    /// Results of invariants across runs, newest first.
+    fn results<'a>(&'a self, q: &'a ResultQuery) -> BoxFuture<'a, Result<Vec<ResultEntry>>>;
+
+    /// Incidents, newest first.
+    fn incidents<'a>(&'a self, q: &'a IncidentQuery) -> BoxFuture<'a, Result<Vec<IncidentRow>>>;
+
+    /// Violations, newest first, a page at a time (`cursor` from the previous page).
+    fn violations<'a>(&'a self, q: &'a ViolationQuery)
+    -> BoxFuture<'a, Result<Page<ViolationRow>>>;
+
+    /// The audit over `[from, to)`.
+    fn report(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BoxFuture<'_, Result<ReportData>>;
+
+    /// Deletes what `retention` no longer keeps. Pending deliveries and open incidents are
+    /// never pruned.
+    fn prune(&self, retention: Retention, now: DateTime<Utc>)
+    -> BoxFuture<'_, Result<PruneCounts>>;
+
+    /// The remembered states of one `transitions` invariant.
+    fn remembered<'a>(&'a self, invariant: &'a str) -> BoxFuture<'a, Result<Vec<RememberedState>>>;
+
+    /// Deletes remembered states of `invariant` last seen before `before`.
+    fn forget_before<'a>(
+        &'a self,
+        invariant: &'a str,
+        before: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64>>;
+
+    /// Pending deliveries, oldest first: all of them (`due_at: None`), or those due by then.
+    fn pending(
+        &self,
+        due_at: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>>>;
+
+    /// Takes a lease on a pending delivery so one worker attempts it at a time. False when
+    /// another worker holds an unexpired lease or it was delivered meanwhile.
+    fn claim<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Records one attempt and its consequence (delivered, or the next attempt time) in one
+    /// transaction, releasing the lease.
+    fn record_attempt<'a>(&'a self, a: &'a AttemptRecord) -> BoxFuture<'a, Result<()>>;
+
+    /// Deliveries (any status), oldest first, for inspection and tests.
+    fn deliveries<'a>(&'a self, q: &'a DeliveryQuery) -> BoxFuture<'a, Result<Vec<Delivery>>>;
+
+    /// Every attempt of one delivery, in order.
+    fn attempts<'a>(&'a self, delivery_id: &'a str) -> BoxFuture<'a, Result<Vec<AttemptRecord>>>;
+}
+
+/// Opens (creating and migrating) the store a config names.
+pub async fn open(spec: &StoreSpec) -> Result<Box<dyn Store>> {
+    match spec {
+        StoreSpec::Sqlite { path } => Ok(Box::new(SqliteStore::open(path).await?)),
+        StoreSpec::Postgres { url } => Ok(Box::new(PgStore::connect(url, None).await?)),
+    }
+}
+
+/// Opens a SQLite store at `path` (its directory is created).
+pub async fn open_sqlite(path: &Path) -> Result<SqliteStore> {
+    SqliteStore::open(path).await
+}
+
+/// Connects a Postgres store; `schema` (created if missing) sets the `search_path`.
+pub async fn connect_postgres(url: &Secret, schema: Option<&str>) -> Result<PgStore> {
+    PgStore::connect(url, schema).await
+}

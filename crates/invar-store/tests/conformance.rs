@@ -1,0 +1,640 @@
+//! One store story, every backend: the same sequence runs on SQLite (a temp file) and on the
+//! real Postgres on loopback (a fresh schema per run).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use invar_core::incident::{self, EventKind, Notice, Observation, Policy, Signal, SubjectKind};
+use invar_core::{
+    Counts, InvariantResult, Outcome, Retention, RunReport, Secret, SourceUnavailable,
+};
+use invar_store::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn result(id: &str, outcome: Outcome, reason: Option<&str>, violations: usize) -> InvariantResult {
+    InvariantResult {
+        id: id.into(),
+        title: format!("title of {id}"),
+        severity: "critical".into(),
+        outcome,
+        reason: reason.map(str::to_string),
+        examined: 10,
+        vacuous: false,
+        duration_ms: 3,
+        measured: json!({"rows": 10, "missing": violations})
+            .as_object()
+            .unwrap()
+            .clone(),
+        violations_total: violations as u64,
+        violations: (0..violations)
+            .map(|i| json!({"key": i, "state": "bad"}))
+            .collect(),
+        runbook: Some("re-run the ingest".into()),
+    }
+}
+
+fn report(
+    id: &str,
+    suite: &str,
+    at: DateTime<Utc>,
+    results: Vec<InvariantResult>,
+    unavailable: &[&str],
+) -> RunReport {
+    let mut counts = Counts::default();
+    for r in &results {
+        counts.add(r.outcome);
+    }
+    RunReport {
+        run_id: id.into(),
+        suite: suite.into(),
+        trigger: "cli".into(),
+        started_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_ms: 42,
+        status: invar_core::report::run_status(&results),
+        exit_code: if counts.error > 0 {
+            2
+        } else if counts.fail > 0 {
+            1
+        } else {
+            0
+        },
+        counts,
+        automation_error: counts.error > 0,
+        assessment_failures: counts.fail,
+        lock_skipped: false,
+        skipped_budget: 0,
+        sources_unavailable: unavailable
+            .iter()
+            .map(|s| SourceUnavailable {
+                source: s.to_string(),
+                error: "connection refused".into(),
+            })
+            .collect(),
+        results,
+    }
+}
+
+/// Records `r` with the real incident machine; every notice becomes one outbox row for the
+/// sink `hook`.
+async fn record(store: &dyn Store, r: &RunReport, sources: &[(&str, &[&str])]) -> Recorded {
+    let at = DateTime::parse_from_rfc3339(&r.started_at)
+        .unwrap()
+        .with_timezone(&Utc);
+    let source_of = |id: &str| -> Vec<String> {
+        sources
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut obs: Vec<Observation> = Vec::new();
+    for s in &r.sources_unavailable {
+        obs.push(Observation {
+            subject: format!("source:{}", s.source),
+            kind: SubjectKind::Source,
+            signal: Signal::Red,
+            policy: Policy::default(),
+            sources: vec![],
+        });
+    }
+    for res in &r.results {
+        obs.push(Observation {
+            subject: res.id.clone(),
+            kind: SubjectKind::Invariant,
+            signal: Signal::from_outcome(res.outcome),
+            policy: Policy::default(),
+            sources: source_of(&res.id),
+        });
+    }
+    let run_id = r.run_id.clone();
+    let planner = move |input: &PlanInput| {
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("inc-{run_id}-{n}")
+        };
+        let adv = incident::advance(&input.states, &obs, at, &mut id);
+        let mut plan = Plan {
+            states: adv.states,
+            events: adv.events.clone(),
+            ..Plan::default()
+        };
+        for e in &adv.events {
+            plan.subjects.insert(
+                e.subject.clone(),
+                SubjectInfo {
+                    title: format!("title of {}", e.subject),
+                    severity: "critical".into(),
+                },
+            );
+            if let Some(notice) = e.notice {
+                let key = format!(
+                    "{}:{}:hook",
+                    e.incident_id.clone().unwrap_or_default(),
+                    notice.as_str()
+                );
+                plan.outbox.push(NewDelivery {
+                    id: format!("d-{key}"),
+                    idempotency_key: key,
+                    sink: "hook".into(),
+                    notice: notice.as_str().into(),
+                    incident_id: e.incident_id.clone(),
+                    subject: e.subject.clone(),
+                    payload: json!({"subject": e.subject, "status": notice.as_str()}),
+                    created_at: at,
+                });
+            }
+        }
+        plan
+    };
+    let rec = RunRecord {
+        report: r,
+        sources: r.results.iter().map(|x| source_of(&x.id)).collect(),
+        remembered: vec![],
+    };
+    store.record_run(&rec, &planner).await.unwrap()
+}
+
+async fn story(store: &dyn Store) {
+    let h = TimeDelta::hours(1);
+    assert!(store.runs(&RunQuery::default()).await.unwrap().is_empty());
+    assert!(store.incident_states().await.unwrap().is_empty());
+
+    // Run 1: A fails with 3 violations, B passes vacuously, C is skipped by its cost guard,
+    // D errors because source `app` is down.
+    let mut b = result("B", Outcome::Pass, Some("vacuous: no keys to check"), 0);
+    b.vacuous = true;
+    b.examined = 0;
+    let r1 = report(
+        "run-1",
+        "gate",
+        t0(),
+        vec![
+            result(
+                "A",
+                Outcome::Fail,
+                Some("fail_when held: `row.missing > 0`"),
+                3,
+            ),
+            b,
+            result(
+                "C",
+                Outcome::Skip,
+                Some("cost guard: `source.size_bytes > 5GB` held"),
+                0,
+            ),
+            result("D", Outcome::Error, Some("source `app` is unavailable"), 0),
+        ],
+        &["app"],
+    );
+    let rec = record(store, &r1, &[("A", &["app2"]), ("D", &["app"])]).await;
+    assert_eq!((rec.results, rec.violations), (4, 3));
+    let opened: Vec<&str> = rec
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Opened)
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(opened, ["source:app", "A"]);
+    assert_eq!(rec.deliveries, 2);
+
+    // The run reads back as its report.
+    let back = store.run_report("run-1").await.unwrap().unwrap();
+    assert_eq!(back, r1);
+    assert!(store.run_report("nope").await.unwrap().is_none());
+
+    // Run 2, an hour later: A passes (resolves), the source is back.
+    let r2 = report(
+        "run-2",
+        "gate",
+        t0() + h,
+        vec![result("A", Outcome::Pass, None, 0)],
+        &[],
+    );
+    let rec2 = record(store, &r2, &[]).await;
+    assert_eq!(rec2.events.len(), 1);
+    assert_eq!(rec2.events[0].kind, EventKind::Resolved);
+    assert_eq!(rec2.events[0].notice, Some(Notice::Resolved));
+
+    // Run 3, two hours later, another suite: A fails again — a new incident that knows when
+    // A was last red.
+    let r3 = report(
+        "run-3",
+        "weekly",
+        t0() + h * 2,
+        vec![result("A", Outcome::Fail, None, 1)],
+        &[],
+    );
+    let rec3 = record(store, &r3, &[]).await;
+    assert_eq!(rec3.events[0].kind, EventKind::Opened);
+    assert_eq!(rec3.events[0].last_red_at, Some(t0()));
+
+    // History.
+    let runs = store.runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["run-3", "run-2", "run-1"]
+    );
+    assert_eq!(runs[2].sources_unavailable.len(), 1);
+    assert_eq!(runs[2].counts.error, 1);
+    let gate = RunQuery {
+        suite: Some("gate".into()),
+        limit: 1,
+        ..RunQuery::default()
+    };
+    let one = store.runs(&gate).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].run_id, "run-2");
+    let since = RunQuery {
+        since: Some(t0() + h),
+        ..RunQuery::default()
+    };
+    assert_eq!(store.runs(&since).await.unwrap().len(), 2);
+    let a = store
+        .results(&ResultQuery {
+            invariant: Some("A".into()),
+            ..ResultQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        a.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+        ["fail", "pass", "fail"]
+    );
+    assert_eq!(a[2].measured["missing"], json!(3));
+    assert_eq!(a[0].suite, "weekly");
+    assert_eq!(a[0].trigger, "cli");
+
+    // Incidents.
+    let all = store.incidents(&IncidentQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let open = store
+        .incidents(&IncidentQuery {
+            open_only: true,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut subjects: Vec<&str> = open.iter().map(|i| i.subject.as_str()).collect();
+    subjects.sort();
+    // The source incident stays open: no later run needed `app`.
+    assert_eq!(subjects, ["A", "source:app"]);
+    let a_open = open.iter().find(|i| i.subject == "A").unwrap();
+    assert_eq!(a_open.last_red_at, Some(t0()));
+    assert_eq!(a_open.opened_run_id, "run-3");
+    assert_eq!(a_open.kind, "invariant");
+    let resolved = all.iter().find(|i| i.resolved_at.is_some()).unwrap();
+    assert_eq!(resolved.resolved_run_id.as_deref(), Some("run-2"));
+    assert_eq!(resolved.title, "title of A");
+
+    // Violations, paged with a cursor.
+    let mut q = ViolationQuery {
+        invariant: Some("A".into()),
+        limit: 3,
+        ..ViolationQuery::default()
+    };
+    let p1 = store.violations(&q).await.unwrap();
+    assert_eq!(p1.items.len(), 3);
+    assert_eq!(p1.items[0].run_id, "run-3");
+    assert!(p1.next_cursor.is_some());
+    q.cursor = p1.next_cursor.clone();
+    let p2 = store.violations(&q).await.unwrap();
+    assert_eq!(p2.items.len(), 1);
+    assert_eq!(p2.next_cursor, None);
+    assert_eq!(p2.items[0].observed, json!({"key": 0, "state": "bad"}));
+    assert_eq!(p1.items[1].observed, json!({"key": 2, "state": "bad"}));
+    let minor = ViolationQuery {
+        severity: Some("minor".into()),
+        ..ViolationQuery::default()
+    };
+    assert!(store.violations(&minor).await.unwrap().items.is_empty());
+    let recent = ViolationQuery {
+        since: Some(t0() + h),
+        ..ViolationQuery::default()
+    };
+    assert_eq!(store.violations(&recent).await.unwrap().items.len(), 1);
+
+    // The outbox: one row per notice, in order; a lease keeps a second worker off.
+    let pending = store.pending(None, 0).await.unwrap();
+    let notices: Vec<(&str, &str)> = pending
+        .iter()
+        .map(|d| (d.subject.as_str(), d.notice.as_str()))
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            ("source:app", "firing"),
+            ("A", "firing"),
+            ("A", "resolved"),
+            ("A", "firing")
+        ]
+    );
+    let d = &pending[1];
+    let now = t0() + h * 3;
+    assert!(
+        store
+            .claim(&d.id, "w1", now + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim(&d.id, "w2", now + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+    );
+    let retry_at = now + TimeDelta::seconds(10);
+    store
+        .record_attempt(&AttemptRecord {
+            delivery_id: d.id.clone(),
+            attempt: 1,
+            at: now,
+            duration_ms: 5,
+            ok: false,
+            code: Some(503),
+            error: Some("http 503".into()),
+            next_attempt_at: Some(retry_at),
+        })
+        .await
+        .unwrap();
+    // Not due yet, but still pending (a one-shot flush attempts it anyway).
+    let due_now = store.pending(Some(now), 0).await.unwrap();
+    assert!(due_now.iter().all(|x| x.id != d.id));
+    assert!(
+        store
+            .pending(None, 0)
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.id == d.id)
+    );
+    // The lease was released with the attempt: another worker may take it.
+    assert!(
+        store
+            .claim(&d.id, "w2", retry_at + TimeDelta::seconds(30), retry_at)
+            .await
+            .unwrap()
+    );
+    store
+        .record_attempt(&AttemptRecord {
+            delivery_id: d.id.clone(),
+            attempt: 2,
+            at: retry_at,
+            duration_ms: 4,
+            ok: true,
+            code: Some(200),
+            error: None,
+            next_attempt_at: None,
+        })
+        .await
+        .unwrap();
+    let after = store
+        .deliveries(&DeliveryQuery {
+            incident_id: d.incident_id.clone(),
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    let done = after.iter().find(|x| x.id == d.id).unwrap();
+    assert_eq!(done.status, DeliveryStatus::Delivered);
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.delivered_at, Some(retry_at));
+    assert!(
+        !store
+            .claim(&d.id, "w3", retry_at + TimeDelta::hours(1), retry_at + h)
+            .await
+            .unwrap()
+    );
+    let attempts = store.attempts(&d.id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.ok, a.code))
+            .collect::<Vec<_>>(),
+        [(1, false, Some(503)), (2, true, Some(200))]
+    );
+    assert_eq!(store.pending(None, 0).await.unwrap().len(), 3);
+
+    // The planner sees who was notified of open incidents.
+    let seen = std::sync::Mutex::new(None);
+    let probe = |input: &PlanInput| {
+        *seen.lock().unwrap() = Some(input.notified.clone());
+        Plan::default()
+    };
+    let r4 = report("run-4", "gate", t0() + h * 4, vec![], &[]);
+    store
+        .record_run(
+            &RunRecord {
+                report: &r4,
+                sources: vec![],
+                remembered: vec![RememberedState {
+                    invariant: "E-02".into(),
+                    key: "exec-1".into(),
+                    state: "success".into(),
+                    seen_at: t0() + h * 4,
+                }],
+            },
+            &probe,
+        )
+        .await
+        .unwrap();
+    let notified: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> =
+        seen.lock().unwrap().take().unwrap();
+    assert_eq!(notified.len(), 2, "{notified:?}");
+    assert!(notified.values().all(|m| m.contains_key("hook")));
+
+    // Remembered states for `transitions`.
+    let rem = store.remembered("E-02").await.unwrap();
+    assert_eq!(rem.len(), 1);
+    assert_eq!(rem[0].state, "success");
+    assert_eq!(store.forget_before("E-02", t0()).await.unwrap(), 0);
+    assert_eq!(store.forget_before("E-02", t0() + h * 5).await.unwrap(), 1);
+
+    // The audit over the whole range.
+    let rep = store.report(t0(), t0() + h * 24).await.unwrap();
+    let suites: Vec<(&str, &str, u64)> = rep
+        .runs
+        .iter()
+        .map(|r| (r.suite.as_str(), r.trigger.as_str(), r.runs))
+        .collect();
+    assert_eq!(suites, [("gate", "cli", 3), ("weekly", "cli", 1)]);
+    let oa = rep.outcomes.iter().find(|o| o.id == "A").unwrap();
+    assert_eq!((oa.runs, oa.pass, oa.fail), (3, 1, 2));
+    assert_eq!(rep.incidents_opened, 3);
+    assert_eq!(rep.incidents_resolved, 1);
+    assert_eq!(rep.median_time_to_resolve_ms, Some(3_600_000));
+    assert_eq!(
+        rep.vacuous,
+        [Count {
+            name: "B".into(),
+            count: 1
+        }]
+    );
+    assert_eq!(
+        rep.skips_by_reason,
+        [Count {
+            name: "cost_guard".into(),
+            count: 1
+        }]
+    );
+    assert_eq!(
+        rep.errors_by_source,
+        [Count {
+            name: "app".into(),
+            count: 1
+        }]
+    );
+    assert_eq!(
+        rep.unavailable_by_source,
+        [Count {
+            name: "app".into(),
+            count: 1
+        }]
+    );
+    // A range with nothing in it.
+    let empty = store.report(t0() - h * 48, t0() - h * 24).await.unwrap();
+    assert!(empty.runs.is_empty() && empty.incidents.is_empty());
+
+    // Idempotency keys are unique: recording the same notice twice queues it once.
+    let dup = |input: &PlanInput| {
+        let _ = input;
+        Plan {
+            outbox: vec![NewDelivery {
+                id: "d-dup-2".into(),
+                idempotency_key: pending[0].idempotency_key.clone(),
+                sink: "hook".into(),
+                notice: "firing".into(),
+                incident_id: pending[0].incident_id.clone(),
+                subject: pending[0].subject.clone(),
+                payload: json!({}),
+                created_at: t0() + h * 5,
+            }],
+            ..Plan::default()
+        }
+    };
+    let r5 = report("run-5", "gate", t0() + h * 5, vec![], &[]);
+    store
+        .record_run(
+            &RunRecord {
+                report: &r5,
+                sources: vec![],
+                remembered: vec![],
+            },
+            &dup,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending(None, 0).await.unwrap().len(), 3);
+
+    // A run id is recorded once: a second recording fails and leaves nothing behind.
+    let again = store
+        .record_run(
+            &RunRecord {
+                report: &r5,
+                sources: vec![],
+                remembered: vec![],
+            },
+            &dup,
+        )
+        .await;
+    assert!(again.is_err());
+
+    // Retention: two days later with `runs: 1d`, the runs go; pending deliveries, open
+    // incidents and young violations stay.
+    let pruned = store
+        .prune(
+            Retention {
+                runs: Duration::from_secs(86_400),
+                violations: Duration::from_secs(365 * 86_400),
+            },
+            t0() + h * 48,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned.runs, 5);
+    assert_eq!(pruned.results, 6);
+    assert_eq!(pruned.violations, 0);
+    assert_eq!(pruned.incidents, 1);
+    assert_eq!(pruned.deliveries, 1);
+    assert!(store.runs(&RunQuery::default()).await.unwrap().is_empty());
+    assert_eq!(store.pending(None, 0).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .incidents(&IncidentQuery {
+                open_only: true,
+                ..IncidentQuery::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .violations(&ViolationQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    let pruned = store
+        .prune(
+            Retention {
+                runs: Duration::from_secs(86_400),
+                violations: Duration::from_secs(86_400),
+            },
+            t0() + h * 48,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned.violations, 4);
+    // The incident states survive pruning: the next run continues where this one stopped.
+    assert!(store.incident_states().await.unwrap().contains_key("A"));
+}
+
+#[tokio::test]
+async fn sqlite_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/.invar/history.db");
+    let store = open_sqlite(&path).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    story(&store).await;
+    drop(store);
+    // Reopening migrates nothing and keeps the data.
+    let again = open_sqlite(&path).await.unwrap();
+    assert!(again.incident_states().await.unwrap().contains_key("A"));
+}
+
+/// The loopback Postgres, or None (with a warning) when it is not there and `CI` is unset.
+pub async fn postgres(schema: &str) -> Option<PgStore> {
+    let url = std::env::var("INVAR_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match connect_postgres(&Secret::new(url), Some(schema)).await {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("postgres is required when CI is set: {e}")
+        }
+        Err(e) => {
+            eprintln!("warning: skipping the postgres store story: {e}");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_story() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(store) = postgres(&schema).await else {
+        return;
+    };
+    assert_eq!(store.backend(), "postgres");
+    story(&store).await;
+    store.drop_schema(&schema).await.unwrap();
+}
