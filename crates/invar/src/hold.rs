@@ -204,7 +204,7 @@ mod tests {
         let h = hold();
         let mut w = Window::default();
         assert_eq!(h.step(&mut w, s(0), s(3), 1, "").0, Next::RunAt(s(3)));
-        assert_eq!(h.step(&mut w, s(16), s(17), 1, "").0, Next::RunAt(s(18)));
-        assert_eq!(h.step(&mut w, s(18), s(19), 1, "").0, Next::TimedOut);
+        assert_eq!(h.step(&mut w, s(16), s(17), 1, "").0, Next::RunAt(s(17)));
+        assert_eq!(h.step(&mut w, s(17), s(18), 1, "").0, Next::TimedOut);
     }
 }
