@@ -201,7 +201,9 @@ impl Engine {
             Some(Ok(p)) => Some(p.dialect()),
             _ => None,
         };
+        // In first-seen order; the set keeps planning linear in the number of probes.
         let mut wanted: Vec<Probe> = Vec::new();
+        let mut seen: std::collections::HashSet<Probe> = std::collections::HashSet::new();
         for (i, inv) in selected.iter().enumerate() {
             if skipped.contains_key(&i) {
                 continue;
@@ -212,7 +214,7 @@ impl Engine {
                 pushed.insert(i, p);
             }
             for p in mine {
-                if !wanted.contains(&p) {
+                if seen.insert(p.clone()) {
                     wanted.push(p);
                 }
             }
