@@ -41,4 +41,8 @@ fi
 mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test" 2>/dev/null \
   || mysql -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
 
-echo "ensure-services: postgres and mariadb are up"
+# A local SMTP server for the email sink's tests (started by the tests themselves:
+# `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`). Debian's package, into the system python.
+if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then apt_install python3-aiosmtpd; fi
+
+echo "ensure-services: postgres and mariadb are up; aiosmtpd is installed"

@@ -1,1 +1,65 @@
-//! invar-alerts (in progress).
+//! invar-alerts: from a recorded run to notices in people's hands — the incident planning that
+//! decides which sink gets which notice, the sinks (`slack`, `webhook`, `email`) and the
+//! outbox worker that delivers them.
+//!
+//! The flow for one run:
+//! 1. [`record_run`] observes the report (core [`invar_core::incident::observe`]), advances
+//!    every subject's incident state and routes each notice to its sinks ([`plan()`]), and
+//!    hands all of it to the store, which writes run, results, violations, states, events and
+//!    outbox rows in **one transaction**.
+//! 2. [`Outbox::flush`] (one-shot `invar run`) or [`Outbox::run`] (the watcher) delivers pending
+//!    rows — oldest first, in order per sink — and records every attempt. A row is marked
+//!    delivered only after a 2xx (HTTP) or an accepted message (SMTP); a failure schedules
+//!    the next attempt with exponential backoff and jitter. Nothing is dropped: a sink outage
+//!    delays notices, and the idempotency key (stable across retries) lets a receiver dedupe
+//!    the rare retry of a notice whose success reply was lost.
+//!
+//! Secrets: sink URLs and SMTP credentials live only in the config's [`invar_core::Secret`]s.
+//! The outbox holds sink *names*; every delivery error is stripped of URLs
+//! (`reqwest::Error::without_url`) and scrubbed of the sink's URL, path, user and password
+//! before it is logged or stored.
+
+mod outbox;
+mod plan;
+mod render;
+mod sink;
+
+pub use outbox::{Backoff, FlushReport, Outbox};
+pub use plan::{AlertPayload, RunRef, plan};
+pub use render::{email_html, email_subject, email_text, slack_message, webhook_body};
+pub use sink::{DeliveryError, EmailSink, HttpSink, Sink, build_sink, scrub};
+
+use chrono::{DateTime, Utc};
+use invar_core::incident::observe;
+use invar_core::{Config, RunReport};
+use invar_store::{Recorded, RunRecord, Store, StoreError};
+
+/// Records a run and everything it causes — incident transitions and their outbox rows — in
+/// one transaction. `--dry-run` must not call this.
+pub async fn record_run(
+    store: &dyn Store,
+    config: &Config,
+    report: &RunReport,
+) -> Result<Recorded, StoreError> {
+    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&report.started_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    let observations = observe(config, report);
+    let sources: Vec<Vec<String>> = report
+        .results
+        .iter()
+        .map(|r| {
+            config
+                .invariant(&r.id)
+                .map(|i| i.check.sources().into_iter().map(str::to_string).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let record = RunRecord {
+        report,
+        sources,
+        remembered: Vec::new(),
+    };
+    let planner = |input: &invar_store::PlanInput| plan(config, report, &observations, input, now);
+    store.record_run(&record, &planner).await
+}
