@@ -102,9 +102,15 @@ impl Outbox {
         let mut report = FlushReport::default();
         let mut round: u32 = 0;
         loop {
-            let pending = self.store.pending(None, 1000).await?;
+            let all = self.store.pending(None, 1000).await?;
+            // Rows of a sink this config no longer has wait for it to come back.
+            let pending: Vec<Delivery> = all
+                .iter()
+                .filter(|d| self.sinks.contains_key(&d.sink))
+                .cloned()
+                .collect();
             if pending.is_empty() {
-                report.pending = 0;
+                report.pending = all.len();
                 return Ok(report);
             }
             let (ok, failed) = self.round(&pending, Some(deadline)).await?;
