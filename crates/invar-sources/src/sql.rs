@@ -181,16 +181,24 @@ impl SqlPool {
         if src.read_only {
             settings.push(("default_transaction_read_only", "on".to_string()));
         }
-        let opts = opts.options(settings);
+        let mut opts = opts.options(settings);
+        // TLS to a loopback server protects nothing and costs two round trips (plus Nagle
+        // delays) per connection; an explicit `sslmode` in the URL still wins.
+        if is_loopback(opts.get_host()) && !secret.expose().contains("sslmode=") {
+            opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        }
         let connect_timeout = connect_timeout(src.timeout);
-
-        check_connect(&secret, &target, connect_timeout, async {
-            PgConnection::connect_with(&opts).await?.close().await
-        })
-        .await?;
 
         let pool = pool_options::<Postgres>(src.max_connections, connect_timeout)
             .connect_lazy_with(opts.clone());
+        // The first pooled connection proves the server answers and stays for the first
+        // query; only when it fails does a direct attempt name the cause.
+        if pool.acquire().await.is_err() {
+            check_connect(&secret, &target, connect_timeout, async {
+                PgConnection::connect_with(&opts).await?.close().await
+            })
+            .await?;
+        }
         Ok(SqlPool {
             queries: Arc::default(),
             backend: Backend::Postgres(pool, opts),
@@ -206,22 +214,26 @@ impl SqlPool {
     pub async fn connect_mysql(src: &SqlSource) -> Result<SqlPool, String> {
         let secret = src.url.clone();
         let target = secret.redacted();
-        let opts = MySqlConnectOptions::from_str(secret.expose()).map_err(|e| {
+        let mut opts = MySqlConnectOptions::from_str(secret.expose()).map_err(|e| {
             secret.scrub(&format!("invalid mysql url `{target}`: {}", describe(&e)))
         })?;
+        if is_loopback(opts.get_host()) && !secret.expose().contains("ssl-mode=") {
+            opts = opts.ssl_mode(sqlx::mysql::MySqlSslMode::Disabled);
+        }
         let (read_only, timeout) = (src.read_only, src.timeout);
         let connect_timeout = connect_timeout(timeout);
-
-        check_connect(&secret, &target, connect_timeout, async {
-            let mut conn = MySqlConnection::connect_with(&opts).await?;
-            mysql_session(&mut conn, read_only, timeout).await?;
-            conn.close().await
-        })
-        .await?;
 
         let pool = pool_options::<MySql>(src.max_connections, connect_timeout)
             .after_connect(move |conn, _meta| Box::pin(mysql_session(conn, read_only, timeout)))
             .connect_lazy_with(opts.clone());
+        if pool.acquire().await.is_err() {
+            check_connect(&secret, &target, connect_timeout, async {
+                let mut conn = MySqlConnection::connect_with(&opts).await?;
+                mysql_session(&mut conn, read_only, timeout).await?;
+                conn.close().await
+            })
+            .await?;
+        }
         Ok(SqlPool {
             queries: Arc::default(),
             backend: Backend::Mysql(pool, opts),
@@ -516,6 +528,10 @@ fn table<R: Row>(rows: Vec<R>, columns: Vec<String>, decode: fn(&R, usize) -> Va
         .map(|row| (0..row.len()).map(|i| decode(row, i)).collect())
         .collect();
     t
+}
+
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with('/')
 }
 
 /// The whole message of a sqlx error, lower-case first, with the database's error code.
