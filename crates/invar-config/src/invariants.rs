@@ -4,11 +4,15 @@ use crate::cx::{Cx, Fields, sub};
 use crate::probes::{self, Keyed};
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node};
-use invar_core::{Check, Invariant, OnEmpty, PairCheck, ProbeCheck, Scope, Severity, SubsetCheck};
+use invar_core::{
+    Check, Invariant, JoinCheck, OnEmpty, PairCheck, ProbeCheck, Scope, Severity, SubsetCheck,
+};
 use std::collections::HashMap;
 
-const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint"];
-const LATER_KINDS: &[&str] = &["transitions", "join"];
+const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint", "join"];
+const LATER_KINDS: &[&str] = &["transitions"];
+/// Check kinds whose rows are decided by `skip_when` / `fail_when` / `warn_when` / `every_row`.
+const ROW_KINDS: &[&str] = &["probe", "join"];
 const CONDITION_KEYS: &[&str] = &[
     "skip_when",
     "fail_when",
@@ -32,6 +36,7 @@ const INVARIANT_KEYS: &[&str] = &[
     "same",
     "subset",
     "disjoint",
+    "join",
     "skip_when",
     "fail_when",
     "warn_when",
@@ -79,11 +84,8 @@ fn invariant(
     ids: &mut Ids,
 ) -> Option<Invariant> {
     let before = cx.count();
-    let hint = "supported check kinds: probe, same, subset, disjoint";
-    let later = [
-        ("transitions", "check kind", hint),
-        ("join", "check kind", hint),
-    ];
+    let hint = "supported check kinds: probe, same, subset, disjoint, join";
+    let later = [("transitions", "check kind", hint)];
     let f = cx.map(node, path, INVARIANT_KEYS, &later)?;
     let p = |k: &str| sub(path, k);
 
@@ -211,14 +213,14 @@ fn check(
         }
     };
     let kpath = sub(path, &kind.key);
-    if kind.key != "probe" && !LATER_KINDS.contains(&kind.key.as_str()) {
+    if !ROW_KINDS.contains(&kind.key.as_str()) && !LATER_KINDS.contains(&kind.key.as_str()) {
         for e in f
             .entries
             .iter()
             .filter(|e| CONDITION_KEYS.contains(&e.key.as_str()))
         {
             let msg = format!(
-                "`{}` only applies to a `probe` check, not `{}`",
+                "`{}` only applies to a `probe` or `join` check, not `{}`",
                 e.key, kind.key
             );
             cx.err(e.key_pos, &sub(path, &e.key), msg, None);
@@ -229,21 +231,22 @@ fn check(
         "same" => pair(cx, &kind.value, &kpath, sources).map(Check::Same),
         "disjoint" => pair(cx, &kind.value, &kpath, sources).map(Check::Disjoint),
         "subset" => subset(cx, &kind.value, &kpath, sources).map(Check::Subset),
-        // `transitions` / `join`: reported as not supported yet when the keys were checked.
+        "join" => join(cx, f, path, &kind.value, &kpath, sources).map(Check::Join),
+        // `transitions`: reported as not supported yet when the keys were checked.
         _ => None,
     }
 }
 
-fn probe_check(
-    cx: &mut Cx,
-    f: &Fields,
-    path: &str,
-    node: &Node,
-    kpath: &str,
-    sources: &SourceTable,
-) -> Option<ProbeCheck> {
-    let before = cx.count();
-    let probe = probes::probe(cx, node, kpath, sources);
+/// The row conditions shared by `probe` and `join` checks.
+struct RowConds {
+    skip_when: Option<invar_core::Condition>,
+    fail_when: Option<invar_core::Condition>,
+    warn_when: Option<invar_core::Condition>,
+    every_row: Option<invar_core::Condition>,
+    on_empty: OnEmpty,
+}
+
+fn row_conditions(cx: &mut Cx, f: &Fields, path: &str) -> RowConds {
     let cond = |cx: &mut Cx, key: &str, scope: Scope| {
         f.get(key)
             .and_then(|e| cx.condition(&e.value, &sub(path, key), scope))
@@ -260,11 +263,7 @@ fn probe_check(
             &["pass", "skip", "fail"],
         )
     });
-    if cx.count() > before {
-        return None;
-    }
-    Some(ProbeCheck {
-        probe: probe?,
+    RowConds {
         skip_when,
         fail_when,
         warn_when,
@@ -274,6 +273,94 @@ fn probe_check(
             Some("fail") => OnEmpty::Fail,
             _ => OnEmpty::Pass,
         },
+    }
+}
+
+fn probe_check(
+    cx: &mut Cx,
+    f: &Fields,
+    path: &str,
+    node: &Node,
+    kpath: &str,
+    sources: &SourceTable,
+) -> Option<ProbeCheck> {
+    let before = cx.count();
+    let probe = probes::probe(cx, node, kpath, sources);
+    let c = row_conditions(cx, f, path);
+    if cx.count() > before {
+        return None;
+    }
+    Some(ProbeCheck {
+        probe: probe?,
+        skip_when: c.skip_when,
+        fail_when: c.fail_when,
+        warn_when: c.warn_when,
+        every_row: c.every_row,
+        on_empty: c.on_empty,
+    })
+}
+
+/// `join: { tables: { name: probe, … }, sql }` plus the row conditions of the invariant.
+fn join(
+    cx: &mut Cx,
+    f: &Fields,
+    path: &str,
+    node: &Node,
+    kpath: &str,
+    sources: &SourceTable,
+) -> Option<JoinCheck> {
+    let before = cx.count();
+    let jf = cx.map(node, kpath, &["tables", "sql"], &[]);
+    let mut tables = Vec::new();
+    if let Some(jf) = &jf
+        && let Some(e) = cx.required(jf, "tables", kpath)
+    {
+        let tpath = sub(kpath, "tables");
+        if let Some(entries) = cx.any_map(&e.value, &tpath) {
+            if entries.is_empty() {
+                let msg = "`tables` names no table";
+                let hint =
+                    "e.g. `tables: { slots: { source: cache, redis: { zset: \"k:{id}\" } } }`";
+                cx.err(e.value.pos, &tpath, msg, Some(hint.into()));
+            }
+            for entry in entries {
+                let npath = sub(&tpath, &entry.key);
+                let ident =
+                    invar_core::metrics::is_identifier(&entry.key) && !entry.key.contains('.');
+                if !ident {
+                    let msg = format!("`{}` is not a usable table name", entry.key);
+                    let hint = "letters, digits and `_`: the SQL names the table by it";
+                    cx.err(entry.key_pos, &npath, msg, Some(hint.into()));
+                    continue;
+                }
+                if let Some(p) = probes::probe(cx, &entry.value, &npath, sources) {
+                    tables.push((entry.key.clone(), p));
+                }
+            }
+        }
+    }
+    let sql = jf.as_ref().and_then(|jf| {
+        let e = cx.required(jf, "sql", kpath)?;
+        let spath = sub(kpath, "sql");
+        let sql = cx.string(&e.value, &spath)?;
+        if sql.trim().is_empty() {
+            cx.err(e.value.pos, &spath, "`sql` is empty", None);
+            return None;
+        }
+        Some(sql)
+    });
+    let c = row_conditions(cx, f, path);
+    if cx.count() > before {
+        return None;
+    }
+    Some(JoinCheck {
+        tables,
+        sql: sql?,
+        skip_when: c.skip_when,
+        fail_when: c.fail_when,
+        warn_when: c.warn_when,
+        every_row: c.every_row,
+        on_empty: c.on_empty,
     })
 }
 

@@ -1,33 +1,40 @@
-//! Probes: `sql`, `values`, `lines`, `command` — and keyed probes for set checks.
+//! Probes: `sql`, `values`, `lines`, `command`, `metrics`, `redis`, `http` — and keyed probes
+//! for set checks.
 
 use crate::cx::{Cx, Fields, sub};
 use crate::diag::did_you_mean;
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node, Pos};
 use invar_core::metrics::{MetricsProbe, is_identifier, parse_metric};
-use invar_core::{CommandParse, CommandProbe, FileRef, KeyedProbe, LinesProbe, Probe};
+use invar_core::{
+    CommandParse, CommandProbe, FileRef, HttpProbe, KeyedProbe, LinesProbe, Probe, RedisKind,
+    RedisPattern, RedisProbe,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const KINDS: &[&str] = &["sql", "values", "lines", "command", "metrics"];
-const LATER: &[(&str, &str, &str)] = &[
-    (
-        "redis",
-        "probe kind",
-        "supported probe kinds: sql, values, lines, command, metrics",
-    ),
-    (
-        "http",
-        "probe kind",
-        "supported probe kinds: sql, values, lines, command, metrics",
-    ),
+const KINDS: &[&str] = &[
+    "sql", "values", "lines", "command", "metrics", "redis", "http",
 ];
-const PROBE_KEYS: &[&str] = &["source", "sql", "values", "lines", "command", "metrics"];
+const PROBE_KEYS: &[&str] = &[
+    "source", "sql", "values", "lines", "command", "metrics", "redis", "http",
+];
 const KEYED_KEYS: &[&str] = &[
-    "source", "sql", "values", "lines", "command", "metrics", "key", "age",
+    "source", "sql", "values", "lines", "command", "metrics", "redis", "http", "key", "age",
 ];
 const METRICS_KEYS: &[&str] = &["table", "where", "compute"];
-const LINES_KEYS: &[&str] = &["source", "path", "match", "tail"];
+const LINES_KEYS: &[&str] = &["source", "path", "match", "tail", "since"];
+const REDIS_KEYS: &[&str] = &["zset", "set", "hash", "string", "list", "ttl", "max_keys"];
+const HTTP_KEYS: &[&str] = &[
+    "path",
+    "paths",
+    "method",
+    "headers",
+    "body",
+    "timeout",
+    "follow_redirects",
+];
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const COMMAND_KEYS: &[&str] = &["run", "timeout", "cwd", "env", "parse"];
 const SQL_TYPES: &[&str] = &["postgres", "mysql", "sqlite"];
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,14 +47,14 @@ pub(crate) struct Keyed {
 
 /// A plain probe (the `probe:` of a probe check).
 pub(crate) fn probe(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<Probe> {
-    let f = cx.map(node, path, PROBE_KEYS, LATER)?;
+    let f = cx.map(node, path, PROBE_KEYS, &[])?;
     probe_body(cx, &f, path, sources)
 }
 
 /// A set-check side: a probe plus `key` and `age`.
 pub(crate) fn keyed(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<Keyed> {
     let before = cx.count();
-    let f = cx.map(node, path, KEYED_KEYS, LATER)?;
+    let f = cx.map(node, path, KEYED_KEYS, &[])?;
     let probe = probe_body(cx, &f, path, sources);
     let key_entry = f.get("key");
     let key = match key_entry {
@@ -94,13 +101,6 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
         .iter()
         .filter(|e| KINDS.contains(&e.key.as_str()))
         .collect();
-    if f.entries
-        .iter()
-        .any(|e| LATER.iter().any(|(k, ..)| *k == e.key))
-    {
-        // Already reported as not supported yet.
-        return None;
-    }
     let kind = match kinds.as_slice() {
         [] => {
             let msg = "a probe needs exactly one kind; found none";
@@ -158,6 +158,28 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             let m = metrics(cx, &kind.value, &kpath, source.clone().unwrap_or_default());
             source?;
             m.map(Probe::Metrics)
+        }
+        "redis" | "http" => {
+            let ty = kind.key.as_str();
+            let source = match f.get("source") {
+                Some(e) => {
+                    let user = format!("`{ty}`");
+                    resolve_source(cx, e, &sub(path, "source"), sources, &[ty], &user)
+                }
+                None => {
+                    let msg = format!("a `{ty}` probe needs a `source`");
+                    cx.err(f.pos, path, msg, Some(sources_hint(sources, &[ty])));
+                    None
+                }
+            };
+            let source_name = source.clone().unwrap_or_default();
+            let p = if ty == "redis" {
+                redis(cx, &kind.value, &kpath, source_name).map(Probe::Redis)
+            } else {
+                http(cx, &kind.value, &kpath, source_name).map(Probe::Http)
+            };
+            source?;
+            p
         }
         other => {
             if let Some(e) = f.get("source") {
@@ -319,7 +341,7 @@ fn values(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>> {
 
 fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<LinesProbe> {
     let before = cx.count();
-    let f = cx.map(node, path, LINES_KEYS, &[("since", "key", "")])?;
+    let f = cx.map(node, path, LINES_KEYS, &[])?;
     let file = match (f.get("source"), f.get("path")) {
         (Some(s), None) => {
             resolve_source(cx, s, &sub(path, "source"), sources, &["file"], "`lines`")
@@ -362,6 +384,9 @@ fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<
     let tail = f
         .get("tail")
         .and_then(|e| cx.uint(&e.value, &sub(path, "tail"), 1));
+    let since = f
+        .get("since")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "since")));
     if cx.count() > before {
         return None;
     }
@@ -369,6 +394,7 @@ fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<
         file: file?,
         pattern,
         tail,
+        since,
     })
 }
 
@@ -446,5 +472,179 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
             Some("json") => CommandParse::Json,
             _ => CommandParse::Text,
         },
+    })
+}
+
+/// `redis: { zset: "agent:slots:{agent}", max_keys: 1000 }` — exactly one of the six kinds.
+fn redis(cx: &mut Cx, node: &Node, path: &str, source: String) -> Option<RedisProbe> {
+    let before = cx.count();
+    let f = cx.map(node, path, REDIS_KEYS, &[])?;
+    let kinds: Vec<&Entry> = f
+        .entries
+        .iter()
+        .filter(|e| RedisKind::parse(&e.key).is_some())
+        .collect();
+    let names: Vec<&str> = RedisKind::ALL.iter().map(|k| k.as_str()).collect();
+    let hint = || Some(format!("expected one of: {}", names.join(", ")));
+    let kind = match kinds.as_slice() {
+        [] => {
+            let msg = "a `redis` probe names what to read; found none";
+            cx.err(f.pos, path, msg, hint());
+            None
+        }
+        [one] => Some(*one),
+        [first, second, ..] => {
+            let msg = format!(
+                "a `redis` probe reads one kind; found `{}` and `{}`",
+                first.key, second.key
+            );
+            cx.err(second.key_pos, &sub(path, &second.key), msg, hint());
+            None
+        }
+    };
+    let pattern = kind.and_then(|e| {
+        let ppath = sub(path, &e.key);
+        let pattern = cx.string(&e.value, &ppath)?;
+        let k = RedisKind::parse(&e.key).expect("filtered above");
+        match RedisPattern::parse(&pattern) {
+            Ok(p) => {
+                if let Some(c) = p
+                    .captures
+                    .iter()
+                    .find(|c| k.columns().contains(&c.as_str()))
+                {
+                    let msg = format!("capture `{{{c}}}` has the name of a column of `{}`", e.key);
+                    let hint = format!("rename it; the columns are: {}", k.columns().join(", "));
+                    cx.err(e.value.pos, &ppath, msg, Some(hint));
+                    return None;
+                }
+                Some((k, pattern))
+            }
+            Err(msg) => {
+                let hint = "a key, or a pattern with `{name}` captures: `agent:slots:{agent}`";
+                cx.err(e.value.pos, &ppath, msg, Some(hint.into()));
+                None
+            }
+        }
+    });
+    let max_keys = f
+        .get("max_keys")
+        .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1));
+    if cx.count() > before {
+        return None;
+    }
+    let (kind, pattern) = pattern?;
+    Some(RedisProbe {
+        source,
+        kind,
+        pattern,
+        max_keys,
+    })
+}
+
+/// `http: { path | paths, method, headers, body, timeout, follow_redirects }`.
+fn http(cx: &mut Cx, node: &Node, path: &str, source: String) -> Option<HttpProbe> {
+    let before = cx.count();
+    let f = cx.map(node, path, HTTP_KEYS, &[])?;
+    let check_path = |cx: &mut Cx, p: String, at: &Node, ppath: &str| {
+        if p.starts_with('/') {
+            Some(p)
+        } else {
+            let msg = format!("`{p}` is not a path");
+            let hint = "paths start with `/` and are joined to the source's `base_url`";
+            cx.err(at.pos, ppath, msg, Some(hint.into()));
+            None
+        }
+    };
+    let paths = match (f.get("path"), f.get("paths")) {
+        (Some(p), None) => {
+            let ppath = sub(path, "path");
+            cx.string(&p.value, &ppath)
+                .and_then(|s| check_path(cx, s, &p.value, &ppath))
+                .map(|p| vec![p])
+        }
+        (None, Some(p)) => {
+            let ppath = sub(path, "paths");
+            match &p.value.kind {
+                Kind::Seq(items) if !items.is_empty() => {
+                    let mut out = Vec::new();
+                    let mut ok = true;
+                    for (i, item) in items.iter().enumerate() {
+                        let ipath = format!("{ppath}[{i}]");
+                        match cx
+                            .string(item, &ipath)
+                            .and_then(|s| check_path(cx, s, item, &ipath))
+                        {
+                            Some(s) => out.push(s),
+                            None => ok = false,
+                        }
+                    }
+                    ok.then_some(out)
+                }
+                other => {
+                    let msg = match other {
+                        Kind::Seq(_) => "`paths` is empty".to_string(),
+                        _ => format!("`paths` must be a list, found {}", p.value.describe()),
+                    };
+                    cx.err(
+                        p.value.pos,
+                        &ppath,
+                        msg,
+                        Some("e.g. `[/healthz, /v1/items]`".into()),
+                    );
+                    None
+                }
+            }
+        }
+        (Some(_), Some(p)) => {
+            let msg = "`http` takes `path` or `paths`, not both";
+            cx.err(p.key_pos, &sub(path, "paths"), msg, None);
+            None
+        }
+        (None, None) => {
+            let msg = "`http` needs a `path` or `paths`";
+            cx.err(f.pos, path, msg, Some("e.g. `path: /healthz`".into()));
+            None
+        }
+    };
+    let method = f.get("method").and_then(|e| {
+        let mpath = sub(path, "method");
+        let m = cx.string(&e.value, &mpath)?.to_ascii_uppercase();
+        if HTTP_METHODS.contains(&m.as_str()) {
+            Some(m)
+        } else {
+            let msg = format!("unknown HTTP method `{m}`");
+            cx.err(
+                e.value.pos,
+                &mpath,
+                msg,
+                Some(crate::diag::one_of_hint(&m, HTTP_METHODS)),
+            );
+            None
+        }
+    });
+    let headers = f
+        .get("headers")
+        .and_then(|e| crate::sources::headers(cx, &e.value, &sub(path, "headers")));
+    let body = f
+        .get("body")
+        .and_then(|e| cx.string(&e.value, &sub(path, "body")));
+    let timeout = f
+        .get("timeout")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "timeout")));
+    let follow_redirects = f
+        .get("follow_redirects")
+        .and_then(|e| cx.bool(&e.value, &sub(path, "follow_redirects")));
+    if cx.count() > before {
+        return None;
+    }
+    Some(HttpProbe {
+        source,
+        paths: paths?,
+        method: method.unwrap_or_else(|| "GET".into()),
+        headers: headers.unwrap_or_default(),
+        body,
+        timeout,
+        follow_redirects: follow_redirects.unwrap_or(false),
     })
 }

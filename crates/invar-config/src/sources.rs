@@ -3,18 +3,25 @@
 use crate::cx::{Cx, sub};
 use crate::diag::one_of_hint;
 use crate::yaml::{Entry, Kind, Node};
-use invar_core::{FileSource, Secret, Source, SourceKind, SqlSource, SqliteSource};
+use invar_core::{
+    FileSource, HeaderValue, HttpSource, RedisSource, Secret, Source, SourceKind, SqlSource,
+    SqliteSource,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub(crate) const SOURCE_TYPES: &[&str] = &["postgres", "mysql", "sqlite", "file"];
-const LATER_TYPES: &[&str] = &["redis", "http"];
+pub(crate) const SOURCE_TYPES: &[&str] = &["postgres", "mysql", "sqlite", "file", "redis", "http"];
 const SQL_KEYS: &[&str] = &["type", "url", "read_only", "timeout", "max_connections"];
 const SQLITE_KEYS: &[&str] = &["type", "path", "read_only", "timeout", "max_connections"];
 const FILE_KEYS: &[&str] = &["type", "path"];
+const REDIS_KEYS: &[&str] = &["type", "url", "timeout", "max_keys"];
+const HTTP_KEYS: &[&str] = &["type", "base_url", "timeout", "headers"];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default key cap of a `redis` probe: past it the probe is an error, never a truncation.
+pub(crate) const DEFAULT_MAX_KEYS: u64 = 100_000;
 
 /// Every source name seen in any file, with its type when that type is valid (so references
 /// to a source whose definition has mistakes do not cascade into more errors).
@@ -106,22 +113,12 @@ fn source_type(cx: &mut Cx, entry: &Entry, path: &str) -> Option<&'static str> {
     if let Some(ty) = SOURCE_TYPES.iter().find(|s| **s == name) {
         return Some(ty);
     }
-    if LATER_TYPES.contains(&name.as_str()) {
-        let hint = format!("expected one of: {}", SOURCE_TYPES.join(", "));
-        cx.err(
-            t.value.pos,
-            &tpath,
-            format!("source type `{name}` is not supported yet"),
-            Some(hint),
-        );
-    } else {
-        cx.err(
-            t.value.pos,
-            &tpath,
-            format!("unknown source type `{name}`"),
-            Some(one_of_hint(&name, SOURCE_TYPES)),
-        );
-    }
+    cx.err(
+        t.value.pos,
+        &tpath,
+        format!("unknown source type `{name}`"),
+        Some(one_of_hint(&name, SOURCE_TYPES)),
+    );
     None
 }
 
@@ -130,6 +127,8 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
     let allowed = match ty {
         "postgres" | "mysql" => SQL_KEYS,
         "sqlite" => SQLITE_KEYS,
+        "redis" => REDIS_KEYS,
+        "http" => HTTP_KEYS,
         _ => FILE_KEYS,
     };
     let f = cx.map(&entry.value, path, allowed, &[])?;
@@ -171,6 +170,48 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
                 max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             })
         }
+        "redis" => {
+            // The URL is a secret (it may hold a password): never in a message.
+            let url = cx.required(&f, "url", path).and_then(|e| {
+                let upath = sub(path, "url");
+                let url = cx.string(&e.value, &upath)?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    let msg = "a `redis` source's `url` must start with `redis://` or `rediss://`";
+                    let hint = "e.g. `redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0`";
+                    cx.err(e.value.pos, &upath, msg, Some(hint.into()));
+                    return None;
+                }
+                Some(url)
+            });
+            let max_keys = f
+                .get("max_keys")
+                .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1));
+            SourceKind::Redis(RedisSource {
+                url: Secret::new(url?),
+                timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+                max_keys: max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+            })
+        }
+        "http" => {
+            let base_url = cx.required(&f, "base_url", path).and_then(|e| {
+                let upath = sub(path, "base_url");
+                let url = cx.string(&e.value, &upath)?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    let msg = "`base_url` must start with `http://` or `https://`";
+                    cx.err(e.value.pos, &upath, msg, None);
+                    return None;
+                }
+                Some(url)
+            });
+            let headers = f
+                .get("headers")
+                .and_then(|e| headers(cx, &e.value, &sub(path, "headers")));
+            SourceKind::Http(HttpSource {
+                base_url: Secret::new(base_url?),
+                timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+                headers: headers.unwrap_or_default(),
+            })
+        }
         _ => {
             let p = cx
                 .required(&f, "path", path)
@@ -181,4 +222,37 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
         }
     };
     (cx.count() == before).then_some(kind)
+}
+
+/// `headers: { Name: value }` — names checked to be header tokens, values kept as secrets
+/// (their text never goes into a message).
+pub(crate) fn headers(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<(String, HeaderValue)>> {
+    let before = cx.count();
+    let entries = cx.any_map(node, path)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let hpath = sub(path, &e.key);
+        let token = !e.key.is_empty()
+            && e.key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            let msg = format!("`{}` is not a valid header name", e.key);
+            cx.err(
+                e.key_pos,
+                &hpath,
+                msg,
+                Some("letters, digits and `-`".into()),
+            );
+            continue;
+        }
+        if let Some(v) = cx.string(&e.value, &hpath) {
+            if v.contains(['\r', '\n']) {
+                cx.err(e.value.pos, &hpath, "a header value must be one line", None);
+                continue;
+            }
+            out.push((e.key.clone(), HeaderValue::new(v)));
+        }
+    }
+    (cx.count() == before).then_some(out)
 }

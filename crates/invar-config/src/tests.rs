@@ -507,7 +507,7 @@ invariants:
   - { id: D, title: d, probe: { source: db, values: [1] } }
   - { id: E, title: e, probe: { source: cache, sql: SELECT 1 } }
   - { id: F, title: f, probe: { command: { run: "ps -e" } } }
-  - { id: G, title: g, probe: { source: cache, redis: { zset: k } } }
+  - { id: G, title: g, probe: { source: cache, redis: { zset: "k:{id}", list: k } } }
   - { id: H, title: h, join: { sql: x } }
   - { id: I, title: i, same: { left: { values: [1] } }, fail_when: "true" }
 "#,
@@ -516,17 +516,16 @@ invariants:
     assert_eq!(
         msgs,
         [
-            "source type `redis` is not supported yet",
             "source `log` is a `file` source; `sql` needs a postgres or mysql or sqlite source",
             "source `db` is a `sqlite` source; `lines` needs a file source",
             "an `sql` probe needs a `source`",
             "`source` is not used by a `values` probe",
-            // `cache` exists (its type is not supported yet), so no cascade here.
+            "source `cache` is a `redis` source; `sql` needs a postgres or mysql or sqlite source",
             "`run` must be a list (the program and its arguments), found a string",
-            "probe kind `redis` is not supported yet",
-            "check kind `join` is not supported yet",
+            "a `redis` probe reads one kind; found `zset` and `list`",
+            "`join` is missing required key `tables`",
             "`same` is missing required key `right`",
-            "`fail_when` only applies to a `probe` check, not `same`",
+            "`fail_when` only applies to a `probe` or `join` check, not `same`",
         ]
     );
 }
@@ -570,4 +569,143 @@ fn unreadable_main_file() {
         "{}",
         d.render(false)
     );
+}
+
+#[test]
+fn redis_http_join_and_since_load() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        r#"
+sources:
+  cache: { type: redis, url: "redis://:hunter22@127.0.0.1:6379/0", max_keys: 500 }
+  api:   { type: http, base_url: "https://api.example.com", timeout: 3s,
+           headers: { Authorization: "Bearer tok-123" } }
+  app:   { type: postgres, url: "${APP_DATABASE_URL}" }
+  log:   { type: file, path: x.log }
+invariants:
+  - id: S-03
+    title: every slot expires
+    probe: { source: cache, redis: { ttl: "agent:slot:{agent}:{execution}", max_keys: 10 } }
+    every_row: r.ttl > 0
+  - id: API
+    title: sweep
+    probe: { source: api, http: { paths: [/a, /b], method: post, body: "{}", timeout: 1s,
+             headers: { X-Key: k }, follow_redirects: true } }
+    every_row: r.status == 200
+  - id: S-02
+    title: overbooking
+    join:
+      tables:
+        slots:  { source: cache, redis: { zset: "agent:slots:{agent}" } }
+        agents: { source: app, sql: "SELECT name, max_parallel_tasks FROM agents" }
+      sql: SELECT 1
+    fail_when: count > 0
+  - id: LOG
+    title: fresh
+    probe: { lines: { source: log, match: FAIL, since: 15m } }
+"#,
+    )]);
+    let SourceKind::Redis(r) = &c.sources["cache"].kind else {
+        panic!()
+    };
+    assert_eq!(r.max_keys, 500);
+    assert!(!format!("{r:?}").contains("hunter22"));
+    let SourceKind::Http(h) = &c.sources["api"].kind else {
+        panic!()
+    };
+    assert_eq!(h.timeout, Duration::from_secs(3));
+    assert!(!format!("{h:?}").contains("tok-123"));
+    let Check::Probe(p) = &c.invariants[0].check else {
+        panic!()
+    };
+    let Probe::Redis(rp) = &p.probe else { panic!() };
+    assert_eq!(
+        (rp.kind, rp.max_keys),
+        (invar_core::RedisKind::Ttl, Some(10))
+    );
+    let Check::Probe(p) = &c.invariants[1].check else {
+        panic!()
+    };
+    let Probe::Http(hp) = &p.probe else { panic!() };
+    assert_eq!(hp.method, "POST");
+    assert_eq!(hp.paths, ["/a", "/b"]);
+    assert!(hp.follow_redirects);
+    assert!(!format!("{:?}", p.probe).contains("\"k\""));
+    let Check::Join(j) = &c.invariants[2].check else {
+        panic!()
+    };
+    assert_eq!(j.tables.len(), 2);
+    assert_eq!(c.invariants[2].check.sources(), ["cache", "app"]);
+    assert!(j.fail_when.is_some());
+    let Check::Probe(p) = &c.invariants[3].check else {
+        panic!()
+    };
+    let Probe::Lines(l) = &p.probe else { panic!() };
+    assert_eq!(l.since, Some(Duration::from_secs(900)));
+}
+
+#[test]
+fn redis_http_join_mistakes_are_positioned() {
+    let d = errs(&[(
+        "invar.yaml",
+        r#"
+sources:
+  cache: { type: redis, url: "http://x", db: 1 }
+  api:   { type: http, base_url: "api.example.com", headers: { "Bad Name": x } }
+invariants:
+  - { id: A, title: a, probe: { source: cache, redis: { zset: "k:{a", max_key: 1 } } }
+  - { id: B, title: b, probe: { source: cache, redis: { hash: "k:{key}" } } }
+  - { id: C, title: c, probe: { source: api, http: { path: healthz, method: FETCH } } }
+  - { id: D, title: d, probe: { http: { paths: [] } } }
+  - { id: E, title: e, join: { tables: { "a-b": { values: [1] } }, sql: "" } }
+  - { id: F, title: f, probe: { lines: { path: x, since: soon } } }
+"#,
+    )]);
+    let got: Vec<(&str, &str)> = d
+        .iter()
+        .map(|d| (d.key_path.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "sources.cache.url",
+                "a `redis` source's `url` must start with `redis://` or `rediss://`"
+            ),
+            ("sources.cache.db", "unknown key `db`"),
+            (
+                "sources.api.base_url",
+                "`base_url` must start with `http://` or `https://`"
+            ),
+            (
+                "sources.api.headers.Bad Name",
+                "`Bad Name` is not a valid header name"
+            ),
+            ("invariants[0].probe.redis.zset", "unclosed `{a` in `k:{a`"),
+            ("invariants[0].probe.redis.max_key", "unknown key `max_key`"),
+            (
+                "invariants[1].probe.redis.hash",
+                "capture `{key}` has the name of a column of `hash`"
+            ),
+            ("invariants[2].probe.http.path", "`healthz` is not a path"),
+            (
+                "invariants[2].probe.http.method",
+                "unknown HTTP method `FETCH`"
+            ),
+            ("invariants[3].probe", "a `http` probe needs a `source`"),
+            ("invariants[3].probe.http.paths", "`paths` is empty"),
+            (
+                "invariants[4].join.tables.a-b",
+                "`a-b` is not a usable table name"
+            ),
+            ("invariants[4].join.sql", "`sql` is empty"),
+            (
+                "invariants[5].probe.lines.since",
+                "invalid duration `soon` for `since`"
+            ),
+        ],
+        "{d:#?}"
+    );
+    // The max_keys hint names the allowed keys.
+    assert!(d[5].hint.as_deref().unwrap().contains("max_keys"));
 }

@@ -5,7 +5,8 @@
 
 use crate::condition::Condition;
 use crate::model::{
-    Check, Invariant, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck, SubsetCheck,
+    Check, Invariant, JoinCheck, JoinRelation, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck,
+    SubsetCheck,
 };
 use crate::report::{Outcome, Verdict};
 use crate::value::{Table, Value};
@@ -23,6 +24,8 @@ pub struct Snapshot {
     /// The run's start: `now` in conditions, the reference for `grace`.
     pub now: DateTime<Utc>,
     pub probes: HashMap<Probe, ProbeResult>,
+    /// The result table of each `join` relation, computed by the engine from the probes.
+    pub joins: HashMap<JoinRelation, ProbeResult>,
 }
 
 impl Snapshot {
@@ -30,6 +33,7 @@ impl Snapshot {
         Snapshot {
             now,
             probes: HashMap::new(),
+            joins: HashMap::new(),
         }
     }
     fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
@@ -109,11 +113,50 @@ pub fn evaluate(inv: &Invariant, snap: &Snapshot) -> Verdict {
         Check::Same(pair) => eval_pair(pair, snap, PairKind::Same),
         Check::Disjoint(pair) => eval_pair(pair, snap, PairKind::Disjoint),
         Check::Subset(sub) => eval_subset(sub, snap),
+        Check::Join(jc) => eval_join(jc, snap),
     }
+}
+
+/// The conditions of a row-deciding check (`probe` and `join` share them).
+struct RowConditions<'a> {
+    skip_when: Option<&'a Condition>,
+    fail_when: Option<&'a Condition>,
+    warn_when: Option<&'a Condition>,
+    every_row: Option<&'a Condition>,
+    on_empty: OnEmpty,
 }
 
 fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
     let table = snap.get(&pc.probe).expect("checked by evaluate");
+    let conds = RowConditions {
+        skip_when: pc.skip_when.as_ref(),
+        fail_when: pc.fail_when.as_ref(),
+        warn_when: pc.warn_when.as_ref(),
+        every_row: pc.every_row.as_ref(),
+        on_empty: pc.on_empty,
+    };
+    eval_rows(&conds, table, snap.now)
+}
+
+/// A join: its probes were readable (checked by `evaluate`); its result table is decided
+/// exactly as a `probe` check's rows are.
+fn eval_join(jc: &JoinCheck, snap: &Snapshot) -> Verdict {
+    let table = match snap.joins.get(&jc.relation()) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return Verdict::error(format!("join: {e}")),
+        None => return Verdict::error("join: the joined table was not computed"),
+    };
+    let conds = RowConditions {
+        skip_when: jc.skip_when.as_ref(),
+        fail_when: jc.fail_when.as_ref(),
+        warn_when: jc.warn_when.as_ref(),
+        every_row: jc.every_row.as_ref(),
+        on_empty: jc.on_empty,
+    };
+    eval_rows(&conds, table, snap.now)
+}
+
+fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdict {
     let count = table.len();
     let mut v = Verdict::new(Outcome::Pass);
     v.examined = count as u64;
@@ -148,7 +191,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
         || pc.warn_when.is_some();
     let need_table_ctx = pc.skip_when.is_some() || pc.fail_when.is_some() || pc.warn_when.is_some();
     let mut ctx = cel::Context::default();
-    ctx.add_variable_from_value("now", now_cel(snap.now));
+    ctx.add_variable_from_value("now", now_cel(now));
     if need_table_ctx {
         let rows: Vec<cel::Value> = (0..count).map(|i| table.row_cel(i)).collect();
         let row = rows
@@ -160,7 +203,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
         ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
     }
 
-    if let Some(c) = &pc.skip_when {
+    if let Some(c) = pc.skip_when {
         match c.eval_bool(&ctx) {
             Ok(true) => {
                 return v
@@ -176,7 +219,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
             }
         }
     }
-    if let Some(c) = &pc.fail_when {
+    if let Some(c) = pc.fail_when {
         match c.eval_bool(&ctx) {
             Ok(true) => {
                 let mut v = v
@@ -199,7 +242,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
             }
         }
     }
-    if let Some(c) = &pc.every_row {
+    if let Some(c) = pc.every_row {
         let mut broken = Vec::new();
         for i in 0..count {
             let mut rctx = ctx.new_inner_scope();
@@ -242,7 +285,7 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
             return v;
         }
     }
-    if let Some(c) = &pc.warn_when {
+    if let Some(c) = pc.warn_when {
         match c.eval_bool(&ctx) {
             Ok(true) => {
                 return v

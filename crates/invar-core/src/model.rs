@@ -49,6 +49,8 @@ pub enum SourceKind {
     Mysql(SqlSource),
     Sqlite(SqliteSource),
     File(FileSource),
+    Redis(RedisSource),
+    Http(HttpSource),
 }
 
 impl SourceKind {
@@ -58,10 +60,15 @@ impl SourceKind {
             SourceKind::Mysql(_) => "mysql",
             SourceKind::Sqlite(_) => "sqlite",
             SourceKind::File(_) => "file",
+            SourceKind::Redis(_) => "redis",
+            SourceKind::Http(_) => "http",
         }
     }
     pub fn is_sql(&self) -> bool {
-        !matches!(self, SourceKind::File(_))
+        matches!(
+            self,
+            SourceKind::Postgres(_) | SourceKind::Mysql(_) | SourceKind::Sqlite(_)
+        )
     }
 }
 
@@ -92,6 +99,75 @@ pub struct FileSource {
     pub path: PathBuf,
 }
 
+/// A `redis` source: `redis://[:password@]host:port[/db]` (or `rediss://`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSource {
+    pub url: Secret,
+    /// Connecting and each command (a pipelined batch counts as one); default 30s.
+    pub timeout: Duration,
+    /// The default key cap of this source's probes; default 100,000.
+    pub max_keys: u64,
+}
+
+/// An `http` source: requests go to `base_url` + each probe's path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSource {
+    /// May hold credentials (`https://user:pw@host`): a secret, shown redacted.
+    pub base_url: Secret,
+    /// Per request, unless the probe says otherwise; default 10s.
+    pub timeout: Duration,
+    /// Sent with every request of this source; the values are secrets.
+    pub headers: Vec<(String, HeaderValue)>,
+}
+
+/// An HTTP header value: a secret (`Authorization: Bearer …`). `Debug` and `Serialize` show
+/// `***`; it orders and hashes by its value so probes stay comparable.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderValue(Secret);
+
+impl HeaderValue {
+    pub fn new(v: impl Into<String>) -> HeaderValue {
+        HeaderValue(Secret::new(v))
+    }
+    /// The raw value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+    /// Removes this value from `text` (error messages that might echo it).
+    pub fn scrub(&self, text: &str) -> String {
+        let v = self.expose();
+        if v.len() >= 3 {
+            text.replace(v, "***")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+impl std::fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl PartialOrd for HeaderValue {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeaderValue {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.expose().cmp(other.expose())
+    }
+}
+
+impl Serialize for HeaderValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 /// One read of a source that yields a table. Equal probes are read once per run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +182,10 @@ pub enum Probe {
     Command(CommandProbe),
     /// Named aggregates over one table; fused per (source, table, where) into one query.
     Metrics(crate::metrics::MetricsProbe),
+    /// Keys of a Redis source, walked with SCAN, read in pipelined batches.
+    Redis(RedisProbe),
+    /// Requests to an HTTP source: one row per path.
+    Http(HttpProbe),
 }
 
 impl Probe {
@@ -118,6 +198,8 @@ impl Probe {
                 FileRef::Path(_) => None,
             },
             Probe::Metrics(m) => Some(&m.source),
+            Probe::Redis(r) => Some(&r.source),
+            Probe::Http(h) => Some(&h.source),
             Probe::Values(_) | Probe::Command(_) => None,
         }
     }
@@ -132,6 +214,21 @@ impl Probe {
             },
             Probe::Command(c) => format!("command `{}`", c.run.join(" ")),
             Probe::Metrics(m) => format!("metrics of `{}` on `{}`", m.table, m.source),
+            Probe::Redis(r) => format!(
+                "redis {} `{}` on `{}`",
+                r.kind.as_str(),
+                r.pattern,
+                r.source
+            ),
+            Probe::Http(h) => match h.paths.as_slice() {
+                [one] => format!("http {} {one} on `{}`", h.method, h.source),
+                many => format!(
+                    "http {} of {} paths on `{}`",
+                    h.method,
+                    many.len(),
+                    h.source
+                ),
+            },
         }
     }
 }
@@ -153,6 +250,176 @@ pub struct LinesProbe {
     pub pattern: Option<String>,
     /// Only the last N lines of the file are read.
     pub tail: Option<u64>,
+    /// Only lines whose leading timestamp is at most this old (relative to the run's start);
+    /// a line without a timestamp inherits the previous line's.
+    pub since: Option<Duration>,
+}
+
+/// What a `redis` probe reads from each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisKind {
+    /// `key`, `member`, `score` (a float).
+    Zset,
+    /// `key`, `member`.
+    Set,
+    /// `key`, `field`, `value`.
+    Hash,
+    /// `key`, `value`.
+    String,
+    /// `key`, `index`, `value`.
+    List,
+    /// `key`, `ttl` in seconds (-1: no expiry, -2: missing).
+    Ttl,
+}
+
+impl RedisKind {
+    pub const ALL: &[RedisKind] = &[
+        RedisKind::Zset,
+        RedisKind::Set,
+        RedisKind::Hash,
+        RedisKind::String,
+        RedisKind::List,
+        RedisKind::Ttl,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisKind::Zset => "zset",
+            RedisKind::Set => "set",
+            RedisKind::Hash => "hash",
+            RedisKind::String => "string",
+            RedisKind::List => "list",
+            RedisKind::Ttl => "ttl",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RedisKind> {
+        RedisKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+    /// The columns of every row, before the pattern's captures.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            RedisKind::Zset => &["key", "member", "score"],
+            RedisKind::Set => &["key", "member"],
+            RedisKind::Hash => &["key", "field", "value"],
+            RedisKind::String => &["key", "value"],
+            RedisKind::List => &["key", "index", "value"],
+            RedisKind::Ttl => &["key", "ttl"],
+        }
+    }
+}
+
+/// `redis: { zset: "agent:slots:{agent}", max_keys: 1000 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct RedisProbe {
+    pub source: String,
+    pub kind: RedisKind,
+    /// A key, or a pattern with `{captures}` (already checked by [`RedisPattern::parse`]).
+    pub pattern: String,
+    /// Overrides the source's key cap.
+    pub max_keys: Option<u64>,
+}
+
+/// A key pattern with `{name}` captures: `agent:slot:{agent}:{execution}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisPattern {
+    /// The SCAN MATCH glob (`agent:slot:*:*`; glob characters of the text escaped), or None
+    /// when the pattern has no capture and names one key.
+    pub glob: Option<String>,
+    /// An anchored regex whose named groups are the captures (None without captures).
+    pub regex: Option<String>,
+    /// The capture names, in order.
+    pub captures: Vec<String>,
+}
+
+impl RedisPattern {
+    /// Parses `{name}` captures; `{{` and `}}` are a literal brace. A capture name is letters,
+    /// digits and `_`, unique within the pattern.
+    pub fn parse(pattern: &str) -> Result<RedisPattern, String> {
+        let mut glob = String::new();
+        let mut regex = String::from("^");
+        let mut captures: Vec<String> = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    push_literal(&mut glob, &mut regex, '{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    push_literal(&mut glob, &mut regex, '}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(format!("unclosed `{{{name}` in `{pattern}`")),
+                        }
+                    }
+                    let ok = !name.is_empty()
+                        && !name.starts_with(|c: char| c.is_ascii_digit())
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !ok {
+                        return Err(format!(
+                            "`{{{name}}}` is not a capture: name it with letters, digits and `_`"
+                        ));
+                    }
+                    if captures.contains(&name) {
+                        return Err(format!("capture `{{{name}}}` appears twice"));
+                    }
+                    glob.push('*');
+                    regex.push_str(&format!("(?P<{name}>.+?)"));
+                    captures.push(name);
+                }
+                '}' => {
+                    return Err(format!(
+                        "a lone `}}` in `{pattern}`; write `}}}}` for a literal brace"
+                    ));
+                }
+                c => push_literal(&mut glob, &mut regex, c),
+            }
+        }
+        regex.push('$');
+        if pattern.is_empty() {
+            return Err("the key pattern is empty".into());
+        }
+        let has = !captures.is_empty();
+        Ok(RedisPattern {
+            glob: has.then_some(glob),
+            regex: has.then_some(regex),
+            captures,
+        })
+    }
+}
+
+fn push_literal(glob: &mut String, regex: &mut String, c: char) {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+        glob.push('\\');
+    }
+    glob.push(c);
+    if "\\.+*?()|[]{}^$#&-~".contains(c) {
+        regex.push('\\');
+    }
+    regex.push(c);
+}
+
+/// `http: { path | paths, method, headers, body, timeout, follow_redirects }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct HttpProbe {
+    pub source: String,
+    /// Each path is one request (and one row), relative to the source's `base_url`.
+    pub paths: Vec<String>,
+    /// Upper-case; default `GET`.
+    pub method: String,
+    /// Added to (and overriding) the source's headers; the values are secrets.
+    pub headers: Vec<(String, HeaderValue)>,
+    pub body: Option<String>,
+    /// Per request; default the source's `timeout`.
+    pub timeout: Option<Duration>,
+    /// Default false: a 3xx is the answer.
+    pub follow_redirects: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -239,6 +506,37 @@ pub struct SubsetCheck {
     pub grace: Option<Duration>,
 }
 
+/// `join`: named probes loaded into an embedded SQL engine, the operator's SQL run there, and
+/// its rows decided as a `probe` check's are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinCheck {
+    /// Table name → probe, in file order.
+    pub tables: Vec<(String, Probe)>,
+    pub sql: String,
+    pub skip_when: Option<Condition>,
+    pub fail_when: Option<Condition>,
+    pub warn_when: Option<Condition>,
+    pub every_row: Option<Condition>,
+    pub on_empty: OnEmpty,
+}
+
+/// What a join computes (its tables and SQL, without the conditions): equal relations are
+/// computed once per run; the snapshot holds their result tables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct JoinRelation {
+    pub tables: Vec<(String, Probe)>,
+    pub sql: String,
+}
+
+impl JoinCheck {
+    pub fn relation(&self) -> JoinRelation {
+        JoinRelation {
+            tables: self.tables.clone(),
+            sql: self.sql.clone(),
+        }
+    }
+}
+
 /// Exactly one check kind per invariant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -246,6 +544,7 @@ pub enum Check {
     Same(PairCheck),
     Subset(SubsetCheck),
     Disjoint(PairCheck),
+    Join(JoinCheck),
 }
 
 impl Check {
@@ -255,6 +554,7 @@ impl Check {
             Check::Same(_) => "same",
             Check::Subset(_) => "subset",
             Check::Disjoint(_) => "disjoint",
+            Check::Join(_) => "join",
         }
     }
     /// Every probe this check reads.
@@ -263,6 +563,7 @@ impl Check {
             Check::Probe(p) => vec![&p.probe],
             Check::Same(p) | Check::Disjoint(p) => vec![&p.left.probe, &p.right.probe],
             Check::Subset(s) => vec![&s.each.probe, &s.within.probe],
+            Check::Join(j) => j.tables.iter().map(|(_, p)| p).collect(),
         }
     }
     /// The named sources this check depends on, deduplicated, in order.

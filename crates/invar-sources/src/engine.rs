@@ -2,14 +2,17 @@
 //! source), evaluate each invariant as soon as its probes are in, and assemble the report.
 
 use crate::fusion::FusedQuery;
+use crate::http::HttpConn;
+use crate::redis::RedisConn;
 use crate::sql::{Dialect, SqlPool};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use invar_core::MetricsProbe;
 use invar_core::report::{exit_code, run_status};
 use invar_core::{
-    Config, Counts, Invariant, InvariantResult, Outcome, Probe, ProbeResult, RunReport, Snapshot,
-    SourceKind, SourceUnavailable, Suite, Table, Value, Verdict, evaluate, skip_if_decision,
+    Check, Config, Counts, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
+    RunReport, Snapshot, SourceKind, SourceUnavailable, Suite, Table, Value, Verdict, evaluate,
+    skip_if_decision,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,6 +50,34 @@ type SharedProbe = Shared<BoxFuture<'static, ProbeResult>>;
 
 /// Probes that are not SQL (commands, files) share one bound, so a wide run cannot fork-bomb.
 const LOCAL_PROBE_CONCURRENCY: usize = 8;
+/// Probes read at once from one Redis or HTTP source (an HTTP probe's own requests are
+/// bounded again inside it).
+const REMOTE_PROBE_CONCURRENCY: usize = 4;
+/// A join's in-memory SQL is bounded by this (the invariant's `timeout` may cut it sooner).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connected source. Files have none (they are opened per probe).
+#[derive(Debug, Clone)]
+enum Conn {
+    Sql(Arc<SqlPool>),
+    Redis(Arc<RedisConn>),
+    Http(Arc<HttpConn>),
+}
+
+impl Conn {
+    fn sql(&self) -> Option<&Arc<SqlPool>> {
+        match self {
+            Conn::Sql(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+type Conns = HashMap<String, Result<Conn, String>>;
+
+/// Sources found unreachable while reading (an HTTP request without an answer, a Redis
+/// connection lost mid-run): source → the first reason.
+type DownDuringRun = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 
 pub struct Engine {
     config: Arc<Config>,
@@ -198,9 +229,10 @@ impl Engine {
         let mut probes: HashMap<Probe, SharedProbe> = HashMap::new();
         let mut pushed: HashMap<usize, Probe> = HashMap::new();
         let dialect_of = |s: &str| match pools.get(s) {
-            Some(Ok(p)) => Some(p.dialect()),
+            Some(Ok(Conn::Sql(p))) => Some(p.dialect()),
             _ => None,
         };
+        let down: DownDuringRun = Arc::default();
         // In first-seen order; the set keeps planning linear in the number of probes.
         let mut wanted: Vec<Probe> = Vec::new();
         let mut seen: std::collections::HashSet<Probe> = std::collections::HashSet::new();
@@ -239,7 +271,14 @@ impl Engine {
                     };
                     Some((
                         q,
-                        self.spawn_shared(self.probe_future(&sql, &pools, &mut semaphores, &local)),
+                        self.spawn_shared(self.probe_future(
+                            &sql,
+                            &pools,
+                            &mut semaphores,
+                            &local,
+                            &down,
+                            now,
+                        )),
                     ))
                 }
                 None => None,
@@ -259,6 +298,8 @@ impl Engine {
                         &pools,
                         &mut semaphores,
                         &local,
+                        &down,
+                        now,
                     )),
                 };
                 probes.insert(probe, shared);
@@ -266,9 +307,41 @@ impl Engine {
         }
         for p in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = probes.entry(p) {
-                let fut = self.probe_future(slot.key(), &pools, &mut semaphores, &local);
+                let fut =
+                    self.probe_future(slot.key(), &pools, &mut semaphores, &local, &down, now);
                 slot.insert(self.spawn_shared(fut));
             }
+        }
+        // Joins: each distinct relation computed once, after its probes are in.
+        let mut joins: HashMap<JoinRelation, SharedProbe> = HashMap::new();
+        for (i, inv) in selected.iter().enumerate() {
+            let Check::Join(jc) = &inv.check else {
+                continue;
+            };
+            if skipped.contains_key(&i) {
+                continue;
+            }
+            let rel = jc.relation();
+            if joins.contains_key(&rel) {
+                continue;
+            }
+            let inputs: Vec<(String, SharedProbe)> = rel
+                .tables
+                .iter()
+                .map(|(name, p)| (name.clone(), probes[p].clone()))
+                .collect();
+            let sql = rel.sql.clone();
+            let fut = async move {
+                let mut tables = Vec::with_capacity(inputs.len());
+                for (name, f) in inputs {
+                    tables.push((name.clone(), f.await.map_err(|e| format!("`{name}`: {e}"))?));
+                }
+                crate::join::run_join(&tables, &sql, JOIN_TIMEOUT)
+                    .await
+                    .map(Arc::new)
+            }
+            .boxed();
+            joins.insert(rel, self.spawn_shared(fut));
         }
         // Each invariant: await its probes (within its timeout), then evaluate (pure).
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -293,6 +366,13 @@ impl Engine {
                     .map(|p| (p.clone(), probes[p].clone()))
                     .collect(),
             };
+            let needed_join: Option<(JoinRelation, SharedProbe)> = match &inv.check {
+                Check::Join(jc) => {
+                    let rel = jc.relation();
+                    joins.get(&rel).cloned().map(|f| (rel, f))
+                }
+                _ => None,
+            };
             let progress = opts.progress.clone();
             let done = done.clone();
             tasks.push(tokio::spawn(async move {
@@ -302,6 +382,10 @@ impl Engine {
                     for (p, f) in needed_probes {
                         let r = f.await;
                         snap.probes.insert(p, r);
+                    }
+                    if let Some((rel, f)) = needed_join {
+                        let r = f.await;
+                        snap.joins.insert(rel, r);
                     }
                     snap
                 };
@@ -344,9 +428,21 @@ impl Engine {
         let stats = RunStats {
             queries: pools
                 .iter()
-                .filter_map(|(name, p)| p.as_ref().ok().map(|p| (name.clone(), p.queries())))
+                .filter_map(|(name, p)| {
+                    let p = p.as_ref().ok()?.sql()?;
+                    Some((name.clone(), p.queries()))
+                })
                 .collect(),
         };
+        // Sources that went down while being read (HTTP without an answer, Redis lost).
+        for (source, error) in down.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !unavailable.iter().any(|u| &u.source == source) {
+                unavailable.push(SourceUnavailable {
+                    source: source.clone(),
+                    error: error.clone(),
+                });
+            }
+        }
         *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         self.report(run_id, &suite, opts, now, started, results, unavailable)
     }
@@ -392,16 +488,21 @@ impl Engine {
         }
     }
 
-    async fn connect_all(&self, names: &[String]) -> HashMap<String, Result<Arc<SqlPool>, String>> {
+    async fn connect_all(&self, names: &[String]) -> Conns {
         let futs = names.iter().filter_map(|name| {
             let src = self.config.sources.get(name)?;
             let name = name.clone();
             let kind = src.kind.clone();
             Some(async move {
+                let sql = |r: Result<SqlPool, String>| r.map(|p| Conn::Sql(Arc::new(p)));
                 let r = match &kind {
-                    SourceKind::Postgres(s) => SqlPool::connect_postgres(s).await,
-                    SourceKind::Mysql(s) => SqlPool::connect_mysql(s).await,
-                    SourceKind::Sqlite(s) => SqlPool::connect_sqlite(s).await,
+                    SourceKind::Postgres(s) => sql(SqlPool::connect_postgres(s).await),
+                    SourceKind::Mysql(s) => sql(SqlPool::connect_mysql(s).await),
+                    SourceKind::Sqlite(s) => sql(SqlPool::connect_sqlite(s).await),
+                    SourceKind::Redis(r) => RedisConn::connect(r)
+                        .await
+                        .map(|c| Conn::Redis(Arc::new(c))),
+                    SourceKind::Http(h) => HttpConn::new(h).map(|c| Conn::Http(Arc::new(c))),
                     SourceKind::File(f) => {
                         if f.path.exists() {
                             return None;
@@ -409,7 +510,7 @@ impl Engine {
                         Err(format!("file {} does not exist", f.path.display()))
                     }
                 };
-                Some((name, r.map(Arc::new)))
+                Some((name, r))
             })
         });
         futures::future::join_all(futs)
@@ -423,7 +524,7 @@ impl Engine {
     async fn source_facts(
         &self,
         name: &str,
-        pool: Option<&Result<Arc<SqlPool>, String>>,
+        pool: Option<&Result<Conn, String>>,
     ) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
         m.insert("name".to_string(), Value::Text(name.to_string()));
@@ -438,7 +539,7 @@ impl Engine {
             SourceKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
             SourceKind::File(f) => std::fs::metadata(&f.path).ok().map(|m| m.len()),
             _ => match pool {
-                Some(Ok(p)) => p.size_bytes().await.ok(),
+                Some(Ok(Conn::Sql(p))) => p.size_bytes().await.ok(),
                 _ => None,
             },
         };
@@ -451,11 +552,7 @@ impl Engine {
 
     /// The pushed-down form of a subset check, with native key comparison where the key
     /// columns' types allow it (learned by preparing both queries; nothing runs).
-    async fn pushdown(
-        &self,
-        check: &invar_core::Check,
-        pools: &HashMap<String, Result<Arc<SqlPool>, String>>,
-    ) -> Option<Probe> {
+    async fn pushdown(&self, check: &invar_core::Check, pools: &Conns) -> Option<Probe> {
         let crate::pushdown::Candidate {
             source,
             each_sql,
@@ -463,7 +560,7 @@ impl Engine {
             each_key,
             in_key,
         } = crate::pushdown::candidate(check)?;
-        let Some(Ok(pool)) = pools.get(source) else {
+        let Some(Ok(Conn::Sql(pool))) = pools.get(source) else {
             return None;
         };
         let d = pool.dialect();
@@ -498,18 +595,95 @@ impl Engine {
         .shared()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn probe_future(
         &self,
         probe: &Probe,
-        pools: &HashMap<String, Result<Arc<SqlPool>, String>>,
+        pools: &Conns,
         semaphores: &mut HashMap<String, Arc<Semaphore>>,
         local: &Arc<Semaphore>,
+        down: &DownDuringRun,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'static, ProbeResult> {
         let probe = probe.clone();
+        // A connected source of the probe, or the probe's error.
+        let conn_of = |source: &str| -> Result<Conn, String> {
+            match pools.get(source) {
+                Some(Ok(c)) => Ok(c.clone()),
+                Some(Err(e)) => Err(format!("source `{source}` is unavailable: {e}")),
+                None => Err(format!("unknown source `{source}`")),
+            }
+        };
+        let mut remote_sem = |source: &str| {
+            semaphores
+                .entry(source.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(REMOTE_PROBE_CONCURRENCY)))
+                .clone()
+        };
         match &probe {
+            Probe::Redis(rp) => {
+                let conn = match conn_of(&rp.source) {
+                    Ok(Conn::Redis(c)) => c,
+                    Ok(_) => {
+                        let msg = format!("`{}` is not a redis source", rp.source);
+                        return async move { Err(msg) }.boxed();
+                    }
+                    Err(msg) => return async move { Err(msg) }.boxed(),
+                };
+                let sem = remote_sem(&rp.source);
+                let (rp, down) = (rp.clone(), down.clone());
+                async move {
+                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    match conn.read(&rp).await {
+                        Ok(t) => Ok(Arc::new(t)),
+                        Err(e) => {
+                            let msg = format!("`{}`: {}", rp.source, e.message);
+                            if e.source_down {
+                                down.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .entry(rp.source.clone())
+                                    .or_insert_with(|| e.message.clone());
+                            }
+                            Err(msg)
+                        }
+                    }
+                }
+                .boxed()
+            }
+            Probe::Http(hp) => {
+                let conn = match conn_of(&hp.source) {
+                    Ok(Conn::Http(c)) => c,
+                    Ok(_) => {
+                        let msg = format!("`{}` is not an http source", hp.source);
+                        return async move { Err(msg) }.boxed();
+                    }
+                    Err(msg) => return async move { Err(msg) }.boxed(),
+                };
+                let sem = remote_sem(&hp.source);
+                let (hp, down) = (hp.clone(), down.clone());
+                async move {
+                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    match conn.read(&hp).await {
+                        Ok(t) => Ok(Arc::new(t)),
+                        Err(e) => {
+                            // No answer: the source is down for this run.
+                            down.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(hp.source.clone())
+                                .or_insert_with(|| e.clone());
+                            Err(format!("`{}`: {e}", hp.source))
+                        }
+                    }
+                }
+                .boxed()
+            }
             Probe::Sql { source, sql } => {
                 let pool = match pools.get(source) {
-                    Some(Ok(p)) => p.clone(),
+                    Some(Ok(Conn::Sql(p))) => p.clone(),
+                    Some(Ok(_)) => {
+                        let msg = format!("`{source}` is not an sql source");
+                        return async move { Err(msg) }.boxed();
+                    }
                     Some(Err(e)) => {
                         let msg = format!("source `{source}` is unavailable: {e}");
                         return async move { Err(msg) }.boxed();
@@ -573,10 +747,12 @@ impl Engine {
                 async move {
                     let path = path?;
                     let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
-                    tokio::task::spawn_blocking(move || crate::lines::read_lines(&path, &lp))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(Arc::new)
+                    tokio::task::spawn_blocking(move || {
+                        crate::lines::read_lines_at(&path, &lp, now)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(Arc::new)
                 }
                 .boxed()
             }
@@ -597,7 +773,7 @@ impl Engine {
     pub async fn dialect(&self, source: &str) -> Option<Dialect> {
         let pools = self.connect_all(&[source.to_string()]).await;
         match pools.get(source) {
-            Some(Ok(p)) => Some(p.dialect()),
+            Some(Ok(Conn::Sql(p))) => Some(p.dialect()),
             _ => None,
         }
     }

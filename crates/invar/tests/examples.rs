@@ -39,11 +39,16 @@ fn is_include_target(p: &Path) -> bool {
         .is_some_and(|d| d == "checks")
 }
 
-/// Provides every variable: a URL of the right scheme for URL-ish names, `x` otherwise.
+/// Provides every variable: a URL of the right scheme for URL-ish names (redis, http, mysql,
+/// postgres, by the name), `x` otherwise.
 fn fake_env(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
     Some(if upper.contains("URL") || upper.contains("DSN") {
-        if ["MYSQL", "MARIADB", "LEGACY", "LEDGER"]
+        if upper.contains("REDIS") || upper.contains("CACHE") {
+            "redis://:p@127.0.0.1:6379/0".to_string()
+        } else if upper.contains("API") || upper.contains("HTTP") || upper.contains("BASE") {
+            "https://api.example.com".to_string()
+        } else if ["MYSQL", "MARIADB", "LEGACY", "LEDGER"]
             .iter()
             .any(|k| upper.contains(k))
         {
@@ -139,6 +144,8 @@ fn source_kind(k: &SourceKind) -> &'static str {
         SourceKind::Mysql(_) => "mysql",
         SourceKind::Sqlite(_) => "sqlite",
         SourceKind::File(_) => "file",
+        SourceKind::Redis(_) => "redis",
+        SourceKind::Http(_) => "http",
     }
 }
 
@@ -148,6 +155,7 @@ fn check_kind(c: &Check) -> &'static str {
         Check::Same(_) => "same",
         Check::Subset(_) => "subset",
         Check::Disjoint(_) => "disjoint",
+        Check::Join(_) => "join",
     }
 }
 
@@ -158,6 +166,8 @@ fn probe_kind(p: &Probe) -> &'static str {
         Probe::Lines(_) => "lines",
         Probe::Command(_) => "command",
         Probe::Metrics(_) => "metrics",
+        Probe::Redis(_) => "redis",
+        Probe::Http(_) => "http",
     }
 }
 
@@ -172,6 +182,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
     let mut checks = BTreeSet::new();
     let mut probes = BTreeSet::new();
     let mut command_parse = BTreeSet::new();
+    let mut redis_kinds = BTreeSet::new();
     let mut features = BTreeSet::new();
     for (_, cfg) in &loaded {
         for s in cfg.sources.values() {
@@ -183,6 +194,28 @@ fn examples_cover_every_source_check_and_probe_kind() {
                 probes.insert(probe_kind(p));
                 if let Probe::Command(c) = p {
                     command_parse.insert(format!("{:?}", c.parse));
+                }
+                if let Probe::Redis(r) = p {
+                    redis_kinds.insert(r.kind.as_str());
+                    if r.max_keys.is_some() {
+                        features.insert("redis max_keys");
+                    }
+                }
+                if let Probe::Http(h) = p {
+                    if h.paths.len() > 1 {
+                        features.insert("http paths");
+                    }
+                    if !h.headers.is_empty() {
+                        features.insert("http probe headers");
+                    }
+                    if h.body.is_some() {
+                        features.insert("http body");
+                    }
+                }
+                if let Probe::Lines(l) = p
+                    && l.since.is_some()
+                {
+                    features.insert("lines since");
                 }
             }
             if inv.skip_if.is_some() {
@@ -219,6 +252,16 @@ fn examples_cover_every_source_check_and_probe_kind() {
                         });
                     }
                 }
+                Check::Join(j) => {
+                    let sources: BTreeSet<&str> =
+                        j.tables.iter().filter_map(|(_, p)| p.source()).collect();
+                    if sources.len() > 1 {
+                        features.insert("join across sources");
+                    }
+                    if j.fail_when.is_none() && j.every_row.is_none() {
+                        features.insert("join default mode");
+                    }
+                }
                 Check::Subset(s) => {
                     if s.each.key.len() > 1 {
                         features.insert("subset with composite keys");
@@ -242,19 +285,26 @@ fn examples_cover_every_source_check_and_probe_kind() {
     }
     assert_eq!(
         sources,
-        set(&["file", "mysql", "postgres", "sqlite"]),
+        set(&["file", "http", "mysql", "postgres", "redis", "sqlite"]),
         "source types"
     );
     assert_eq!(
         checks,
-        set(&["disjoint", "probe", "same", "subset"]),
+        set(&["disjoint", "join", "probe", "same", "subset"]),
         "check kinds"
     );
     assert_eq!(
         probes,
-        set(&["command", "lines", "metrics", "sql", "values"]),
+        set(&[
+            "command", "http", "lines", "metrics", "redis", "sql", "values"
+        ]),
         "probe kinds"
     );
+    let all_redis: BTreeSet<&str> = invar_core::RedisKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(redis_kinds, all_redis, "redis probe kinds");
     assert_eq!(
         command_parse,
         ["Json", "Lines", "Text"]
@@ -277,6 +327,13 @@ fn examples_cover_every_source_check_and_probe_kind() {
         "skip_if",
         "scheduled suite",
         "fail_on: never",
+        "redis max_keys",
+        "http paths",
+        "http probe headers",
+        "http body",
+        "lines since",
+        "join across sources",
+        "join default mode",
     ]);
     let missing: Vec<&&str> = wanted.difference(&features).collect();
     assert!(missing.is_empty(), "no example shows: {missing:?}");

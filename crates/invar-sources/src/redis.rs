@@ -1,0 +1,397 @@
+//! Redis sources: one auto-reconnecting [`ConnectionManager`] per source; `redis` probes read
+//! a key or a key pattern into a table.
+//!
+//! - Patterns with `{captures}` are walked with `SCAN … MATCH … COUNT 1000` (never `KEYS`, so
+//!   a large keyspace does not block the server); each key is matched against a regex built
+//!   from the pattern, its captures become columns, and keys that do not fit are skipped.
+//! - The key cap (`max_keys`, default 100,000) is checked while scanning: past it the probe is
+//!   an error naming the cap — never a silently truncated table.
+//! - The keys' contents are read in pipelined batches (one round trip per batch); a key of
+//!   the wrong type (`WRONGTYPE`) is an error naming the key.
+//! - Values are text, exactly as stored (nothing is parsed); zset scores are floats.
+//! - Every error passes through [`Secret::scrub`]: the URL's password never appears.
+
+use invar_core::{RedisKind, RedisPattern, RedisProbe, RedisSource, Secret, Table, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Keys asked for per SCAN call.
+const SCAN_COUNT: usize = 1000;
+/// Keys read per pipelined round trip.
+const READ_BATCH: usize = 500;
+/// Connecting gives up after this, at most (or the source's timeout, if shorter).
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connected Redis source.
+#[derive(Clone)]
+pub struct RedisConn {
+    manager: ConnectionManager,
+    secret: Secret,
+    timeout: Duration,
+    max_keys: u64,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("url", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a read failed, and whether the source itself is unreachable (connection lost, timed
+/// out) rather than the probe being wrong (a key of the wrong type, the cap).
+#[derive(Debug, Clone)]
+pub struct RedisError {
+    pub message: String,
+    pub source_down: bool,
+}
+
+impl RedisConn {
+    /// Connects (and pings) within the source's timeout.
+    pub async fn connect(src: &RedisSource) -> Result<RedisConn, String> {
+        let secret = src.url.clone();
+        let shown = secret.redacted();
+        let client = redis::Client::open(secret.expose())
+            .map_err(|e| secret.scrub(&format!("invalid redis url `{shown}`: {e}")))?;
+        let connect_timeout = src.timeout.min(MAX_CONNECT_TIMEOUT);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(src.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connect = async {
+            let mut m = ConnectionManager::new_with_config(client, config).await?;
+            redis::cmd("PING").query_async::<()>(&mut m).await?;
+            Ok::<_, redis::RedisError>(m)
+        };
+        let manager = match tokio::time::timeout(connect_timeout * 2, connect).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                return Err(secret.scrub(&format!("cannot connect to `{shown}`: {}", reason(&e))));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "cannot connect to `{shown}`: timed out after {}",
+                    invar_core::units::format_duration(connect_timeout * 2)
+                ));
+            }
+        };
+        Ok(RedisConn {
+            manager,
+            secret,
+            timeout: src.timeout,
+            max_keys: src.max_keys,
+        })
+    }
+
+    /// Reads one probe into a table: `key`, the kind's columns, then one column per capture.
+    pub async fn read(&self, probe: &RedisProbe) -> Result<Table, RedisError> {
+        let pattern = RedisPattern::parse(&probe.pattern).map_err(|m| RedisError {
+            message: m,
+            source_down: false,
+        })?;
+        let cap = probe.max_keys.unwrap_or(self.max_keys);
+        let keys = match &pattern.glob {
+            None => vec![(probe.pattern.as_bytes().to_vec(), Vec::new())],
+            Some(glob) => {
+                let re =
+                    regex::Regex::new(pattern.regex.as_deref().unwrap_or("^$")).map_err(|e| {
+                        RedisError {
+                            message: format!("pattern `{}`: {e}", probe.pattern),
+                            source_down: false,
+                        }
+                    })?;
+                self.scan(glob, &re, &pattern.captures, cap, &probe.pattern)
+                    .await?
+            }
+        };
+        let mut columns: Vec<String> = probe.kind.columns().iter().map(|c| c.to_string()).collect();
+        columns.extend(pattern.captures.iter().cloned());
+        let mut table = Table::new(columns);
+        for batch in keys.chunks(READ_BATCH) {
+            self.read_batch(probe.kind, batch, &mut table).await?;
+        }
+        Ok(table)
+    }
+
+    /// SCANs the keyspace for `glob`, keeping the keys that fit `re` with their captures,
+    /// sorted by key. More than `cap` fitting keys is an error.
+    async fn scan(
+        &self,
+        glob: &str,
+        re: &regex::Regex,
+        captures: &[String],
+        cap: u64,
+        pattern: &str,
+    ) -> Result<Vec<(Vec<u8>, Vec<String>)>, RedisError> {
+        let mut conn = self.manager.clone();
+        let mut cursor: u64 = 0;
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut out = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(glob)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(&format!("SCAN MATCH `{glob}`"), &e))?;
+            for key in batch {
+                // SCAN may return a key more than once.
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&key);
+                let Some(caps) = re.captures(&text) else {
+                    continue;
+                };
+                let values: Vec<String> = captures
+                    .iter()
+                    .map(|c| {
+                        caps.name(c)
+                            .map_or(String::new(), |m| m.as_str().to_string())
+                    })
+                    .collect();
+                out.push((key, values));
+                if out.len() as u64 > cap {
+                    return Err(RedisError {
+                        message: format!(
+                            "pattern `{pattern}` matches more than max_keys = {cap} keys; \
+                             narrow the pattern or raise `max_keys` (on the probe or the source)"
+                        ),
+                        source_down: false,
+                    });
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads a batch of keys in one pipelined round trip and appends their rows.
+    async fn read_batch(
+        &self,
+        kind: RedisKind,
+        keys: &[(Vec<u8>, Vec<String>)],
+        table: &mut Table,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (key, _) in keys {
+            match kind {
+                RedisKind::Zset => pipe.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
+                RedisKind::Set => pipe.cmd("SMEMBERS").arg(key),
+                RedisKind::Hash => pipe.cmd("HGETALL").arg(key),
+                RedisKind::String => pipe.cmd("GET").arg(key),
+                RedisKind::List => pipe.cmd("LRANGE").arg(key).arg(0).arg(-1),
+                RedisKind::Ttl => pipe.cmd("TTL").arg(key),
+            };
+        }
+        let mut conn = self.manager.clone();
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&format!("reading {} keys", keys.len()), &e))?;
+        if replies.len() != keys.len() {
+            return Err(RedisError {
+                message: format!(
+                    "expected {} replies from the pipeline, got {}",
+                    keys.len(),
+                    replies.len()
+                ),
+                source_down: false,
+            });
+        }
+        for ((key, caps), reply) in keys.iter().zip(replies) {
+            let key_text = String::from_utf8_lossy(key).into_owned();
+            let reply = match reply {
+                Ok(v) => v,
+                Err(e) => {
+                    let what = if e.code() == Some("WRONGTYPE") {
+                        format!(
+                            "key `{key_text}` is not a {} (WRONGTYPE): a `{}` probe cannot read it",
+                            type_noun(kind),
+                            kind.as_str()
+                        )
+                    } else {
+                        format!("key `{key_text}`: {}", reason(&e))
+                    };
+                    return Err(RedisError {
+                        message: self.secret.scrub(&what),
+                        source_down: false,
+                    });
+                }
+            };
+            let capture_values = caps.iter().map(|c| Value::Text(c.clone()));
+            let key_value = || Value::Text(key_text.clone());
+            let mut push = |cells: Vec<Value>| {
+                let mut row = cells;
+                row.extend(capture_values.clone());
+                table.rows.push(row);
+            };
+            match kind {
+                RedisKind::Zset => {
+                    for (member, score) in pairs(reply) {
+                        let score = match score {
+                            redis::Value::Double(d) => Value::Float(d),
+                            other => text(&other)
+                                .and_then(|s| parse_score(&s))
+                                .map(Value::Float)
+                                .unwrap_or(Value::Null),
+                        };
+                        push(vec![key_value(), text_value(&member), score]);
+                    }
+                }
+                RedisKind::Set => {
+                    let mut members: Vec<String> = items(reply).iter().filter_map(text).collect();
+                    members.sort();
+                    for m in members {
+                        push(vec![key_value(), Value::Text(m)]);
+                    }
+                }
+                RedisKind::Hash => {
+                    let mut fields: Vec<(String, Value)> = pairs(reply)
+                        .into_iter()
+                        .map(|(f, v)| (text(&f).unwrap_or_default(), text_value(&v)))
+                        .collect();
+                    fields.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (f, v) in fields {
+                        push(vec![key_value(), Value::Text(f), v]);
+                    }
+                }
+                RedisKind::String => {
+                    // A key that vanished since the scan (or a missing literal key): no row.
+                    if !matches!(reply, redis::Value::Nil) {
+                        push(vec![key_value(), text_value(&reply)]);
+                    }
+                }
+                RedisKind::List => {
+                    for (i, v) in items(reply).iter().enumerate() {
+                        push(vec![key_value(), Value::Int(i as i64), text_value(v)]);
+                    }
+                }
+                RedisKind::Ttl => {
+                    let ttl = match reply {
+                        redis::Value::Int(i) => Value::Int(i),
+                        other => text(&other)
+                            .and_then(|s| s.parse().ok())
+                            .map(Value::Int)
+                            .unwrap_or(Value::Null),
+                    };
+                    push(vec![key_value(), ttl]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, doing: &str, e: &redis::RedisError) -> RedisError {
+        let down = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal();
+        let limit = if e.is_timeout() {
+            format!(
+                " (timeout {})",
+                invar_core::units::format_duration(self.timeout)
+            )
+        } else {
+            String::new()
+        };
+        RedisError {
+            message: self.secret.scrub(&format!("{doing}: {}{limit}", reason(e))),
+            source_down: down,
+        }
+    }
+}
+
+/// A redis error as one line, without the URL.
+fn reason(e: &redis::RedisError) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+fn type_noun(kind: RedisKind) -> &'static str {
+    match kind {
+        RedisKind::Zset => "sorted set",
+        RedisKind::Set => "set",
+        RedisKind::Hash => "hash",
+        RedisKind::String => "string",
+        RedisKind::List => "list",
+        RedisKind::Ttl => "key",
+    }
+}
+
+fn parse_score(s: &str) -> Option<f64> {
+    match s {
+        "inf" | "+inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// The elements of an array, set or push reply.
+fn items(v: redis::Value) -> Vec<redis::Value> {
+    match v {
+        redis::Value::Array(a) | redis::Value::Set(a) => a,
+        redis::Value::Nil => Vec::new(),
+        other => vec![other],
+    }
+}
+
+/// Pairs from a flat `[a, b, a, b]` array (RESP2), an array of pairs or a map (RESP3).
+fn pairs(v: redis::Value) -> Vec<(redis::Value, redis::Value)> {
+    match v {
+        redis::Value::Map(m) => m,
+        other => {
+            let flat = items(other);
+            if flat
+                .iter()
+                .all(|x| matches!(x, redis::Value::Array(a) if a.len() == 2))
+            {
+                flat.into_iter()
+                    .filter_map(|x| match x {
+                        redis::Value::Array(mut a) => {
+                            let b = a.pop()?;
+                            let a = a.pop()?;
+                            Some((a, b))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                let mut out = Vec::with_capacity(flat.len() / 2);
+                let mut it = flat.into_iter();
+                while let (Some(a), Some(b)) = (it.next(), it.next()) {
+                    out.push((a, b));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// A reply's text, exactly as stored (lossy for bytes that are not UTF-8).
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::VerbatimString { text, .. } => Some(text.clone()),
+        redis::Value::Int(i) => Some(i.to_string()),
+        redis::Value::Double(d) => Some(d.to_string()),
+        redis::Value::Boolean(b) => Some(b.to_string()),
+        redis::Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+fn text_value(v: &redis::Value) -> Value {
+    text(v).map(Value::Text).unwrap_or(Value::Null)
+}
