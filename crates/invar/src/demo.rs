@@ -104,7 +104,9 @@ pub fn print_next_steps(config: &Path, quiet: bool) {
          invar run --config {c} --suite gate          # only what blocks a deploy\n  \
          invar run --config {c} --only SHOP-05 --format json\n  \
          invar run --config {c} --format junit --output report.xml\n  \
-         invar validate --config {c}                  # then break the file and see every mistake reported\n\
+         invar validate --config {c}                  # then break the file and see every mistake reported\n  \
+         invar history --config {c}                   # every run is recorded (.invar/history.db beside the config)\n  \
+         invar incidents --config {c}                 # one incident per red invariant, one alert each\n\
          Read {c}: each invariant is commented with the check kind it shows."
     );
 }

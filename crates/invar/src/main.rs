@@ -3,6 +3,7 @@
 //! config or command line). Business rules live in the library crates.
 
 mod demo;
+mod history;
 mod hold;
 mod init;
 mod output;
@@ -62,6 +63,60 @@ enum Command {
     },
     /// Print the man page (roff) to stdout: `invar man > /usr/local/share/man/man1/invar.1`.
     Man,
+    /// Recorded runs, or one invariant's results (`--invariant ID`), newest first.
+    History {
+        /// One invariant's results instead of whole runs.
+        #[arg(long, value_name = "ID")]
+        invariant: Option<String>,
+        /// Only runs of this suite.
+        #[arg(long)]
+        suite: Option<String>,
+        /// Only the last DURATION, e.g. `24h`, `7d`.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        since: Option<Duration>,
+        /// At most N rows.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Incidents (one per invariant or source while it is red), newest first.
+    Incidents {
+        /// Only those still open.
+        #[arg(long)]
+        open: bool,
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// The operator's audit over a month or a recent window: runs, outcomes, incidents,
+    /// flapping, vacuous passes, skips by reason, errors by source.
+    Report {
+        /// A calendar month (UTC), `YYYY-MM` [default: the current month so far].
+        #[arg(long, value_name = "YYYY-MM", conflicts_with = "since")]
+        month: Option<String>,
+        /// The last DURATION instead, e.g. `24h`.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        since: Option<Duration>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Write to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -99,9 +154,12 @@ struct RunArgs {
     /// Only these invariant ids (comma-separated), regardless of the suite's select.
     #[arg(long, value_delimiter = ',', value_name = "ID[,ID…]")]
     only: Vec<String>,
-    /// Evaluate only: record nothing, alert nothing.
+    /// Evaluate only: record nothing, alert nothing, write no artifact.
     #[arg(long)]
     dry_run: bool,
+    /// Also write each run report to DIR/YYYY-MM-DD/<run_id>.json.
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
     /// Stability hold: re-run until the suite has been green (exit 0) for this long; a red run
     /// restarts the window (post-deploy verification). E.g. `5m`.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
@@ -228,16 +286,82 @@ fn real_main(cli: Cli) -> Result<i32> {
                 }
             };
             let Some(cfg) = load(&path) else { return Ok(3) };
+            let record = Record {
+                dry_run: args.dry_run,
+                artifacts: args.artifacts.clone(),
+            };
             run(
                 cfg,
                 args.suite.clone(),
                 args.only.clone(),
                 &args.render,
-                args.dry_run,
+                &record,
                 hold,
             )
         }
         Command::Init(args) => init_command(args),
+        Command::History {
+            invariant,
+            suite,
+            since,
+            limit,
+            format,
+        } => {
+            let since = since
+                .map(|d| chrono::Utc::now() - chrono::TimeDelta::from_std(d).unwrap_or_default());
+            let (invariant, suite, limit) = (invariant.clone(), suite.clone(), *limit);
+            let json = *format == ListFormat::Json;
+            read_history(&cli, move |store| {
+                Box::pin(async move {
+                    history::history(store, invariant, suite, since, limit, json).await
+                })
+            })
+        }
+        Command::Incidents {
+            open,
+            limit,
+            format,
+        } => {
+            let (open, limit, json) = (*open, *limit, *format == ListFormat::Json);
+            read_history(&cli, move |store| {
+                Box::pin(async move { history::incidents(store, open, limit, json).await })
+            })
+        }
+        Command::Report {
+            month,
+            since,
+            format,
+            output,
+        } => {
+            let (from, to) = match history::range(month.as_deref(), *since) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(3);
+                }
+            };
+            let json = *format == ReportFormat::Json;
+            let output = output.clone();
+            read_history(&cli, move |store| {
+                let output = output.clone();
+                Box::pin(async move {
+                    let data = store.report(from, to).await?;
+                    let text = if json {
+                        serde_json::to_string_pretty(&data)? + "\n"
+                    } else {
+                        history::report_markdown(&data)
+                    };
+                    match output {
+                        Some(f) => {
+                            std::fs::write(&f, text)
+                                .with_context(|| format!("writing {}", f.display()))?;
+                            Ok(String::new())
+                        }
+                        None => Ok(text),
+                    }
+                })
+            })
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "invar", &mut std::io::stdout());
             Ok(0)
@@ -252,7 +376,11 @@ fn real_main(cli: Cli) -> Result<i32> {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let path = demo::create(&dir).context("creating the demo")?;
             let Some(cfg) = load(&path) else { return Ok(3) };
-            let code = run(cfg, None, vec![], render, false, None)?;
+            let record = Record {
+                dry_run: false,
+                artifacts: None,
+            };
+            let code = run(cfg, None, vec![], render, &record, None)?;
             demo::print_next_steps(
                 &path,
                 render.output.is_some() || render.format != Format::Table,
@@ -262,15 +390,48 @@ fn real_main(cli: Cli) -> Result<i32> {
     }
 }
 
+/// What happens to each run besides printing it.
+struct Record {
+    dry_run: bool,
+    artifacts: Option<PathBuf>,
+}
+
+type HistoryFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + 'a>>;
+
+/// Opens the config's history store and prints what `f` renders from it.
+fn read_history(
+    cli: &Cli,
+    f: impl for<'a> FnOnce(&'a dyn invar_store::Store) -> HistoryFuture<'a>,
+) -> Result<i32> {
+    let path = config_path(cli);
+    let Some(cfg) = load(&path) else { return Ok(3) };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = rt.block_on(async {
+        let store = history::open(&cfg).await?;
+        f(store.as_ref()).await
+    });
+    match text {
+        Ok(t) => {
+            print!("{t}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(2)
+        }
+    }
+}
+
 fn run(
     cfg: invar_core::Config,
     suite: Option<String>,
     only: Vec<String>,
     render: &RenderArgs,
-    _dry_run: bool,
+    record: &Record,
     hold: Option<hold::Hold>,
 ) -> Result<i32> {
-    // TODO(issue 4): record the run in the history store unless --dry-run.
     let suite_name = match suite {
         Some(s) => {
             if cfg.suite(&s).is_none() {
@@ -302,7 +463,39 @@ fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let engine = Engine::new(Arc::new(cfg));
+    let cfg = Arc::new(cfg);
+    let engine = Engine::new(cfg.clone());
+    // Every run is recorded (and its alerts sent) unless --dry-run; a store that cannot be
+    // written is an automation error: the report still prints, the exit code becomes 2.
+    let store = if record.dry_run {
+        None
+    } else {
+        match rt.block_on(history::open(&cfg)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                None
+            }
+        }
+    };
+    let mut record_failed = !record.dry_run && store.is_none();
+    let after_run = |report: &invar_core::RunReport| -> bool {
+        let mut ok = true;
+        if let Some(store) = &store
+            && let Err(e) = rt.block_on(history::record(store, &cfg, report))
+        {
+            eprintln!("error: {e:#}");
+            ok = false;
+        }
+        if !record.dry_run
+            && let Some(dir) = &record.artifacts
+            && let Err(e) = history::write_artifact(dir, report)
+        {
+            eprintln!("error: {e:#}");
+            ok = false;
+        }
+        ok
+    };
     let mut opts = RunOptions {
         suite: suite_name,
         only,
@@ -315,9 +508,12 @@ fn run(
             opts.progress = Some(progress.callback());
             let report = rt.block_on(async { engine.run(&opts).await });
             progress.finish();
+            record_failed |= !after_run(&report);
             report
         }
-        Some(h) => run_hold(&rt, &engine, &opts, h),
+        Some(h) => run_hold(&rt, &engine, &opts, h, &mut |r| {
+            record_failed |= !after_run(r)
+        }),
     };
 
     let to_terminal = render.output.is_none() && std::io::stdout().is_terminal();
@@ -332,6 +528,10 @@ fn run(
         }
         None => print!("{text}"),
     }
+    if record_failed && report.exit_code != 2 {
+        eprintln!("exit 2: the run was evaluated but could not be recorded");
+        return Ok(2);
+    }
     Ok(report.exit_code)
 }
 
@@ -342,6 +542,7 @@ fn run_hold(
     engine: &Engine,
     opts: &RunOptions,
     h: hold::Hold,
+    after_run: &mut dyn FnMut(&invar_core::RunReport),
 ) -> invar_core::RunReport {
     use invar_core::Outcome;
     eprintln!(
@@ -356,6 +557,7 @@ fn run_hold(
     loop {
         let started = start.elapsed();
         let report = rt.block_on(async { engine.run(opts).await });
+        after_run(&report);
         let bad: Vec<&str> = report
             .results
             .iter()
