@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the servers invar's tests talk to are installed and running on loopback:
-# PostgreSQL (127.0.0.1:5432, trust, database `test`) and MariaDB (127.0.0.1:3306, root, empty
-# password, database `test`). Idempotent; safe to run on a machine where they already run.
+# PostgreSQL (127.0.0.1:5432, trust, database `test`), MariaDB (127.0.0.1:3306, root, empty
+# password, database `test`) and Redis (127.0.0.1:6379). Idempotent; safe to run on a machine where they already run.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -41,8 +41,16 @@ fi
 mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test" 2>/dev/null \
   || mysql -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
 
+# Redis (127.0.0.1:6379, DB 0, no persistence): the `redis` source's tests use keys under
+# `invar-test:{pid}:` and delete them afterwards.
+if ! port_open 6379; then
+  if ! have redis-server; then apt_install redis-server; fi
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+  wait_port 6379
+fi
+
 # A local SMTP server for the email sink's tests (started by the tests themselves:
 # `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`). Debian's package, into the system python.
 if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then apt_install python3-aiosmtpd; fi
 
-echo "ensure-services: postgres and mariadb are up; aiosmtpd is installed"
+echo "ensure-services: postgres, mariadb and redis are up; aiosmtpd is installed"

@@ -175,8 +175,14 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
             let url = cx.required(&f, "url", path).and_then(|e| {
                 let upath = sub(path, "url");
                 let url = cx.string(&e.value, &upath)?;
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    let msg = "a `redis` source's `url` must start with `redis://` or `rediss://`";
+                if url.starts_with("rediss://") {
+                    let msg = "TLS to Redis (`rediss://`) is not supported yet";
+                    let hint = "use `redis://` (e.g. through a local TLS tunnel)";
+                    cx.err(e.value.pos, &upath, msg, Some(hint.into()));
+                    return None;
+                }
+                if !url.starts_with("redis://") {
+                    let msg = "a `redis` source's `url` must start with `redis://`";
                     let hint = "e.g. `redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0`";
                     cx.err(e.value.pos, &upath, msg, Some(hint.into()));
                     return None;

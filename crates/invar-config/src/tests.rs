@@ -670,7 +670,7 @@ invariants:
         [
             (
                 "sources.cache.url",
-                "a `redis` source's `url` must start with `redis://` or `rediss://`"
+                "a `redis` source's `url` must start with `redis://`"
             ),
             ("sources.cache.db", "unknown key `db`"),
             (

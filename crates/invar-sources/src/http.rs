@@ -202,17 +202,16 @@ impl HttpConn {
     }
 }
 
-/// An error and its causes on one line: `error sending request: connection refused`.
+/// An error's innermost causes on one line: `tcp connect error: Connection refused (os error
+/// 111)` (the outer layers only say "error sending request").
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
+    let mut all = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
+        all.push(s.to_string());
         cur = s.source();
     }
-    out
+    all.dedup();
+    let keep = all.len().saturating_sub(2);
+    all[keep..].join(": ")
 }
