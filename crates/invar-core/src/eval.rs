@@ -604,3 +604,92 @@ pub fn subset_from_pushdown(missing: &Table) -> Verdict {
     }
     v
 }
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+    use crate::condition::Scope;
+    use crate::model::Severity;
+
+    fn inv(check: Check) -> Invariant {
+        Invariant {
+            id: "S-02".into(),
+            title: "t".into(),
+            severity: Severity::Critical,
+            tags: vec![],
+            runbook: None,
+            owner: None,
+            timeout: None,
+            skip_if: None,
+            fire_after: 1,
+            resolve_after: 1,
+            alerts: vec![],
+            check,
+            defined_at: "x:1".into(),
+        }
+    }
+
+    fn join(fail_when: Option<&str>) -> JoinCheck {
+        JoinCheck {
+            tables: vec![("t".into(), Probe::Values(vec!["a".into()]))],
+            sql: "SELECT 1".into(),
+            skip_when: None,
+            fail_when: fail_when.map(|c| Condition::compile(c, Scope::Probe).unwrap()),
+            warn_when: None,
+            every_row: None,
+            on_empty: OnEmpty::Pass,
+        }
+    }
+
+    fn snap(jc: &JoinCheck, joined: ProbeResult) -> Snapshot {
+        let mut s = Snapshot::new(Utc::now());
+        s.probes.insert(
+            jc.tables[0].1.clone(),
+            Ok(Arc::new(Table::new(vec!["value".into()]))),
+        );
+        s.joins.insert(jc.relation(), joined);
+        s
+    }
+
+    #[test]
+    fn a_join_is_decided_like_a_probe() {
+        let rows = Table {
+            columns: vec!["name".into(), "used".into()],
+            rows: vec![vec![Value::Text("a".into()), Value::Int(3)]],
+        };
+        // Default mode: every row is a violation.
+        let jc = join(None);
+        let v = evaluate(
+            &inv(Check::Join(jc.clone())),
+            &snap(&jc, Ok(Arc::new(rows.clone()))),
+        );
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(
+            v.violations,
+            vec![serde_json::json!({"name": "a", "used": 3})]
+        );
+        // fail_when over the joined rows.
+        let jc = join(Some("row.used > 5.0"));
+        let v = evaluate(
+            &inv(Check::Join(jc.clone())),
+            &snap(&jc, Ok(Arc::new(rows))),
+        );
+        assert_eq!(v.outcome, Outcome::Pass);
+        // The join's SQL failed: error with its reason.
+        let v = evaluate(
+            &inv(Check::Join(jc.clone())),
+            &snap(&jc, Err("no such column".into())),
+        );
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(v.reason.unwrap().contains("no such column"));
+        // A table's probe unreadable: error naming it, before the join is looked at.
+        let mut s = snap(&jc, Ok(Arc::new(Table::default())));
+        s.probes.insert(
+            jc.tables[0].1.clone(),
+            Err("source `cache` is unavailable".into()),
+        );
+        let v = evaluate(&inv(Check::Join(jc)), &s);
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(v.reason.unwrap().contains("cache"));
+    }
+}

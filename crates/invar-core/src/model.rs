@@ -777,3 +777,48 @@ impl Default for Retention {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_patterns_become_a_glob_and_a_regex() {
+        let p = RedisPattern::parse("agent:slot:{agent}:{execution}").unwrap();
+        assert_eq!(p.glob.as_deref(), Some("agent:slot:*:*"));
+        assert_eq!(p.captures, ["agent", "execution"]);
+        assert_eq!(
+            p.regex.as_deref(),
+            Some("^agent:slot:(?P<agent>.+?):(?P<execution>.+?)$")
+        );
+        // Glob and regex characters of the text are literal; `{{` is a brace.
+        let p = RedisPattern::parse("a*b.[x]{{y}}:{id}").unwrap();
+        assert_eq!(p.glob.as_deref(), Some("a\\*b.\\[x\\]{y}:*"));
+        assert_eq!(
+            p.regex.as_deref(),
+            Some("^a\\*b\\.\\[x\\]\\{y\\}:(?P<id>.+?)$")
+        );
+        // No capture: one key, no scan.
+        let p = RedisPattern::parse("canary:drain_tick_at").unwrap();
+        assert_eq!((p.glob, p.regex), (None, None));
+        for bad in ["", "k:{", "k:{}", "k:{1a}", "k:{a}:{a}", "k:}"] {
+            assert!(RedisPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_values_never_print() {
+        let h = HttpProbe {
+            source: "api".into(),
+            paths: vec!["/x".into()],
+            method: "GET".into(),
+            headers: vec![("Authorization".into(), HeaderValue::new("Bearer t0ken"))],
+            body: None,
+            timeout: None,
+            follow_redirects: false,
+        };
+        assert!(!format!("{h:?}").contains("t0ken"));
+        assert!(!serde_json::to_string(&h).unwrap().contains("t0ken"));
+        assert_eq!(h.headers[0].1.scrub("got Bearer t0ken"), "got ***");
+    }
+}
