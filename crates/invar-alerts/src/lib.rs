@@ -32,7 +32,7 @@ pub use sink::{DeliveryError, EmailSink, HttpSink, Sink, build_sink, scrub};
 use chrono::{DateTime, Utc};
 use invar_core::incident::observe;
 use invar_core::{Config, RunReport};
-use invar_store::{Recorded, RunRecord, Store, StoreError};
+use invar_store::{Recorded, RememberedState, RunRecord, Store, StoreError};
 
 /// Records a run and everything it causes — incident transitions and their outbox rows — in
 /// one transaction. `--dry-run` must not call this.
@@ -40,6 +40,17 @@ pub async fn record_run(
     store: &dyn Store,
     config: &Config,
     report: &RunReport,
+) -> Result<Recorded, StoreError> {
+    record_run_with(store, config, report, Vec::new()).await
+}
+
+/// [`record_run`], also upserting the states `transitions` invariants remember from this run
+/// (in the same transaction as the run).
+pub async fn record_run_with(
+    store: &dyn Store,
+    config: &Config,
+    report: &RunReport,
+    remembered: Vec<RememberedState>,
 ) -> Result<Recorded, StoreError> {
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&report.started_at)
         .map(|t| t.with_timezone(&Utc))
@@ -58,7 +69,7 @@ pub async fn record_run(
     let record = RunRecord {
         report,
         sources,
-        remembered: Vec::new(),
+        remembered,
     };
     let planner = |input: &invar_store::PlanInput| plan(config, report, &observations, input, now);
     store.record_run(&record, &planner).await

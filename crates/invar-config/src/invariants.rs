@@ -6,11 +6,11 @@ use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node};
 use invar_core::{
     Check, Invariant, JoinCheck, OnEmpty, PairCheck, ProbeCheck, Scope, Severity, SubsetCheck,
+    TransitionsCheck,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint", "join"];
-const LATER_KINDS: &[&str] = &["transitions"];
+const CHECK_KINDS: &[&str] = &["probe", "same", "subset", "disjoint", "join", "transitions"];
 /// Check kinds whose rows are decided by `skip_when` / `fail_when` / `warn_when` / `every_row`.
 const ROW_KINDS: &[&str] = &["probe", "join"];
 const CONDITION_KEYS: &[&str] = &[
@@ -37,6 +37,7 @@ const INVARIANT_KEYS: &[&str] = &[
     "subset",
     "disjoint",
     "join",
+    "transitions",
     "skip_when",
     "fail_when",
     "warn_when",
@@ -84,9 +85,7 @@ fn invariant(
     ids: &mut Ids,
 ) -> Option<Invariant> {
     let before = cx.count();
-    let hint = "supported check kinds: probe, same, subset, disjoint, join";
-    let later = [("transitions", "check kind", hint)];
-    let f = cx.map(node, path, INVARIANT_KEYS, &later)?;
+    let f = cx.map(node, path, INVARIANT_KEYS, &[])?;
     let p = |k: &str| sub(path, k);
 
     let id = cx.required(&f, "id", path).and_then(|e| {
@@ -184,7 +183,7 @@ fn check(
     let kinds: Vec<&Entry> = f
         .entries
         .iter()
-        .filter(|e| CHECK_KINDS.contains(&e.key.as_str()) || LATER_KINDS.contains(&e.key.as_str()))
+        .filter(|e| CHECK_KINDS.contains(&e.key.as_str()))
         .collect();
     let kinds_hint = || {
         Some(format!(
@@ -213,7 +212,7 @@ fn check(
         }
     };
     let kpath = sub(path, &kind.key);
-    if !ROW_KINDS.contains(&kind.key.as_str()) && !LATER_KINDS.contains(&kind.key.as_str()) {
+    if !ROW_KINDS.contains(&kind.key.as_str()) {
         for e in f
             .entries
             .iter()
@@ -232,7 +231,7 @@ fn check(
         "disjoint" => pair(cx, &kind.value, &kpath, sources).map(Check::Disjoint),
         "subset" => subset(cx, &kind.value, &kpath, sources).map(Check::Subset),
         "join" => join(cx, f, path, &kind.value, &kpath, sources).map(Check::Join),
-        // `transitions`: reported as not supported yet when the keys were checked.
+        "transitions" => transitions(cx, &kind.value, &kpath, sources).map(Check::Transitions),
         _ => None,
     }
 }
@@ -425,5 +424,104 @@ fn subset(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option
         each: each.probe,
         within: within.probe,
         grace,
+    })
+}
+
+/// `transitions: { probe, key, state, allowed: { from: [to, …] }, remember: 24h }`.
+fn transitions(
+    cx: &mut Cx,
+    node: &Node,
+    path: &str,
+    sources: &SourceTable,
+) -> Option<TransitionsCheck> {
+    let before = cx.count();
+    let f = cx.map(
+        node,
+        path,
+        &["probe", "key", "state", "allowed", "remember"],
+        &[],
+    )?;
+    let probe = cx
+        .required(&f, "probe", path)
+        .and_then(|e| probes::probe(cx, &e.value, &sub(path, "probe"), sources));
+    let key = cx.required(&f, "key", path).and_then(|e| {
+        let kpath = sub(path, "key");
+        let key = match &e.value.kind {
+            Kind::Seq(_) => cx.string_list(&e.value, &kpath)?,
+            _ => vec![cx.string(&e.value, &kpath)?],
+        };
+        if key.is_empty() || key.iter().any(|k| k.trim().is_empty()) {
+            cx.err(
+                e.value.pos,
+                &kpath,
+                "`key` must name at least one column",
+                Some("e.g. `key: id` or `key: [agent, id]`".into()),
+            );
+            return None;
+        }
+        Some(key)
+    });
+    let state = cx.required(&f, "state", path).and_then(|e| {
+        let spath = sub(path, "state");
+        let s = cx.string(&e.value, &spath)?;
+        if s.trim().is_empty() {
+            cx.err(e.value.pos, &spath, "`state` must name a column", None);
+            return None;
+        }
+        Some(s)
+    });
+    let allowed = cx.required(&f, "allowed", path).and_then(|e| {
+        let apath = sub(path, "allowed");
+        let entries = cx.any_map(&e.value, &apath)?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for entry in entries {
+            let epath = sub(&apath, &entry.key);
+            let tos = match &entry.value.kind {
+                Kind::Null => Vec::new(),
+                Kind::Seq(_) => match cx.string_list(&entry.value, &epath) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                _ => {
+                    let msg = format!(
+                        "`{}` must list the states it may move to, found {}",
+                        entry.key,
+                        entry.value.describe()
+                    );
+                    let hint = format!(
+                        "e.g. `{}: [running, cancelled]`, or `[]` for none",
+                        entry.key
+                    );
+                    cx.err(entry.value.pos, &epath, msg, Some(hint));
+                    continue;
+                }
+            };
+            out.insert(entry.key.clone(), tos);
+        }
+        Some(out)
+    });
+    let remember = cx.required(&f, "remember", path).and_then(|e| {
+        let rpath = sub(path, "remember");
+        let d = cx.duration(&e.value, &rpath)?;
+        if d.is_zero() {
+            cx.err(
+                e.value.pos,
+                &rpath,
+                "`remember` must be longer than zero",
+                Some("e.g. `remember: 24h`".into()),
+            );
+            return None;
+        }
+        Some(d)
+    });
+    if cx.count() > before {
+        return None;
+    }
+    Some(TransitionsCheck {
+        probe: probe?,
+        key: key?,
+        state: state?,
+        allowed: allowed?,
+        remember: remember?,
     })
 }

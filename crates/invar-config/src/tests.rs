@@ -709,3 +709,39 @@ invariants:
     // The max_keys hint names the allowed keys.
     assert!(d[5].hint.as_deref().unwrap().contains("max_keys"));
 }
+
+#[test]
+fn transitions_parse_with_positioned_errors() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        "invariants:\n  - id: E-02\n    title: t\n    transitions:\n      probe: { values: [a] }\n      key: [id, agent]\n      state: status\n      allowed:\n        queued: [running]\n        success: []\n        failed:\n      remember: 24h\n",
+    )]);
+    let Check::Transitions(t) = &c.invariants[0].check else {
+        panic!("{:?}", c.invariants[0].check)
+    };
+    assert_eq!(t.key, ["id", "agent"]);
+    assert_eq!(t.state, "status");
+    assert_eq!(t.allowed["queued"], ["running"]);
+    assert!(t.allowed["success"].is_empty() && t.allowed["failed"].is_empty());
+    assert_eq!(t.remember, std::time::Duration::from_secs(86_400));
+    assert!(t.allows("queued", "running") && !t.allows("success", "running"));
+
+    let e = errs(&[(
+        "invar.yaml",
+        "invariants:\n  - id: E-02\n    title: t\n    transitions:\n      probe: { values: [a] }\n      key: id\n      allowed:\n        queued: running\n      remember: 0s\n      fail_when: \"true\"\n",
+    )]);
+    let at: Vec<(usize, &str)> = e.iter().map(|d| (d.line, d.key_path.as_str())).collect();
+    assert!(at.contains(&(5, "invariants[0].transitions")), "{at:?}"); // no `state`
+    assert!(
+        at.contains(&(8, "invariants[0].transitions.allowed.queued")),
+        "{at:?}"
+    );
+    assert!(
+        at.contains(&(9, "invariants[0].transitions.remember")),
+        "{at:?}"
+    );
+    assert!(
+        at.contains(&(10, "invariants[0].transitions.fail_when")),
+        "{at:?}"
+    );
+}

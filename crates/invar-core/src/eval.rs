@@ -6,7 +6,7 @@
 use crate::condition::Condition;
 use crate::model::{
     Check, Invariant, JoinCheck, JoinRelation, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck,
-    SubsetCheck,
+    Remembered, SubsetCheck, TransitionsCheck,
 };
 use crate::report::{Outcome, Verdict};
 use crate::value::{Table, Value};
@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub probes: HashMap<Probe, ProbeResult>,
     /// The result table of each `join` relation, computed by the engine from the probes.
     pub joins: HashMap<JoinRelation, ProbeResult>,
+    /// The remembered states of each `transitions` invariant (by id) as of the previous runs.
+    /// An invariant with no entry (or an empty one) has never been seen: its run is a baseline.
+    pub remembered: HashMap<String, Vec<Remembered>>,
 }
 
 impl Snapshot {
@@ -34,6 +37,7 @@ impl Snapshot {
             now,
             probes: HashMap::new(),
             joins: HashMap::new(),
+            remembered: HashMap::new(),
         }
     }
     fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
@@ -98,6 +102,16 @@ pub fn skip_if_decision(
 
 /// Evaluates one invariant over the snapshot. Never panics; an unreadable probe is `error`.
 pub fn evaluate(inv: &Invariant, snap: &Snapshot) -> Verdict {
+    evaluate_with_memory(inv, snap).0
+}
+
+/// [`evaluate`], plus — for a `transitions` invariant that was decided (not `error`) — the
+/// states to remember from this run: every key seen now, with `seen_at` = the snapshot's
+/// `now`. None: nothing to store (keep what is remembered untouched).
+pub fn evaluate_with_memory(
+    inv: &Invariant,
+    snap: &Snapshot,
+) -> (Verdict, Option<Vec<Remembered>>) {
     let mut errors = Vec::new();
     for p in inv.check.probes() {
         if let Err(e) = snap.get(p) {
@@ -106,15 +120,166 @@ pub fn evaluate(inv: &Invariant, snap: &Snapshot) -> Verdict {
     }
     if !errors.is_empty() {
         errors.dedup();
-        return Verdict::error(errors.join("; "));
+        return (Verdict::error(errors.join("; ")), None);
     }
-    match &inv.check {
+    let v = match &inv.check {
         Check::Probe(pc) => eval_probe(pc, snap),
         Check::Same(pair) => eval_pair(pair, snap, PairKind::Same),
         Check::Disjoint(pair) => eval_pair(pair, snap, PairKind::Disjoint),
         Check::Subset(sub) => eval_subset(sub, snap),
         Check::Join(jc) => eval_join(jc, snap),
+        Check::Transitions(tc) => {
+            let table = snap.get(&tc.probe).expect("checked by evaluate");
+            let previous = snap
+                .remembered
+                .get(&inv.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            return match transitions_step(tc, previous, table, snap.now) {
+                Ok((v, states)) => (v, Some(states)),
+                Err(e) => (Verdict::error(e), None),
+            };
+        }
+    };
+    (v, None)
+}
+
+/// The key text of a `transitions` row: the column's text for one key column, a JSON array of
+/// the texts for several (the arity is fixed per invariant, so the two never collide).
+fn transition_key(texts: Vec<String>) -> String {
+    match <[String; 1]>::try_from(texts) {
+        Ok([one]) => one,
+        Err(many) => serde_json::Value::from(many).to_string(),
     }
+}
+
+/// Decides one run of a `transitions` check from the states remembered by earlier runs, the
+/// current rows and `now`; returns the verdict and the states to remember (every key seen now,
+/// `seen_at = now`, in key order).
+///
+/// - a key seen for the first time (or whose memory is older than `remember`) is a baseline;
+/// - a key whose state changed along an edge of `allowed` is fine, as is one that stayed put;
+/// - any other change is a violation `{key, from, to}`;
+/// - remembered keys not seen now are kept until `remember` has passed (not violations);
+/// - with no live memory at all the run is a baseline pass (`measured.baseline = true`).
+///
+/// A key returned with several states is checked for each of them and remembered with the
+/// first in text order, so the outcome never depends on the order of the rows. Rows with a
+/// NULL key or state are ignored (counted in `null_rows_ignored`).
+pub fn transitions_step(
+    tc: &TransitionsCheck,
+    previous: &[Remembered],
+    table: &Table,
+    now: DateTime<Utc>,
+) -> Result<(Verdict, Vec<Remembered>), String> {
+    let col = |name: &str| {
+        table.column(name).ok_or_else(|| {
+            format!(
+                "column `{name}` is not in the result of {} (columns: {})",
+                tc.probe.describe(),
+                table.columns.join(", ")
+            )
+        })
+    };
+    let key_cols: Vec<usize> = tc.key.iter().map(|k| col(k)).collect::<Result<_, _>>()?;
+    let state_col = col(&tc.state)?;
+    let horizon = chrono::Duration::from_std(tc.remember).unwrap_or(chrono::Duration::MAX);
+    let live: BTreeMap<&str, &Remembered> = previous
+        .iter()
+        .filter(|r| now.signed_duration_since(r.seen_at) <= horizon)
+        .map(|r| (r.key.as_str(), r))
+        .collect();
+    let forgotten = previous.len() - live.len();
+    let baseline = live.is_empty();
+
+    // Key text → (key as JSON, every state seen now).
+    let mut current: BTreeMap<String, (serde_json::Value, std::collections::BTreeSet<String>)> =
+        BTreeMap::new();
+    let mut null_rows = 0u64;
+    for row in &table.rows {
+        let st = cell(row, state_col);
+        if st.is_null() || key_cols.iter().any(|&c| cell(row, c).is_null()) {
+            null_rows += 1;
+            continue;
+        }
+        let texts: Vec<String> = key_cols.iter().map(|&c| cell(row, c).key_text()).collect();
+        let json = if key_cols.len() == 1 {
+            cell(row, key_cols[0]).to_json()
+        } else {
+            let mut obj = serde_json::Map::new();
+            for &c in &key_cols {
+                obj.insert(table.columns[c].clone(), cell(row, c).to_json());
+            }
+            serde_json::Value::Object(obj)
+        };
+        let entry = current
+            .entry(transition_key(texts))
+            .or_insert_with(|| (json.clone(), Default::default()));
+        keep_smaller(&mut entry.0, json);
+        entry.1.insert(st.key_text());
+    }
+
+    let mut v = Verdict::new(Outcome::Pass);
+    v.examined = current.len() as u64;
+    let (mut new_keys, mut changed, mut illegal) = (0u64, 0u64, 0u64);
+    let mut states = Vec::with_capacity(current.len());
+    for (key, (json, seen)) in &current {
+        match live.get(key.as_str()) {
+            None => new_keys += 1,
+            Some(prev) => {
+                for to in seen {
+                    if *to == prev.state {
+                        continue;
+                    }
+                    if tc.allows(&prev.state, to) {
+                        changed += 1;
+                    } else {
+                        illegal += 1;
+                        v.push_violation(serde_json::json!({
+                            "key": json,
+                            "from": prev.state,
+                            "to": to,
+                        }));
+                    }
+                }
+            }
+        }
+        let state = seen.iter().next().cloned().unwrap_or_default();
+        states.push(Remembered {
+            key: key.clone(),
+            state,
+            seen_at: now,
+        });
+    }
+    v.measure("keys", current.len() as u64);
+    v.measure("remembered", live.len() as u64);
+    v.measure("new_keys", new_keys);
+    v.measure("allowed_changes", changed);
+    v.measure("illegal_changes", illegal);
+    if forgotten > 0 {
+        v.measure("forgotten", forgotten as u64);
+    }
+    if null_rows > 0 {
+        v.measure("null_rows_ignored", null_rows);
+    }
+    if baseline {
+        v.measure("baseline", true);
+        v.reason = Some(format!(
+            "baseline: {} {} remembered, nothing to compare yet",
+            current.len(),
+            plural(current.len() as u64, "key", "keys")
+        ));
+    } else if illegal > 0 {
+        v.outcome = Outcome::Fail;
+        v.reason = Some(format!(
+            "{illegal} {} outside the allowed graph",
+            plural(illegal, "state change", "state changes")
+        ));
+    } else if current.is_empty() {
+        v.vacuous = true;
+        v.reason = Some("vacuous: the probe returned no keys".into());
+    }
+    Ok((v, states))
 }
 
 /// The conditions of a row-deciding check (`probe` and `join` share them).
@@ -691,5 +856,219 @@ mod join_tests {
         let v = evaluate(&inv(Check::Join(jc)), &s);
         assert_eq!(v.outcome, Outcome::Error);
         assert!(v.reason.unwrap().contains("cache"));
+    }
+}
+
+#[cfg(test)]
+mod transitions_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check() -> TransitionsCheck {
+        let mut allowed = BTreeMap::new();
+        allowed.insert(
+            "queued".to_string(),
+            vec!["running".into(), "cancelled".into()],
+        );
+        allowed.insert(
+            "running".to_string(),
+            vec!["success".into(), "failed".into(), "cancelled".into()],
+        );
+        allowed.insert("success".to_string(), vec![]);
+        TransitionsCheck {
+            probe: Probe::Values(vec![]),
+            key: vec!["id".into()],
+            state: "status".into(),
+            allowed,
+            remember: Duration::from_secs(86_400),
+        }
+    }
+
+    fn table(rows: &[(&str, &str)]) -> Table {
+        Table {
+            columns: vec!["id".into(), "status".into()],
+            rows: rows
+                .iter()
+                .map(|(k, s)| vec![Value::Text(k.to_string()), Value::Text(s.to_string())])
+                .collect(),
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_first_run_is_a_baseline_and_remembers_every_key() {
+        let (v, states) = transitions_step(
+            &check(),
+            &[],
+            &table(&[("1", "success"), ("2", "queued")]),
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(v.outcome, Outcome::Pass);
+        assert_eq!(v.measured["baseline"], serde_json::json!(true));
+        assert_eq!(states.len(), 2);
+        assert_eq!(states[0].key, "1");
+        assert_eq!(states[0].state, "success");
+        assert_eq!(states[0].seen_at, t0());
+    }
+
+    #[test]
+    fn a_terminal_state_that_moves_is_a_violation_naming_key_from_and_to() {
+        let c = check();
+        let (_, prev) =
+            transitions_step(&c, &[], &table(&[("1", "success"), ("2", "queued")]), t0()).unwrap();
+        let later = t0() + chrono::Duration::minutes(5);
+        let (v, states) = transitions_step(
+            &c,
+            &prev,
+            &table(&[("1", "running"), ("2", "running")]),
+            later,
+        )
+        .unwrap();
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(
+            v.violations,
+            vec![serde_json::json!({"key": "1", "from": "success", "to": "running"})]
+        );
+        assert_eq!(v.measured["allowed_changes"], serde_json::json!(1));
+        assert!(!v.measured.contains_key("baseline"));
+        assert!(states.iter().all(|s| s.seen_at == later));
+    }
+
+    #[test]
+    fn allowed_changes_same_states_and_new_keys_pass() {
+        let c = check();
+        let (_, prev) = transitions_step(&c, &[], &table(&[("1", "queued")]), t0()).unwrap();
+        let (v, _) = transitions_step(
+            &c,
+            &prev,
+            &table(&[("1", "running"), ("9", "success")]),
+            t0() + chrono::Duration::minutes(1),
+        )
+        .unwrap();
+        assert_eq!(v.outcome, Outcome::Pass, "{:?}", v.violations);
+        assert_eq!(v.measured["new_keys"], serde_json::json!(1));
+        // A state without an entry in `allowed` may not move either.
+        let prev = vec![Remembered {
+            key: "1".into(),
+            state: "skipped".into(),
+            seen_at: t0(),
+        }];
+        let (v, _) = transitions_step(&c, &prev, &table(&[("1", "queued")]), t0()).unwrap();
+        assert_eq!(v.outcome, Outcome::Fail);
+        let (v, _) = transitions_step(&c, &prev, &table(&[("1", "skipped")]), t0()).unwrap();
+        assert_eq!(v.outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn keys_unseen_for_longer_than_remember_are_forgotten() {
+        let c = check();
+        let prev = vec![Remembered {
+            key: "1".into(),
+            state: "success".into(),
+            seen_at: t0(),
+        }];
+        let later = t0() + chrono::Duration::hours(25);
+        let (v, states) = transitions_step(&c, &prev, &table(&[("1", "running")]), later).unwrap();
+        assert_eq!(v.outcome, Outcome::Pass);
+        assert_eq!(v.measured["forgotten"], serde_json::json!(1));
+        assert_eq!(v.measured["baseline"], serde_json::json!(true));
+        assert_eq!(states[0].state, "running");
+        // Missing keys are not violations.
+        let (v, states) = transitions_step(&c, &prev, &table(&[]), t0()).unwrap();
+        assert_eq!(v.outcome, Outcome::Pass);
+        assert!(states.is_empty());
+    }
+
+    #[test]
+    fn composite_keys_and_missing_columns() {
+        let mut c = check();
+        c.key = vec!["id".into(), "status".into()];
+        c.state = "status".into();
+        let (_, states) = transitions_step(&c, &[], &table(&[("a", "queued")]), t0()).unwrap();
+        assert_eq!(states[0].key, r#"["a","queued"]"#);
+        c.state = "nope".into();
+        let e = transitions_step(&c, &[], &table(&[("a", "queued")]), t0()).unwrap_err();
+        assert!(e.contains("`nope`"), "{e}");
+    }
+
+    #[test]
+    fn evaluate_reads_the_memory_from_the_snapshot_and_errors_keep_it() {
+        use crate::model::Severity;
+        let c = check();
+        let inv = Invariant {
+            id: "E-02".into(),
+            title: "t".into(),
+            severity: Severity::Critical,
+            tags: vec![],
+            runbook: None,
+            owner: None,
+            timeout: None,
+            skip_if: None,
+            fire_after: 1,
+            resolve_after: 1,
+            alerts: vec![],
+            check: Check::Transitions(c.clone()),
+            defined_at: "x:1".into(),
+        };
+        let mut s = Snapshot::new(t0());
+        s.probes
+            .insert(c.probe.clone(), Ok(Arc::new(table(&[("1", "running")]))));
+        s.remembered.insert(
+            "E-02".into(),
+            vec![Remembered {
+                key: "1".into(),
+                state: "failed".into(),
+                seen_at: t0(),
+            }],
+        );
+        let (v, states) = evaluate_with_memory(&inv, &s);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(states.unwrap().len(), 1);
+        s.probes
+            .insert(c.probe.clone(), Err("source `app` is unavailable".into()));
+        let (v, states) = evaluate_with_memory(&inv, &s);
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(states.is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn row_order_does_not_matter(
+            rows in proptest::collection::vec((0u8..6, 0u8..5), 0..20),
+            prev in proptest::collection::vec((0u8..6, 0u8..5), 0..8),
+            seed in any::<u64>(),
+        ) {
+            const S: [&str; 5] = ["queued", "running", "success", "failed", "skipped"];
+            let c = check();
+            let previous: Vec<Remembered> = prev
+                .iter()
+                .map(|(k, s)| (k.to_string(), Remembered { key: k.to_string(), state: S[*s as usize].into(), seen_at: t0() }))
+                .collect::<BTreeMap<_, _>>() // one state per key, as the store keeps it
+                .into_values()
+                .collect();
+            let mut t = Table { columns: vec!["id".into(), "status".into()], rows: vec![] };
+            for (k, s) in &rows {
+                t.rows.push(vec![Value::Int(*k as i64), Value::Text(S[*s as usize].into())]);
+            }
+            let mut shuffled = t.clone();
+            let n = shuffled.rows.len();
+            let mut x = seed;
+            for i in (1..n).rev() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.rows.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            let mut rev_prev = previous.clone();
+            rev_prev.reverse();
+            let a = transitions_step(&c, &previous, &t, t0()).unwrap();
+            let b = transitions_step(&c, &rev_prev, &shuffled, t0()).unwrap();
+            prop_assert_eq!(a.0.outcome, b.0.outcome);
+            prop_assert_eq!(&a.0.violations, &b.0.violations);
+            prop_assert_eq!(&a.0.measured, &b.0.measured);
+            prop_assert_eq!(a.1, b.1);
+        }
     }
 }

@@ -16,7 +16,9 @@ pub mod units;
 pub mod value;
 
 pub use condition::{Condition, ConditionError, Scope};
-pub use eval::{ProbeResult, Snapshot, evaluate, skip_if_decision};
+pub use eval::{
+    ProbeResult, Snapshot, evaluate, evaluate_with_memory, skip_if_decision, transitions_step,
+};
 pub use metrics::{MetricFn, MetricsProbe};
 pub use model::*;
 pub use report::{Counts, InvariantResult, Outcome, RunReport, SourceUnavailable, Verdict};

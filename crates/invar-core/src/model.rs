@@ -537,6 +537,42 @@ impl JoinCheck {
     }
 }
 
+/// `transitions`: each key's state may only move along the `allowed` graph between runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionsCheck {
+    pub probe: Probe,
+    /// The columns naming a key (at least one).
+    pub key: Vec<String>,
+    /// The column holding the key's state.
+    pub state: String,
+    /// From-state → the states it may move to. A state with no entry (or an empty list) may
+    /// not move at all.
+    pub allowed: BTreeMap<String, Vec<String>>,
+    /// A key unseen for longer than this is forgotten (its next sighting is a new baseline).
+    pub remember: Duration,
+}
+
+impl TransitionsCheck {
+    /// Whether a key may move from `from` to `to` (staying put always may).
+    pub fn allows(&self, from: &str, to: &str) -> bool {
+        from == to
+            || self
+                .allowed
+                .get(from)
+                .is_some_and(|tos| tos.iter().any(|t| t == to))
+    }
+}
+
+/// The remembered state of one key of a `transitions` invariant, as of its last sighting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Remembered {
+    /// The key's text: the column's text for one key column, a JSON array of the columns'
+    /// texts for several.
+    pub key: String,
+    pub state: String,
+    pub seen_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Exactly one check kind per invariant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -545,6 +581,7 @@ pub enum Check {
     Subset(SubsetCheck),
     Disjoint(PairCheck),
     Join(JoinCheck),
+    Transitions(TransitionsCheck),
 }
 
 impl Check {
@@ -555,6 +592,7 @@ impl Check {
             Check::Subset(_) => "subset",
             Check::Disjoint(_) => "disjoint",
             Check::Join(_) => "join",
+            Check::Transitions(_) => "transitions",
         }
     }
     /// Every probe this check reads.
@@ -564,6 +602,7 @@ impl Check {
             Check::Same(p) | Check::Disjoint(p) => vec![&p.left.probe, &p.right.probe],
             Check::Subset(s) => vec![&s.each.probe, &s.within.probe],
             Check::Join(j) => j.tables.iter().map(|(_, p)| p).collect(),
+            Check::Transitions(t) => vec![&t.probe],
         }
     }
     /// The named sources this check depends on, deduplicated, in order.

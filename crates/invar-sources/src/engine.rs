@@ -11,8 +11,8 @@ use invar_core::MetricsProbe;
 use invar_core::report::{exit_code, run_status};
 use invar_core::{
     Check, Config, Counts, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
-    RunReport, Snapshot, SourceKind, SourceUnavailable, Suite, Table, Value, Verdict, evaluate,
-    skip_if_decision,
+    Remembered, RunReport, Snapshot, SourceKind, SourceUnavailable, Suite, Table, Value, Verdict,
+    evaluate_with_memory, skip_if_decision,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub trigger: String,
     /// Called after each invariant is decided: (done, total).
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    /// The remembered states of each `transitions` invariant (by id), as loaded from the
+    /// history store; an invariant without an entry has never run (its run is a baseline).
+    pub remembered: HashMap<String, Vec<Remembered>>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +42,7 @@ impl Default for RunOptions {
             only: Vec::new(),
             trigger: "cli".into(),
             progress: None,
+            remembered: HashMap::new(),
         }
     }
 }
@@ -82,6 +86,7 @@ type DownDuringRun = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 pub struct Engine {
     config: Arc<Config>,
     last_stats: std::sync::Mutex<RunStats>,
+    last_remembered: std::sync::Mutex<HashMap<String, Vec<Remembered>>>,
 }
 
 /// What the last run cost its sources.
@@ -120,7 +125,20 @@ impl Engine {
         Engine {
             config,
             last_stats: Default::default(),
+            last_remembered: Default::default(),
         }
+    }
+
+    /// The states to remember from the most recent [`Engine::run`]: for each `transitions`
+    /// invariant that was decided (not `error`, not skipped), every key it saw, seen now.
+    /// Invariants absent here keep what the store remembers untouched.
+    pub fn take_remembered(&self) -> HashMap<String, Vec<Remembered>> {
+        std::mem::take(
+            &mut *self
+                .last_remembered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Statistics of the most recent [`Engine::run`].
@@ -143,6 +161,7 @@ impl Engine {
     /// evaluated becomes `error` on the invariants that needed it.
     pub async fn run(&self, opts: &RunOptions) -> RunReport {
         let started = Instant::now();
+        self.take_remembered();
         let now = chrono::Utc::now();
         let run_id = uuid::Uuid::now_v7().to_string();
         let suite = self
@@ -375,10 +394,17 @@ impl Engine {
             };
             let progress = opts.progress.clone();
             let done = done.clone();
+            let previous = match &inv.check {
+                Check::Transitions(_) => opts.remembered.get(&inv.id).cloned(),
+                _ => None,
+            };
             tasks.push(tokio::spawn(async move {
                 let t0 = Instant::now();
                 let read = async {
                     let mut snap = Snapshot::new(now);
+                    if let Some(prev) = previous {
+                        snap.remembered.insert(inv.id.clone(), prev);
+                    }
                     for (p, f) in needed_probes {
                         let r = f.await;
                         snap.probes.insert(p, r);
@@ -389,13 +415,16 @@ impl Engine {
                     }
                     snap
                 };
-                let verdict = match inv.timeout {
+                let (verdict, memory) = match inv.timeout {
                     Some(limit) => match tokio::time::timeout(limit, read).await {
                         Ok(snap) => decide(&inv, &snap, pushed_probe.as_ref()),
-                        Err(_) => Verdict::error(format!(
-                            "timed out after {}",
-                            invar_core::units::format_duration(limit)
-                        )),
+                        Err(_) => (
+                            Verdict::error(format!(
+                                "timed out after {}",
+                                invar_core::units::format_duration(limit)
+                            )),
+                            None,
+                        ),
                     },
                     None => decide(&inv, &read.await, pushed_probe.as_ref()),
                 };
@@ -403,12 +432,18 @@ impl Engine {
                 if let Some(p) = &progress {
                     p(n, total);
                 }
-                (i, to_result(&inv, verdict, t0.elapsed()))
+                (i, to_result(&inv, verdict, t0.elapsed()), memory)
             }));
         }
+        let mut remembered: HashMap<String, Vec<Remembered>> = HashMap::new();
         for t in tasks {
             match t.await {
-                Ok((i, r)) => results[i] = Some(r),
+                Ok((i, r, memory)) => {
+                    if let Some(m) = memory {
+                        remembered.insert(r.id.clone(), m);
+                    }
+                    results[i] = Some(r)
+                }
                 Err(e) => tracing::error!(error = %e, "invariant task panicked"),
             }
         }
@@ -444,6 +479,10 @@ impl Engine {
             }
         }
         *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+        *self
+            .last_remembered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = remembered;
         self.report(run_id, &suite, opts, now, started, results, unavailable)
     }
 
@@ -779,14 +818,22 @@ impl Engine {
     }
 }
 
-fn decide(inv: &Invariant, snap: &Snapshot, pushed: Option<&Probe>) -> Verdict {
+/// The verdict, plus the states a `transitions` invariant remembers from this run.
+fn decide(
+    inv: &Invariant,
+    snap: &Snapshot,
+    pushed: Option<&Probe>,
+) -> (Verdict, Option<Vec<Remembered>>) {
     match pushed {
-        Some(p) => match snap.probes.get(p) {
-            Some(Ok(t)) => invar_core::eval::subset_from_pushdown(t),
-            Some(Err(e)) => Verdict::error(e.clone()),
-            None => Verdict::error("pushed-down probe was not read"),
-        },
-        None => evaluate(inv, snap),
+        Some(p) => (
+            match snap.probes.get(p) {
+                Some(Ok(t)) => invar_core::eval::subset_from_pushdown(t),
+                Some(Err(e)) => Verdict::error(e.clone()),
+                None => Verdict::error("pushed-down probe was not read"),
+            },
+            None,
+        ),
+        None => evaluate_with_memory(inv, snap),
     }
 }
 

@@ -478,11 +478,39 @@ fn run(
             }
         }
     };
+    // `transitions` invariants decide against what earlier runs remembered; a dry run reads
+    // the store (if there is one) but writes nothing.
+    let memory_store = if record.dry_run {
+        match rt.block_on(history::open_for_memory(&cfg)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                None
+            }
+        }
+    } else {
+        store.clone()
+    };
+    let memory_failed = std::cell::Cell::new(false);
+    let load_memory = || -> std::collections::HashMap<String, Vec<invar_core::Remembered>> {
+        let Some(s) = &memory_store else {
+            return Default::default();
+        };
+        match rt.block_on(history::load_remembered(s.as_ref(), &cfg)) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                memory_failed.set(true);
+                Default::default()
+            }
+        }
+    };
     let mut record_failed = !record.dry_run && store.is_none();
     let after_run = |report: &invar_core::RunReport| -> bool {
         let mut ok = true;
+        let remembered = engine.take_remembered();
         if let Some(store) = &store
-            && let Err(e) = rt.block_on(history::record(store, &cfg, report))
+            && let Err(e) = rt.block_on(history::record(store, &cfg, report, remembered))
         {
             eprintln!("error: {e:#}");
             ok = false;
@@ -501,17 +529,19 @@ fn run(
         only,
         trigger: "cli".into(),
         progress: None,
+        remembered: Default::default(),
     };
     let report = match hold {
         None => {
             let progress = output::Progress::start();
             opts.progress = Some(progress.callback());
+            opts.remembered = load_memory();
             let report = rt.block_on(async { engine.run(&opts).await });
             progress.finish();
             record_failed |= !after_run(&report);
             report
         }
-        Some(h) => run_hold(&rt, &engine, &opts, h, &mut |r| {
+        Some(h) => run_hold(&rt, &engine, &mut opts, h, &load_memory, &mut |r| {
             record_failed |= !after_run(r)
         }),
     };
@@ -528,6 +558,10 @@ fn run(
         }
         None => print!("{text}"),
     }
+    if memory_failed.get() && report.exit_code != 2 {
+        eprintln!("exit 2: the states `transitions` invariants remember could not be read");
+        return Ok(2);
+    }
     if record_failed && report.exit_code != 2 {
         eprintln!("exit 2: the run was evaluated but could not be recorded");
         return Ok(2);
@@ -540,8 +574,9 @@ fn run(
 fn run_hold(
     rt: &tokio::runtime::Runtime,
     engine: &Engine,
-    opts: &RunOptions,
+    opts: &mut RunOptions,
     h: hold::Hold,
+    load_memory: &dyn Fn() -> std::collections::HashMap<String, Vec<invar_core::Remembered>>,
     after_run: &mut dyn FnMut(&invar_core::RunReport),
 ) -> invar_core::RunReport {
     use invar_core::Outcome;
@@ -556,6 +591,7 @@ fn run_hold(
     let mut last_red: Option<invar_core::RunReport> = None;
     loop {
         let started = start.elapsed();
+        opts.remembered = load_memory();
         let report = rt.block_on(async { engine.run(opts).await });
         after_run(&report);
         let bad: Vec<&str> = report

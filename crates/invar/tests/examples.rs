@@ -156,6 +156,7 @@ fn check_kind(c: &Check) -> &'static str {
         Check::Subset(_) => "subset",
         Check::Disjoint(_) => "disjoint",
         Check::Join(_) => "join",
+        Check::Transitions(_) => "transitions",
     }
 }
 
@@ -262,6 +263,14 @@ fn examples_cover_every_source_check_and_probe_kind() {
                         features.insert("join default mode");
                     }
                 }
+                Check::Transitions(t) => {
+                    if t.key.len() > 1 {
+                        features.insert("transitions with composite keys");
+                    }
+                    if t.allowed.values().any(Vec::is_empty) {
+                        features.insert("transitions with terminal states");
+                    }
+                }
                 Check::Subset(s) => {
                     if s.each.key.len() > 1 {
                         features.insert("subset with composite keys");
@@ -290,7 +299,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
     );
     assert_eq!(
         checks,
-        set(&["disjoint", "join", "probe", "same", "subset"]),
+        set(&["disjoint", "join", "probe", "same", "subset", "transitions"]),
         "check kinds"
     );
     assert_eq!(
@@ -334,6 +343,8 @@ fn examples_cover_every_source_check_and_probe_kind() {
         "lines since",
         "join across sources",
         "join default mode",
+        "transitions with composite keys",
+        "transitions with terminal states",
     ]);
     let missing: Vec<&&str> = wanted.difference(&features).collect();
     assert!(missing.is_empty(), "no example shows: {missing:?}");
