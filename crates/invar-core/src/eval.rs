@@ -485,9 +485,27 @@ impl Verdict {
 ///
 /// Keys are compared by the text of each column, kept apart (never joined into one string, so
 /// `("a\u{1f}b", "c")` and `("a", "b\u{1f}c")` stay different keys).
-struct KeySet {
-    keys: BTreeMap<Vec<String>, (serde_json::Value, Option<DateTime<Utc>>)>,
+/// Each key points at the row it was read from (its JSON is built only for violations, so a
+/// million matching keys cost no JSON at all).
+struct KeySet<'t> {
+    keys: BTreeMap<Vec<String>, (KeyRow, Option<DateTime<Utc>>)>,
     null_keys: u64,
+    table: &'t Table,
+    cols: Vec<usize>,
+}
+
+type KeyRow = usize;
+
+impl KeySet<'_> {
+    /// The key of row `r` as a JSON object of its key columns.
+    fn obj(&self, r: KeyRow) -> serde_json::Value {
+        let row = &self.table.rows[r];
+        let mut obj = serde_json::Map::new();
+        for &c in &self.cols {
+            obj.insert(self.table.columns[c].clone(), cell(row, c).to_json());
+        }
+        serde_json::Value::Object(obj)
+    }
 }
 
 static NULL: Value = Value::Null;
@@ -531,7 +549,7 @@ fn key_columns(kp: &KeyedProbe, t: &Table) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
+fn key_set<'t>(kp: &KeyedProbe, t: &'t Table) -> Result<KeySet<'t>, String> {
     let cols = key_columns(kp, t)?;
     let age_col = match &kp.age {
         Some(a) => Some(t.column(a).ok_or_else(|| {
@@ -543,35 +561,36 @@ fn key_set(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
         })?),
         None => None,
     };
-    let mut keys: BTreeMap<Vec<String>, (serde_json::Value, Option<DateTime<Utc>>)> =
-        BTreeMap::new();
-    let mut null_keys = 0;
-    for row in &t.rows {
-        if cols.iter().any(|&c| cell(row, c).is_null()) {
-            null_keys += 1;
+    let mut set = KeySet {
+        keys: BTreeMap::new(),
+        null_keys: 0,
+        table: t,
+        cols,
+    };
+    for (r, row) in t.rows.iter().enumerate() {
+        if set.cols.iter().any(|&c| cell(row, c).is_null()) {
+            set.null_keys += 1;
             continue;
         }
-        let text: Vec<String> = cols.iter().map(|&c| cell(row, c).key_text()).collect();
+        let text: Vec<String> = set.cols.iter().map(|&c| cell(row, c).key_text()).collect();
         let age = age_col.and_then(|c| cell(row, c).as_timestamp());
-        let mut obj = serde_json::Map::new();
-        for &c in &cols {
-            obj.insert(t.columns[c].clone(), cell(row, c).to_json());
-        }
-        let obj = serde_json::Value::Object(obj);
-        let entry = match keys.entry(text) {
-            std::collections::btree_map::Entry::Vacant(e) => e.insert((obj, None)),
-            std::collections::btree_map::Entry::Occupied(e) => {
-                let entry = e.into_mut();
-                keep_smaller(&mut entry.0, obj);
-                entry
+        let shown = match set.keys.get(&text) {
+            None => r,
+            // The same key twice (`7` and `"7"`): show the smaller JSON form, whatever the order.
+            Some(&(prev, _)) => {
+                let mut keep = set.obj(prev);
+                keep_smaller(&mut keep, set.obj(r));
+                if keep == set.obj(prev) { prev } else { r }
             }
         };
+        let entry = set.keys.entry(text).or_insert((r, None));
+        entry.0 = shown;
         entry.1 = match (entry.1, age) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
     }
-    Ok(KeySet { keys, null_keys })
+    Ok(set)
 }
 
 fn young(age: Option<DateTime<Utc>>, grace: Option<Duration>, now: DateTime<Utc>) -> bool {
@@ -610,8 +629,9 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         PairKind::Same => {
             let mut only_left = 0u64;
             let mut only_right = 0u64;
-            for (k, (obj, age)) in &left.keys {
+            for (k, (row, age)) in &left.keys {
                 if !right.keys.contains_key(k) {
+                    let obj = left.obj(*row);
                     if young(*age, pair.grace, snap.now) {
                         in_grace += 1;
                     } else {
@@ -620,8 +640,9 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
                     }
                 }
             }
-            for (k, (obj, age)) in &right.keys {
+            for (k, (row, age)) in &right.keys {
                 if !left.keys.contains_key(k) {
+                    let obj = right.obj(*row);
                     if young(*age, pair.grace, snap.now) {
                         in_grace += 1;
                     } else {
@@ -642,8 +663,9 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         }
         PairKind::Disjoint => {
             let mut both = 0u64;
-            for (k, (obj, age)) in &left.keys {
+            for (k, (row, age)) in &left.keys {
                 if let Some((_, rage)) = right.keys.get(k) {
+                    let obj = left.obj(*row);
                     if young(*age, pair.grace, snap.now) || young(*rage, pair.grace, snap.now) {
                         in_grace += 1;
                     } else {
@@ -685,8 +707,9 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
     v.measure("in_keys", within.keys.len() as u64);
     let mut missing = 0u64;
     let mut in_grace = 0u64;
-    for (k, (obj, age)) in &each.keys {
+    for (k, (row, age)) in &each.keys {
         if !within.keys.contains_key(k) {
+            let obj = each.obj(*row);
             if young(*age, sub.grace, snap.now) {
                 in_grace += 1;
             } else {
