@@ -488,13 +488,26 @@ impl Verdict {
 /// Each key points at the row it was read from (its JSON is built only for violations, so a
 /// million matching keys cost no JSON at all).
 struct KeySet<'t> {
-    keys: BTreeMap<Vec<String>, (KeyRow, Option<DateTime<Utc>>)>,
+    keys: HashMap<Vec<String>, KeyEntry>,
     null_keys: u64,
     table: &'t Table,
     cols: Vec<usize>,
 }
 
 type KeyRow = usize;
+/// Where a key was read (row) and its newest `age`.
+type KeyEntry = (KeyRow, Option<DateTime<Utc>>);
+
+/// The entries of `set` that `keep` selects, in key order (so violations are deterministic;
+/// only the few selected entries are sorted, never the whole set).
+fn sorted_where<'s>(
+    set: &'s KeySet<'_>,
+    keep: impl Fn(&Vec<String>) -> bool,
+) -> Vec<(&'s Vec<String>, &'s KeyEntry)> {
+    let mut v: Vec<_> = set.keys.iter().filter(|(k, _)| keep(k)).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
+}
 
 impl KeySet<'_> {
     /// The key of row `r` as a JSON object of its key columns.
@@ -562,7 +575,7 @@ fn key_set<'t>(kp: &KeyedProbe, t: &'t Table) -> Result<KeySet<'t>, String> {
         None => None,
     };
     let mut set = KeySet {
-        keys: BTreeMap::new(),
+        keys: HashMap::with_capacity(t.rows.len()),
         null_keys: 0,
         table: t,
         cols,
@@ -629,8 +642,8 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         PairKind::Same => {
             let mut only_left = 0u64;
             let mut only_right = 0u64;
-            for (k, (row, age)) in &left.keys {
-                if !right.keys.contains_key(k) {
+            for (_, (row, age)) in sorted_where(&left, |k| !right.keys.contains_key(k)) {
+                {
                     let obj = left.obj(*row);
                     if young(*age, pair.grace, snap.now) {
                         in_grace += 1;
@@ -640,8 +653,8 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
                     }
                 }
             }
-            for (k, (row, age)) in &right.keys {
-                if !left.keys.contains_key(k) {
+            for (_, (row, age)) in sorted_where(&right, |k| !left.keys.contains_key(k)) {
+                {
                     let obj = right.obj(*row);
                     if young(*age, pair.grace, snap.now) {
                         in_grace += 1;
@@ -663,7 +676,7 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         }
         PairKind::Disjoint => {
             let mut both = 0u64;
-            for (k, (row, age)) in &left.keys {
+            for (k, (row, age)) in sorted_where(&left, |k| right.keys.contains_key(k)) {
                 if let Some((_, rage)) = right.keys.get(k) {
                     let obj = left.obj(*row);
                     if young(*age, pair.grace, snap.now) || young(*rage, pair.grace, snap.now) {
@@ -707,8 +720,8 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
     v.measure("in_keys", within.keys.len() as u64);
     let mut missing = 0u64;
     let mut in_grace = 0u64;
-    for (k, (row, age)) in &each.keys {
-        if !within.keys.contains_key(k) {
+    for (_, (row, age)) in sorted_where(&each, |k| !within.keys.contains_key(k)) {
+        {
             let obj = each.obj(*row);
             if young(*age, sub.grace, snap.now) {
                 in_grace += 1;
