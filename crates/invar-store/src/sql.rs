@@ -25,6 +25,14 @@ const CHUNK: usize = 400;
 const DEFAULT_LIMIT: u32 = 50;
 /// Serialises recording runs across processes sharing one Postgres history.
 const PG_RECORD_LOCK: i64 = 0x1A7A_5700_0001;
+/// Most bytes of bound arrays per Postgres statement. sqlx 0.9.0 leaves Nagle's algorithm on
+/// (no `TCP_NODELAY`, launchbadge/sqlx#4335), so a message the client writes in more than one
+/// piece — over TLS, one record per 16 KiB — waits for the server's delayed ACK: ~40 ms per
+/// statement on loopback, whatever its size. A batch that fits in one TLS record goes out in
+/// one write and never waits (14 KiB of array elements leaves room for the Bind framing); the
+/// statement text does not depend on the row count, so every batch reuses one prepared
+/// statement. Drop the batching once sqlx sets `TCP_NODELAY` again.
+const PG_BATCH_BYTES: usize = 14 * 1024;
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Db(e.to_string())
@@ -224,9 +232,46 @@ async fn insert_sqlite(
     Ok(())
 }
 
-/// Postgres: `head SELECT * FROM UNNEST($1::text[], …) tail` — one statement, one array per
-/// column, whatever the number of rows (prepared once, no parameter limit).
+/// Postgres: `head SELECT * FROM UNNEST($1::text[], …) tail` — one array per column, prepared
+/// once whatever the number of rows, in batches of at most [`PG_BATCH_BYTES`].
 async fn insert_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: Vec<Vec<Arg>>,
+) -> Result<()> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let size = pg_row_bytes(&row);
+        if !batch.is_empty() && bytes + size > PG_BATCH_BYTES {
+            insert_pg_batch(tx, head, tail, cols, std::mem::take(&mut batch)).await?;
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(row);
+    }
+    insert_pg_batch(tx, head, tail, cols, batch).await
+}
+
+/// The bytes a row adds to a Bind message of per-column arrays (a length word per element).
+fn pg_row_bytes(row: &[Arg]) -> usize {
+    row.iter()
+        .map(|a| {
+            4 + match a {
+                Arg::I(_) => 8,
+                Arg::NI(v) => v.map_or(0, |_| 8),
+                Arg::S(s) => s.len(),
+                Arg::N(s) => s.as_ref().map_or(0, String::len),
+                Arg::B(_) => 1,
+            }
+        })
+        .sum()
+}
+
+/// One `INSERT … SELECT * FROM UNNEST(…)` of `rows`.
+async fn insert_pg_batch(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     head: &str,
     tail: &str,
@@ -314,15 +359,29 @@ async fn resolve_pg(
     run_id: &str,
     ids: Vec<String>,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE incidents SET resolved_at = $1, resolved_run_id = $2 WHERE id = ANY($3::text[])",
-    )
-    .bind(at)
-    .bind(run_id)
-    .bind(ids)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    // Batched like `insert_pg`, for the same reason.
+    let mut batches: Vec<Vec<String>> = vec![vec![]];
+    let mut bytes = 0;
+    for id in ids {
+        let size = 4 + id.len();
+        if bytes + size > PG_BATCH_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
+            batches.push(vec![]);
+            bytes = 0;
+        }
+        bytes += size;
+        batches.last_mut().expect("one batch").push(id);
+    }
+    for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+        sqlx::query(
+            "UPDATE incidents SET resolved_at = $1, resolved_run_id = $2 WHERE id = ANY($3::text[])",
+        )
+        .bind(at)
+        .bind(run_id)
+        .bind(batch)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
     Ok(())
 }
 
