@@ -55,6 +55,15 @@ fn url_password(url: &str) -> Option<&str> {
     Some(&userinfo[colon + 1..])
 }
 
+/// Whether a connection to `host` may skip TLS: a loopback host or a Unix socket path, and the
+/// URL does not ask for a TLS mode itself (`sslmode=` / `ssl-mode=`). TLS on loopback protects
+/// nothing and costs handshake round trips (and Nagle delays) on every new connection.
+pub fn loopback_without_tls_request(host: &str, url: &str) -> bool {
+    let loopback =
+        matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with('/');
+    loopback && !url.contains("sslmode=") && !url.contains("ssl-mode=")
+}
+
 /// `postgres://app:s3cret@db/app?password=x` → `postgres://app:***@db/app?password=***`.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
@@ -103,6 +112,26 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/app"), "postgres://db/app");
         assert_eq!(redact_url("redis://:pw@h:6379"), "redis://:***@h:6379");
+    }
+
+    #[test]
+    fn tls_is_skipped_only_on_loopback_without_an_explicit_mode() {
+        assert!(loopback_without_tls_request(
+            "127.0.0.1",
+            "postgres://u@127.0.0.1/db"
+        ));
+        assert!(loopback_without_tls_request(
+            "/run/postgresql",
+            "postgres:///db"
+        ));
+        assert!(!loopback_without_tls_request(
+            "127.0.0.1",
+            "postgres://u@127.0.0.1/db?sslmode=require"
+        ));
+        assert!(!loopback_without_tls_request(
+            "db.internal",
+            "postgres://u@db.internal/db"
+        ));
     }
 
     #[test]

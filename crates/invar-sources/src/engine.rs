@@ -255,15 +255,30 @@ impl Engine {
         // In first-seen order; the set keeps planning linear in the number of probes.
         let mut wanted: Vec<Probe> = Vec::new();
         let mut seen: std::collections::HashSet<Probe> = std::collections::HashSet::new();
+        // Pushdown candidates learn their key types by preparing both queries: all at once,
+        // not one round trip after another before any probe starts.
+        let pools_ref = &pools;
+        let rewritten = futures::future::join_all(
+            selected
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !skipped.contains_key(i))
+                .map(|(i, inv)| async move { (i, self.pushdown(&inv.check, pools_ref).await) }),
+        )
+        .await;
+        for (i, p) in rewritten {
+            if let Some(p) = p {
+                pushed.insert(i, p);
+            }
+        }
         for (i, inv) in selected.iter().enumerate() {
             if skipped.contains_key(&i) {
                 continue;
             }
-            let mut mine: Vec<Probe> = inv.check.probes().into_iter().cloned().collect();
-            if let Some(p) = self.pushdown(&inv.check, &pools).await {
-                mine = vec![p.clone()];
-                pushed.insert(i, p);
-            }
+            let mine: Vec<Probe> = match pushed.get(&i) {
+                Some(p) => vec![p.clone()],
+                None => inv.check.probes().into_iter().cloned().collect(),
+            };
             for p in mine {
                 if seen.insert(p.clone()) {
                     wanted.push(p);
@@ -805,15 +820,6 @@ impl Engine {
                 }
                 .boxed()
             }
-        }
-    }
-
-    /// Connects a source on its own (for `invar validate --connect` and tests).
-    pub async fn dialect(&self, source: &str) -> Option<Dialect> {
-        let pools = self.connect_all(&[source.to_string()]).await;
-        match pools.get(source) {
-            Some(Ok(Conn::Sql(p))) => Some(p.dialect()),
-            _ => None,
         }
     }
 }

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::StreamExt;
+use invar_core::secret::loopback_without_tls_request;
 use invar_core::units::format_duration;
 use invar_core::value::parse_timestamp;
 use invar_core::{Secret, SqlSource, SqliteSource, Table, Value};
@@ -184,7 +185,7 @@ impl SqlPool {
         let mut opts = opts.options(settings);
         // TLS to a loopback server protects nothing and costs two round trips (plus Nagle
         // delays) per connection; an explicit `sslmode` in the URL still wins.
-        if is_loopback(opts.get_host()) && !secret.expose().contains("sslmode=") {
+        if loopback_without_tls_request(opts.get_host(), secret.expose()) {
             opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
         }
         let connect_timeout = connect_timeout(src.timeout);
@@ -217,7 +218,7 @@ impl SqlPool {
         let mut opts = MySqlConnectOptions::from_str(secret.expose()).map_err(|e| {
             secret.scrub(&format!("invalid mysql url `{target}`: {}", describe(&e)))
         })?;
-        if is_loopback(opts.get_host()) && !secret.expose().contains("ssl-mode=") {
+        if loopback_without_tls_request(opts.get_host(), secret.expose()) {
             opts = opts.ssl_mode(sqlx::mysql::MySqlSslMode::Disabled);
         }
         let (read_only, timeout) = (src.read_only, src.timeout);
@@ -528,10 +529,6 @@ fn table<R: Row>(rows: Vec<R>, columns: Vec<String>, decode: fn(&R, usize) -> Va
         .map(|row| (0..row.len()).map(|i| decode(row, i)).collect())
         .collect();
     t
-}
-
-fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with('/')
 }
 
 /// The whole message of a sqlx error, lower-case first, with the database's error code.

@@ -149,6 +149,10 @@ impl PgStore {
     pub async fn connect(url: &Secret, schema: Option<&str>) -> Result<PgStore> {
         let scrub = |e: sqlx::Error| StoreError::Open(url.scrub(&e.to_string()));
         let mut opts = PgConnectOptions::from_str(url.expose()).map_err(scrub)?;
+        // Same rule as the SQL sources: no TLS to a loopback server unless the URL asks.
+        if invar_core::secret::loopback_without_tls_request(opts.get_host(), url.expose()) {
+            opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        }
         if let Some(s) = schema {
             opts = opts.options([("search_path", s)]);
         }

@@ -52,20 +52,6 @@ fn receiver() -> (String, Arc<Mutex<Vec<J>>>) {
     (url, bodies)
 }
 
-fn run(dir: &Path, extra: &[&str]) -> i32 {
-    let out = invar(dir)
-        .args(["run", "--format", "json", "--output", "report.json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("s3cr3t-token"),
-        "the webhook URL leaked: {stderr}"
-    );
-    out.status.code().unwrap()
-}
-
 #[test]
 fn runs_are_recorded_and_one_alert_per_incident_reaches_the_webhook() {
     story("");
@@ -74,20 +60,7 @@ fn runs_are_recorded_and_one_alert_per_incident_reaches_the_webhook() {
 /// The same story on a Postgres history store (a fresh database, dropped afterwards).
 #[test]
 fn the_same_story_on_a_postgres_store() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().unwrap(),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-            panic!(
-                "PostgreSQL is not reachable at 127.0.0.1:5432 and CI is set: start it (scripts/ensure-services.sh)"
-            );
-        }
-        eprintln!(
-            "\n!!!! WARNING: PostgreSQL unreachable; the Postgres-store CLI story is SKIPPED !!!!\n"
-        );
+    if !invar_testkit::server_up("PostgreSQL", "127.0.0.1:5432", "scripts/ensure-services.sh") {
         return;
     }
     let db = format!("invar_hist_{}", std::process::id());
@@ -152,7 +125,6 @@ fn story(store: &str) {
     assert_eq!(with_hook(&[]), 1);
     std::fs::write(d.join("bad.txt"), "a1\na2\n").unwrap();
     assert_eq!(with_hook(&[]), 0);
-    let _ = run; // the helper above is for configs without a sink
 
     let got = bodies.lock().unwrap().clone();
     let statuses: Vec<&str> = got
