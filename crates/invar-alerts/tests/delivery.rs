@@ -524,7 +524,7 @@ fn python_with_aiosmtpd() -> Option<String> {
 
 async fn smtp_server(port: u16) -> Option<Smtp> {
     let Some(py) = python_with_aiosmtpd() else {
-        if std::env::var_os("CI").is_some() {
+        if invar_testkit::in_ci() {
             panic!("aiosmtpd is required when CI is set: apt-get install -y python3-aiosmtpd");
         }
         eprintln!("warning: skipping the SMTP test: python3-aiosmtpd is not installed");

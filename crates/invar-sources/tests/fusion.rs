@@ -3,28 +3,14 @@
 
 use invar_core::{Outcome, RunReport};
 use invar_sources::{Engine, RunOptions};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn reachable(addr: &str, what: &str) -> bool {
-    let a: SocketAddr = addr.parse().unwrap();
-    if TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-        panic!(
-            "{what} is not reachable at {addr} and CI is set: start it (scripts/ensure-services.sh)"
-        );
-    }
-    eprintln!(
-        "\n!!!! WARNING: {what} is not reachable at {addr}; its fusion test is SKIPPED !!!!\n"
-    );
-    false
+    invar_testkit::server_up(what, addr, "scripts/ensure-services.sh")
 }
 
 /// Nine metrics invariants: six on `t` (one `where`), two on `t` with another `where`, one on `u`.

@@ -11,7 +11,6 @@ use invar_core::{Outcome, RedisKind, RedisProbe, RedisSource, RunReport, Secret,
 use invar_sources::redis::RedisConn;
 use invar_sources::{Engine, RunOptions};
 use sqlx::{AssertSqlSafe, Connection};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,18 +22,7 @@ const START_REDIS: &str =
 const START_PG: &str = "scripts/ensure-services.sh";
 
 fn reachable(addr: &str, what: &str, how: &str) -> bool {
-    let a: SocketAddr = addr.parse().unwrap();
-    if TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-        panic!("{what} is not reachable at {addr} and CI is set. Start it with: {how}");
-    }
-    eprintln!(
-        "\n!!!! WARNING: {what} is not reachable at {addr}; this test is SKIPPED. \
-         Start it with: {how} !!!!\n"
-    );
-    false
+    invar_testkit::server_up(what, addr, how)
 }
 
 fn redis_up() -> bool {

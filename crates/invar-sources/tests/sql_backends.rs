@@ -5,7 +5,7 @@
 //! Override the URLs with `INVAR_TEST_POSTGRES_URL` / `INVAR_TEST_MYSQL_URL`. When a server is
 //! down, the test fails under `CI` and is skipped (loudly) otherwise.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,21 +32,7 @@ fn socket_addr(url: &str) -> Option<SocketAddr> {
 
 /// Whether the server at `url` answers on TCP. Under `CI` a down server fails the test.
 fn reachable(url: &str, how_to_start: &str) -> bool {
-    let up = socket_addr(url)
-        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if up {
-        return true;
-    }
-    let redacted = Secret::new(url).redacted();
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if ci {
-        panic!("{redacted} is not reachable and CI is set; start it with: {how_to_start}");
-    }
-    eprintln!(
-        "\n!!! WARNING: {redacted} is not reachable; this test is SKIPPED. \
-         Start it with: {how_to_start}\n"
-    );
-    false
+    invar_testkit::url_up(&Secret::new(url).redacted(), url, how_to_start)
 }
 
 const START_PG: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";

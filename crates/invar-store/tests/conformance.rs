@@ -618,7 +618,7 @@ pub async fn postgres(schema: &str) -> Option<PgStore> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     match connect_postgres(&Secret::new(url), Some(schema)).await {
         Ok(s) => Some(s),
-        Err(e) if std::env::var_os("CI").is_some() => {
+        Err(e) if invar_testkit::in_ci() => {
             panic!("postgres is required when CI is set: {e}")
         }
         Err(e) => {

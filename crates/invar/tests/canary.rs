@@ -18,11 +18,6 @@ fn the_canary_config_loads_with_every_invariant() {
     assert_eq!(kinds, ["same", "join", "probe", "subset", "transitions"]);
 }
 
-fn up(addr: &str) -> bool {
-    std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), std::time::Duration::from_secs(2))
-        .is_ok()
-}
-
 fn script(name: &str, args: &[&str]) {
     let out = std::process::Command::new("bash")
         .arg(canary_dir().join(name))
@@ -69,13 +64,10 @@ fn run(dir: &Path) -> (i32, Vec<String>) {
 
 #[test]
 fn seeded_is_green_and_each_fault_fails_exactly_its_invariant() {
-    if !up("127.0.0.1:5432") || !up("127.0.0.1:6379") {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-            panic!("Postgres (5432) and Redis (6379) must be reachable on loopback when CI is set");
-        }
-        eprintln!(
-            "\n!!!! WARNING: Postgres or Redis unreachable; the canary story is SKIPPED !!!!\n"
-        );
+    let start = "scripts/ensure-services.sh";
+    if !invar_testkit::server_up("PostgreSQL", "127.0.0.1:5432", start)
+        || !invar_testkit::server_up("Redis", "127.0.0.1:6379", start)
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -13,10 +13,8 @@
 use assert_cmd::Command;
 use serde_json::Value as J;
 use sqlx::{AssertSqlSafe, Connection};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -34,28 +32,7 @@ fn invar() -> Command {
 
 /// Whether the server at `url` answers on TCP. Under `CI` a down server fails the test.
 fn reachable(what: &str, url: &str, how_to_start: &str) -> bool {
-    let addr: Option<SocketAddr> = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit('@').next())
-        .and_then(|hostport| hostport.parse().ok());
-    if addr.is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()) {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    let at = addr.map_or_else(|| "its address".to_string(), |a| a.to_string());
-    if ci {
-        panic!(
-            "{what} is not reachable at {at} and CI is set: the init tests cannot run. \
-             Start it with: {how_to_start}"
-        );
-    }
-    eprintln!(
-        "\n!!!!!!!! WARNING: {what} is not reachable at {at}; the {what} init test is SKIPPED. \
-         Start it with: {how_to_start} !!!!!!!!\n"
-    );
-    false
+    invar_testkit::url_up(what, url, how_to_start)
 }
 
 fn unique_name() -> String {

@@ -8,24 +8,13 @@
 
 use assert_cmd::Command;
 use serde_json::Value as J;
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn pg_up() -> bool {
-    let a: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    if TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-        panic!(
-            "PostgreSQL is not reachable at {a} and CI is set. Start it with: scripts/ensure-services.sh"
-        );
-    }
-    eprintln!("\n!!!! WARNING: PostgreSQL is not reachable at {a}; this test is SKIPPED !!!!\n");
-    false
+    invar_testkit::server_up("PostgreSQL", "127.0.0.1:5432", "scripts/ensure-services.sh")
 }
 
 /// Runs `invar run` in `dir` with `format`; returns (exit code, stdout, stderr).

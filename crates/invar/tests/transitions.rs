@@ -7,18 +7,7 @@ use serde_json::Value as J;
 use std::path::Path;
 
 fn postgres_up() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().unwrap(),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-            panic!("PostgreSQL is not reachable at 127.0.0.1:5432 and CI is set");
-        }
-        eprintln!("\n!!!! WARNING: PostgreSQL unreachable; the E-02 CLI story is SKIPPED !!!!\n");
-    }
-    up
+    invar_testkit::server_up("PostgreSQL", "127.0.0.1:5432", "scripts/ensure-services.sh")
 }
 
 fn psql(db: &str, sql: &str) {

@@ -1,0 +1,63 @@
+//! invar-testkit: what invar's tests share. Today: the one policy for tests that need a real
+//! server on loopback — under `CI` a missing server fails the test loudly (it must never be
+//! skipped quietly); on a developer's machine the test says, loudly, that it skipped.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Whether `CI` is set to something truthy (CI runs `.ci/run` with `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// `host:port` of a URL with a numeric host (`postgres://u:p@127.0.0.1:5432/db` → `127.0.0.1:5432`).
+pub fn url_addr(url: &str) -> Option<String> {
+    let authority = url.split("://").nth(1)?.split(['/', '?']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    hostport.parse::<SocketAddr>().ok().map(|a| a.to_string())
+}
+
+/// Whether `what` answers on TCP at `addr`. If not: panics under `CI` (naming `how_to_start`),
+/// otherwise prints a loud warning and returns false so the caller can skip.
+pub fn server_up(what: &str, addr: &str, how_to_start: &str) -> bool {
+    let up = addr
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if up {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is not reachable at {addr} and CI is set; start it with: {how_to_start}");
+    }
+    eprintln!(
+        "\n!!!!!!!! WARNING: {what} is not reachable at {addr}; this test is SKIPPED. \
+         Start it with: {how_to_start} !!!!!!!!\n"
+    );
+    false
+}
+
+/// [`server_up`] for the server a URL points at.
+pub fn url_up(what: &str, url: &str, how_to_start: &str) -> bool {
+    match url_addr(url) {
+        Some(addr) => server_up(what, &addr, how_to_start),
+        None => server_up(what, "(no numeric host:port in its URL)", how_to_start),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_addr_reads_host_and_port() {
+        assert_eq!(
+            url_addr("postgres://u:p@127.0.0.1:5432/db?x=1").as_deref(),
+            Some("127.0.0.1:5432")
+        );
+        assert_eq!(
+            url_addr("mysql://root@127.0.0.1:3306/test").as_deref(),
+            Some("127.0.0.1:3306")
+        );
+        assert_eq!(url_addr("postgres://db.internal/app"), None);
+    }
+}
