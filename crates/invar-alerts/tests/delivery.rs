@@ -646,7 +646,10 @@ async fn secrets_never_leak() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not `set_default`: other tests of this binary run on other threads, and a
+    // callsite they reach first (with no subscriber there) could be cached as uninteresting,
+    // silently dropping this test's "alert delivered" line. Their lines carry no token.
+    tracing::subscriber::set_global_default(subscriber).expect("only this test sets a subscriber");
 
     let dir = tempfile::tempdir().unwrap();
     let down = closed_port().await;
