@@ -257,6 +257,16 @@ pub(crate) fn mask_literal_secrets(file: &File, diags: &mut [crate::Diagnostic])
             if e.key == "store" {
                 literals.extend(raw_literal(&e.value));
             }
+            if e.key == "server"
+                && let Kind::Map(fields) = &e.value.kind
+            {
+                literals.extend(
+                    fields
+                        .iter()
+                        .filter(|f| f.key.ends_with("_token"))
+                        .filter_map(|f| raw_literal(&f.value)),
+                );
+            }
             if e.key == "alerts"
                 && let Kind::Map(sinks) = &e.value.kind
             {

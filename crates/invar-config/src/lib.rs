@@ -15,6 +15,7 @@ mod glob;
 mod interp;
 mod invariants;
 mod probes;
+mod server;
 mod sources;
 mod suites;
 mod yaml;
@@ -122,6 +123,14 @@ pub fn load_with_env(
         let retention = alerts::retention(&mut cx, top(&files[0], "retention"));
         (sinks, store, retention)
     };
+    let config_server = {
+        let mut cx = Cx {
+            file: &files[0],
+            env,
+            diags: &mut diags,
+        };
+        server::server(&mut cx, top(&files[0], "server"))
+    };
     if top(&files[0], "alerts").is_some() || config_invariants.iter().any(|i| !i.alerts.is_empty())
     {
         alerts::check_sink_names(&config_invariants, &config_alerts, &mut diags);
@@ -142,6 +151,7 @@ pub fn load_with_env(
         alerts: config_alerts,
         store: config_store.unwrap_or_default(),
         retention: config_retention,
+        server: config_server,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use crate::cx::{Cx, sub};
 use crate::yaml::{Kind, Node};
-use invar_core::{FailOn, Scope, Suite};
+use invar_core::{FailOn, Misfire, Scope, Suite};
 
 const SUITE_KEYS: &[&str] = &[
     "select", "fail_on", "schedule", "timezone", "budget", "misfire",
@@ -61,16 +61,29 @@ fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
             cx.err(e.value.pos, &spath, msg, Some(hint));
             return None;
         }
+        if let Err(err) = s.parse::<croner::Cron>() {
+            let msg = format!("invalid cron expression `{s}`: {err}");
+            let hint = "minute hour day-of-month month day-of-week, e.g. `0 4 * * MON`".to_string();
+            cx.err(e.value.pos, &spath, msg, Some(hint));
+            return None;
+        }
         Some(s)
     });
-    let timezone = f
-        .get("timezone")
-        .and_then(|e| cx.string(&e.value, &sub(path, "timezone")));
+    let timezone = f.get("timezone").and_then(|e| {
+        let tpath = sub(path, "timezone");
+        let tz = cx.string(&e.value, &tpath)?;
+        if jiff::tz::TimeZone::get(&tz).is_err() {
+            let msg = format!("unknown time zone `{tz}`");
+            let hint = "an IANA zone name such as `UTC`, `Asia/Tokyo` or `America/New_York`";
+            cx.err(e.value.pos, &tpath, msg, Some(hint.to_string()));
+            return None;
+        }
+        Some(tz)
+    });
     let budget = f
         .get("budget")
         .and_then(|e| cx.duration(&e.value, &sub(path, "budget")));
-    // Accepted and checked; the scheduler that uses it comes later.
-    let _misfire = f.get("misfire").and_then(|e| {
+    let misfire = f.get("misfire").and_then(|e| {
         cx.choice(
             &e.value,
             &sub(path, "misfire"),
@@ -92,5 +105,9 @@ fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
         schedule,
         timezone,
         budget,
+        misfire: match misfire {
+            Some("run_once") => Misfire::RunOnce,
+            _ => Misfire::Skip,
+        },
     })
 }

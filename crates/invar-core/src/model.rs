@@ -25,6 +25,8 @@ pub struct Config {
     pub store: StoreSpec,
     /// `retention:` — how long history is kept.
     pub retention: Retention,
+    /// `server:` — used by `invar watch`.
+    pub server: Server,
 }
 
 impl Config {
@@ -658,8 +660,46 @@ pub struct Suite {
     pub select: Option<Condition>,
     pub fail_on: FailOn,
     pub schedule: Option<String>,
+    /// An IANA zone name (validated by the config reader); None is UTC.
     pub timezone: Option<String>,
     pub budget: Option<Duration>,
+    pub misfire: Misfire,
+}
+
+/// What the watcher does about scheduled runs missed while it was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    /// Missed ticks are dropped; the next tick runs as usual (default).
+    #[default]
+    Skip,
+    /// One catch-up run at start when at least one tick was missed.
+    RunOnce,
+}
+
+/// `server:` — where `invar watch` serves its API, metrics and status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// `host:port` (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// Allows every API call, including `POST /api/v1/runs`.
+    pub admin_token: Option<Secret>,
+    /// Allows the read-only API calls.
+    pub read_token: Option<Secret>,
+    /// A scheduled run that has not started this long after its tick makes the suite
+    /// overdue (default 5m).
+    pub overdue_after: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            admin_token: None,
+            read_token: None,
+            overdue_after: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Suite {
@@ -672,6 +712,7 @@ impl Suite {
             schedule: None,
             timezone: None,
             budget: None,
+            misfire: Misfire::Skip,
         }
     }
 

@@ -1,0 +1,11 @@
+//! `invar watch`: one long-running process that runs suites on their cron schedules (in their
+//! time zones), serves the HTTP API, exposes Prometheus metrics and a status page — and stays
+//! correct with several replicas on one Postgres store.
+//!
+//! - [`schedule`]: pure cron-in-a-zone arithmetic (DST gaps and folds) and misfire decisions.
+//! - [`status`]: the snapshot of suites and invariants that [`metrics`] and [`page`] render.
+
+pub mod metrics;
+pub mod page;
+pub mod schedule;
+pub mod status;
