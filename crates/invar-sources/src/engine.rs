@@ -17,8 +17,9 @@ use invar_core::{
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What to run and how it was triggered.
 #[derive(Clone)]
@@ -191,6 +192,15 @@ impl Engine {
         };
         results.resize(selected.len(), None);
         let total = selected.len();
+        // The suite's budget: checks that have not started by then are skipped.
+        let budget = suite.budget.map(|b| Budget {
+            deadline: started + b,
+            budget: b,
+        });
+        // Whether each invariant's check has started (one of its probes began reading).
+        let started_flags: Vec<Arc<AtomicBool>> = (0..total)
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
 
         // Sources the selected checks need; connected once, concurrently.
         let mut needed: Vec<String> = Vec::new();
@@ -271,6 +281,8 @@ impl Engine {
                 pushed.insert(i, p);
             }
         }
+        // The invariants that read each probe (whose checks start when it starts).
+        let mut readers: HashMap<Probe, Vec<usize>> = HashMap::new();
         for (i, inv) in selected.iter().enumerate() {
             if skipped.contains_key(&i) {
                 continue;
@@ -280,11 +292,27 @@ impl Engine {
                 None => inv.check.probes().into_iter().cloned().collect(),
             };
             for p in mine {
+                let r = readers.entry(p.clone()).or_default();
+                if !r.contains(&i) {
+                    r.push(i);
+                }
                 if seen.insert(p.clone()) {
                     wanted.push(p);
                 }
             }
         }
+        let gate_for = |probes: &[&Probe]| Gate {
+            budget,
+            readers: probes
+                .iter()
+                .filter_map(|p| readers.get(*p))
+                .flatten()
+                .map(|&i| started_flags[i].clone())
+                .collect(),
+            spent: Arc::default(),
+        };
+        // Per probe, set when the budget stopped it before it started.
+        let mut spent: HashMap<Probe, Arc<AtomicBool>> = HashMap::new();
         // Metrics probes over the same source, table and filter become one fused query.
         let mut groups: Vec<(FusionKey, Vec<&MetricsProbe>)> = Vec::new();
         for p in &wanted {
@@ -296,6 +324,12 @@ impl Engine {
             }
         }
         for ((source, _, _), members) in &groups {
+            let member_probes: Vec<Probe> = members
+                .iter()
+                .map(|m| Probe::Metrics((*m).clone()))
+                .collect();
+            let gate = gate_for(&member_probes.iter().collect::<Vec<_>>());
+            let fused_spent = gate.spent.clone();
             let fused = match dialect_of(source) {
                 Some(d) => {
                     let q = Arc::new(FusedQuery::build(d, members));
@@ -312,13 +346,13 @@ impl Engine {
                             &local,
                             &down,
                             now,
+                            gate,
                         )),
                     ))
                 }
                 None => None,
             };
-            for m in members {
-                let probe = Probe::Metrics((*m).clone());
+            for (m, probe) in members.iter().zip(member_probes) {
                 let shared = match &fused {
                     Some((q, f)) => {
                         let (q, f, m) = (q.clone(), f.clone(), (*m).clone());
@@ -334,15 +368,26 @@ impl Engine {
                         &local,
                         &down,
                         now,
+                        Gate::default(),
                     )),
                 };
+                spent.insert(probe.clone(), fused_spent.clone());
                 probes.insert(probe, shared);
             }
         }
         for p in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = probes.entry(p) {
-                let fut =
-                    self.probe_future(slot.key(), &pools, &mut semaphores, &local, &down, now);
+                let gate = gate_for(&[slot.key()]);
+                spent.insert(slot.key().clone(), gate.spent.clone());
+                let fut = self.probe_future(
+                    slot.key(),
+                    &pools,
+                    &mut semaphores,
+                    &local,
+                    &down,
+                    now,
+                    gate,
+                );
                 slot.insert(self.spawn_shared(fut));
             }
         }
@@ -413,6 +458,10 @@ impl Engine {
                 Check::Transitions(_) => opts.remembered.get(&inv.id).cloned(),
                 _ => None,
             };
+            let my_spent: Vec<Arc<AtomicBool>> = needed_probes
+                .iter()
+                .filter_map(|(p, _)| spent.get(p).cloned())
+                .collect();
             tasks.push(tokio::spawn(async move {
                 let t0 = Instant::now();
                 let read = async {
@@ -430,9 +479,19 @@ impl Engine {
                     }
                     snap
                 };
+                let budget_spent = || {
+                    my_spent
+                        .iter()
+                        .any(|s| s.load(Ordering::SeqCst))
+                        .then(|| budget.map(|b| b.reason()))
+                        .flatten()
+                };
                 let (verdict, memory) = match inv.timeout {
                     Some(limit) => match tokio::time::timeout(limit, read).await {
-                        Ok(snap) => decide(&inv, &snap, pushed_probe.as_ref()),
+                        Ok(snap) => match budget_spent() {
+                            Some(reason) => (Verdict::skip(reason), None),
+                            None => decide(&inv, &snap, pushed_probe.as_ref()),
+                        },
                         Err(_) => (
                             Verdict::error(format!(
                                 "timed out after {}",
@@ -441,7 +500,13 @@ impl Engine {
                             None,
                         ),
                     },
-                    None => decide(&inv, &read.await, pushed_probe.as_ref()),
+                    None => {
+                        let snap = read.await;
+                        match budget_spent() {
+                            Some(reason) => (Verdict::skip(reason), None),
+                            None => decide(&inv, &snap, pushed_probe.as_ref()),
+                        }
+                    }
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if let Some(p) = &progress {
@@ -516,6 +581,12 @@ impl Engine {
         for r in &results {
             counts.add(r.outcome);
         }
+        let skipped_budget = results
+            .iter()
+            .filter(|r| {
+                r.outcome == Outcome::Skip && r.reason.as_deref().is_some_and(is_budget_skip)
+            })
+            .count() as u64;
         let automation_error =
             counts.error > 0 || (!sources_unavailable.is_empty() && results.is_empty());
         let mut status = run_status(&results);
@@ -536,7 +607,7 @@ impl Engine {
             automation_error,
             assessment_failures: counts.fail,
             lock_skipped: false,
-            skipped_budget: 0,
+            skipped_budget,
             sources_unavailable,
             results,
         }
@@ -658,6 +729,7 @@ impl Engine {
         local: &Arc<Semaphore>,
         down: &DownDuringRun,
         now: chrono::DateTime<chrono::Utc>,
+        gate: Gate,
     ) -> BoxFuture<'static, ProbeResult> {
         let probe = probe.clone();
         // A connected source of the probe, or the probe's error.
@@ -687,7 +759,7 @@ impl Engine {
                 let sem = remote_sem(&rp.source);
                 let (rp, down) = (rp.clone(), down.clone());
                 async move {
-                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    let _permit = gate.acquire(sem).await?;
                     match conn.read(&rp).await {
                         Ok(t) => Ok(Arc::new(t)),
                         Err(e) => {
@@ -716,7 +788,7 @@ impl Engine {
                 let sem = remote_sem(&hp.source);
                 let (hp, down) = (hp.clone(), down.clone());
                 async move {
-                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    let _permit = gate.acquire(sem).await?;
                     match conn.read(&hp).await {
                         Ok(t) => Ok(Arc::new(t)),
                         Err(e) => {
@@ -760,7 +832,7 @@ impl Engine {
                 let sql = sql.clone();
                 let source = source.clone();
                 async move {
-                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    let _permit = gate.acquire(sem).await?;
                     pool.query(&sql)
                         .await
                         .map(Arc::new)
@@ -800,7 +872,7 @@ impl Engine {
                 let sem = local.clone();
                 async move {
                     let path = path?;
-                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    let _permit = gate.acquire(sem).await?;
                     tokio::task::spawn_blocking(move || {
                         crate::lines::read_lines_at(&path, &lp, now)
                     })
@@ -815,12 +887,89 @@ impl Engine {
                 let dir = self.base_dir();
                 let sem = local.clone();
                 async move {
-                    let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                    let _permit = gate.acquire(sem).await?;
                     crate::command::run_command(&cp, &dir).await.map(Arc::new)
                 }
                 .boxed()
             }
         }
+    }
+}
+
+/// The suite's budget for one run.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl Budget {
+    /// The reason of a check the budget stopped (`budget:` is how the history store
+    /// categorises it).
+    fn reason(&self) -> String {
+        format!(
+            "budget: the suite's {} budget was spent before this check started",
+            invar_core::units::format_duration(self.budget)
+        )
+    }
+}
+
+/// Whether a skip reason is the budget's.
+fn is_budget_skip(reason: &str) -> bool {
+    reason.starts_with("budget:")
+}
+
+/// Where a probe waits for its turn to read: past the suite's budget deadline, a probe no
+/// started check needs is not read (its invariants become `skip`). Starting marks every
+/// invariant that reads it as started, so their other probes still run after the deadline.
+#[derive(Debug, Clone, Default)]
+struct Gate {
+    budget: Option<Budget>,
+    /// The started flags of the invariants that read this probe.
+    readers: Vec<Arc<AtomicBool>>,
+    /// Set when the budget stopped this probe.
+    spent: Arc<AtomicBool>,
+}
+
+impl Gate {
+    fn any_started(&self) -> bool {
+        self.readers.iter().any(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Past the deadline, with no reader started: the probe is not read.
+    fn stop(&self, b: &Budget) -> Option<String> {
+        if Instant::now() >= b.deadline && !self.any_started() {
+            self.spent.store(true, Ordering::SeqCst);
+            return Some(b.reason());
+        }
+        None
+    }
+
+    /// Takes a permit of `sem`, unless the budget runs out first.
+    async fn acquire(&self, sem: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, String> {
+        let permit = match &self.budget {
+            None => sem.acquire_owned().await.map_err(|e| e.to_string())?,
+            Some(b) => {
+                let acquire = sem.acquire_owned();
+                tokio::pin!(acquire);
+                tokio::select! {
+                    p = &mut acquire => p.map_err(|e| e.to_string())?,
+                    _ = tokio::time::sleep_until(b.deadline.into()) => {
+                        if let Some(reason) = self.stop(b) {
+                            return Err(reason);
+                        }
+                        acquire.await.map_err(|e| e.to_string())?
+                    }
+                }
+            }
+        };
+        if let Some(reason) = self.budget.as_ref().and_then(|b| self.stop(b)) {
+            return Err(reason);
+        }
+        for s in &self.readers {
+            s.store(true, Ordering::SeqCst);
+        }
+        Ok(permit)
     }
 }
 
