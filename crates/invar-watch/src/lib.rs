@@ -5,7 +5,13 @@
 //! - [`schedule`]: pure cron-in-a-zone arithmetic (DST gaps and folds) and misfire decisions.
 //! - [`status`]: the snapshot of suites and invariants that [`metrics`] and [`page`] render.
 
+pub mod api;
+pub mod clock;
 pub mod metrics;
 pub mod page;
+pub mod recorder;
 pub mod schedule;
+pub mod scheduler;
+pub mod serve;
 pub mod status;
+pub mod watcher;

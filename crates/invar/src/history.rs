@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Datelike, Utc};
 use invar_core::{Check, Config, Remembered, RunReport, StoreSpec};
-use invar_store::{IncidentQuery, RememberedState, ReportData, ResultQuery, RunQuery, Store};
+use invar_store::{IncidentQuery, ReportData, ResultQuery, RunQuery, Store};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -45,70 +45,18 @@ pub async fn load_remembered(
     store: &dyn Store,
     cfg: &Config,
 ) -> Result<HashMap<String, Vec<Remembered>>> {
-    let mut out = HashMap::new();
-    for inv in &cfg.invariants {
-        if !matches!(inv.check, Check::Transitions(_)) {
-            continue;
-        }
-        let states = store
-            .remembered(&inv.id)
-            .await
-            .with_context(|| format!("reading the states `{}` remembers", inv.id))?;
-        out.insert(
-            inv.id.clone(),
-            states
-                .into_iter()
-                .map(|s| Remembered {
-                    key: s.key,
-                    state: s.state,
-                    seen_at: s.seen_at,
-                })
-                .collect(),
-        );
-    }
-    Ok(out)
+    invar_watch::recorder::load_remembered(store, cfg).await
 }
 
-/// Records one run (one transaction with its incident transitions, outbox rows and the states
-/// `transitions` invariants remember), forgets keys unseen for longer than their `remember`,
-/// then tries every pending delivery within a bounded wait; what fails stays queued.
+/// Records one run (see [`invar_watch::recorder::record`]), then tries every pending delivery
+/// within a bounded wait; what fails stays queued for the next run.
 pub async fn record(
     store: &Arc<dyn Store>,
     cfg: &Config,
     report: &RunReport,
     remembered: HashMap<String, Vec<Remembered>>,
 ) -> Result<()> {
-    let mut states = Vec::new();
-    let mut forget = Vec::new();
-    for (id, list) in &remembered {
-        if let Some(inv) = cfg.invariant(id)
-            && let Check::Transitions(tc) = &inv.check
-        {
-            forget.push((id.clone(), tc.remember));
-        }
-        states.extend(list.iter().map(|r| RememberedState {
-            invariant: id.clone(),
-            key: r.key.clone(),
-            state: r.state.clone(),
-            seen_at: r.seen_at,
-        }));
-    }
-    let recorded = invar_alerts::record_run_with(store.as_ref(), cfg, report, states)
-        .await
-        .context("recording the run")?;
-    let now = DateTime::parse_from_rfc3339(&report.started_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
-    for (id, remember) in forget {
-        let before = now - chrono::Duration::from_std(remember).unwrap_or(chrono::Duration::MAX);
-        store
-            .forget_before(&id, before)
-            .await
-            .with_context(|| format!("forgetting old states of `{id}`"))?;
-    }
-    for e in &recorded.events {
-        tracing::info!(event = ?e, "incident");
-    }
+    invar_watch::recorder::record(store.as_ref(), cfg, report, remembered).await?;
     let outbox = invar_alerts::Outbox::new(store.clone(), &cfg.alerts);
     let flushed = outbox
         .flush(FLUSH_WAIT)
@@ -123,10 +71,6 @@ pub async fn record(
             flushed.pending, flushed.failed_attempts
         );
     }
-    store
-        .prune(cfg.retention, Utc::now())
-        .await
-        .context("pruning old history")?;
     Ok(())
 }
 

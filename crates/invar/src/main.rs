@@ -45,6 +45,13 @@ enum Command {
     Validate,
     /// Run a suite and report (exit 0 held, 1 failed, 2 automation error, 3 bad config).
     Run(RunArgs),
+    /// Run suites on their schedules and serve the API, /metrics and the status page until
+    /// SIGTERM (which lets running runs finish, then exits 0).
+    Watch {
+        /// Listen here instead of `server.listen`, e.g. `127.0.0.1:9000` (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
     /// Create a small SQLite application with seeded defects, its invar.yaml, and run it.
     Demo {
         /// Where to create `demo.db` and `invar.yaml` [default: the current directory]
@@ -204,12 +211,18 @@ fn main() -> ExitCode {
             };
         }
     };
+    // One-shot commands log warnings only; the watcher also logs what it runs.
+    let default_filter = match cli.command {
+        Command::Watch { .. } => "info,sqlx=error,hyper=warn,tower=warn",
+        _ => "warn,sqlx=error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("INVAR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code as u8),
@@ -260,6 +273,20 @@ fn real_main(cli: Cli) -> Result<i32> {
                 cfg.invariants.len(),
                 cfg.suites.len()
             );
+            Ok(0)
+        }
+        Command::Watch { listen } => {
+            let path = config_path(&cli);
+            let Some(cfg) = load(&path) else { return Ok(3) };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let opts = invar_watch::serve::WatchOptions {
+                listen: listen.clone(),
+                version: VERSION.to_string(),
+                clock: invar_watch::clock::Clock::from_env(),
+            };
+            rt.block_on(invar_watch::serve::watch(std::sync::Arc::new(cfg), opts))?;
             Ok(0)
         }
         Command::Run(args) => {

@@ -1,0 +1,524 @@
+//! The HTTP surface of `invar watch` (axum): `/healthz`, `/metrics`, the status page at `/`,
+//! `/openapi.json`, and the bearer-token API under `/api/v1` exactly as PRODUCT.md states it.
+//! The OpenAPI document is generated from the same route definitions that serve requests
+//! (utoipa-axum), so the two cannot drift apart.
+//!
+//! Errors are JSON `{"error": "..."}` with a message for the operator and no internals (no
+//! SQL, no store URL: store errors are logged and answered with a generic sentence).
+
+use crate::watcher::{RunError, Watcher};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use invar_store::{IncidentQuery, RunQuery, ViolationQuery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Request bodies larger than this are refused (413): a run request is a few ids.
+const BODY_LIMIT: usize = 64 * 1024;
+/// Page size when a request names none, and the most it may ask for.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+
+type AppState = Arc<Watcher>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "invar",
+        description = "The invar watcher's API: trigger runs and read the recorded history."
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "api", description = "Bearer token required (read or admin)"),
+         (name = "service", description = "No token"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An API error: status and a message safe to show.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError(status, msg.into())
+    }
+    /// A store failure: logged in full, answered without internals.
+    fn store(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "api: history store error");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the history store is unavailable; see the watcher's log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The error body of every non-2xx answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    error: String,
+}
+
+/// Who the bearer token says the caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Read,
+    Admin,
+}
+
+/// The router with every route, and the OpenAPI document generated from it.
+pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::new()
+        .routes(routes!(list_invariants))
+        .routes(routes!(create_run, list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(list_violations))
+        .routes(routes!(violation_stats))
+        .routes(routes!(get_violation))
+        .routes(routes!(list_incidents))
+        .route_layer(middleware::from_fn_with_state(watcher.clone(), auth));
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(status_page))
+        .nest("/api/v1", api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(watcher)
+        .split_for_parts();
+    doc.paths.add_path_operation(
+        "/openapi.json",
+        vec![utoipa::openapi::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .summary(Some("This document"))
+            .tag("service")
+            .response("200", utoipa::openapi::Response::new("OpenAPI 3.1 JSON")),
+    );
+    let served = Arc::new(doc.clone());
+    let router = router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let d = served.clone();
+                async move { Json(d.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        });
+    (router, doc)
+}
+
+/// Bearer-token check for `/api/v1`: 401 without a valid token; the role goes to the handler.
+async fn auth(State(w): State<AppState>, mut req: Request, next: Next) -> Response {
+    let server = &w.cfg.server;
+    if server.admin_token.is_none() && server.read_token.is_none() {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the API is disabled: set server.admin_token and/or server.read_token",
+        )
+        .into_response();
+    }
+    let given = bearer(req.headers());
+    let Some(given) = given else {
+        return unauthorized("missing bearer token (Authorization: Bearer TOKEN)");
+    };
+    // Both compared, always, in constant time: timing says nothing about which one matched.
+    let is = |t: &Option<invar_core::Secret>| -> bool {
+        t.as_ref()
+            .is_some_and(|t| bool::from(t.expose().as_bytes().ct_eq(given.as_bytes())))
+    };
+    let admin = is(&server.admin_token);
+    let read = is(&server.read_token);
+    let role = if admin {
+        Role::Admin
+    } else if read {
+        Role::Read
+    } else {
+        return unauthorized("invalid bearer token");
+    };
+    req.extensions_mut().insert(role);
+    next.run(req).await
+}
+
+fn unauthorized(msg: &str) -> Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+fn bearer(h: &HeaderMap) -> Option<String> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// Liveness and the dead-man's switch: 503 naming the overdue suites.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "Every scheduled suite ran on time", body = Value),
+              (status = 503, description = "Overdue suites, or the store is unavailable", body = Value)))]
+async fn healthz(State(w): State<AppState>) -> Response {
+    match w.overdue().await {
+        Ok(list) if list.is_empty() => Json(json!({ "status": "ok" })).into_response(),
+        Ok(list) => {
+            let overdue: Vec<Value> = list
+                .iter()
+                .map(|(s, t)| json!({ "suite": s, "due": t }))
+                .collect();
+            let names: Vec<String> = list.iter().map(|(s, _)| format!("`{s}`")).collect();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "overdue",
+                    "message": format!("overdue: {}", names.join(", ")),
+                    "overdue": overdue,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::store(e).into_response(),
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+async fn metrics(State(w): State<AppState>) -> Result<Response, ApiError> {
+    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&snap),
+    )
+        .into_response())
+}
+
+/// The status page (server-rendered HTML).
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+async fn status_page(State(w): State<AppState>) -> Result<Html<String>, ApiError> {
+    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    Ok(Html(crate::page::render(&snap)))
+}
+
+/// Every invariant of the config with its latest outcome and incident state.
+#[utoipa::path(get, path = "/invariants", tag = "api", security(("bearer" = [])),
+    responses((status = 200, body = Value), (status = 401, body = ErrorBody)))]
+async fn list_invariants(State(w): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    let items: Vec<Value> = w
+        .cfg
+        .invariants
+        .iter()
+        .zip(&snap.invariants)
+        .map(|(inv, st)| {
+            let suites: Vec<&str> = w
+                .cfg
+                .suites
+                .iter()
+                .filter(|s| s.selects(inv).unwrap_or(false))
+                .map(|s| s.name.as_str())
+                .collect();
+            json!({
+                "id": inv.id,
+                "title": inv.title,
+                "severity": inv.severity.as_str(),
+                "tags": inv.tags,
+                "runbook": inv.runbook,
+                "check": inv.check.kind(),
+                "sources": inv.check.sources(),
+                "suites": suites,
+                "incident": st.incident,
+                "incident_since": st.incident_since,
+                "last_outcome": st.last_outcome,
+                "last_run_at": st.last_run_at,
+                "violations": st.violations,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    /// The suite to run (default: the implicit `all`).
+    suite: Option<String>,
+    /// Run only these invariant ids.
+    #[serde(default)]
+    only: Vec<String>,
+}
+
+/// Runs a suite now and answers its report — the same document as `invar run --format json`.
+#[utoipa::path(post, path = "/runs", tag = "api", security(("bearer" = [])),
+    request_body(content = RunRequest, description = "Optional: `{}` runs the implicit suite `all`"),
+    responses((status = 200, description = "The run report", body = Value),
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "A read-only token", body = ErrorBody),
+              (status = 409, description = "The suite is running", body = ErrorBody),
+              (status = 422, description = "Unknown suite or invariant ids", body = ErrorBody)))]
+async fn create_run(
+    State(w): State<AppState>,
+    axum::Extension(role): axum::Extension<Role>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this token may only read: POST /api/v1/runs needs the admin token",
+        ));
+    }
+    let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RunRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "invalid run request: {e}; expected {{\"suite\": NAME, \"only\": [ID, …]}}"
+                ),
+            )
+        })?
+    };
+    let suite = req.suite.unwrap_or_else(|| "all".to_string());
+    match w.run_suite(&suite, req.only, "api").await {
+        Ok(report) => Ok(Json(
+            serde_json::to_value(&report).map_err(ApiError::store)?,
+        )),
+        Err(RunError::Busy) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("suite `{suite}` is already running; try again when it finishes"),
+        )),
+        Err(RunError::Unknown(m)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)),
+        Err(RunError::Failed(e)) => Err(ApiError::store(format!("{e:#}"))),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunsParams {
+    /// Only runs of this suite.
+    suite: Option<String>,
+    /// Only runs started at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Page cursor: runs started before this time (the `next_cursor` of the previous page).
+    cursor: Option<DateTime<Utc>>,
+    /// Page size (default 50, at most 1000).
+    limit: Option<u32>,
+}
+
+/// Recorded runs, newest first.
+#[utoipa::path(get, path = "/runs", tag = "api", security(("bearer" = [])), params(RunsParams),
+    responses((status = 200, description = "`{items, next_cursor}`", body = Value),
+              (status = 401, body = ErrorBody)))]
+async fn list_runs(
+    State(w): State<AppState>,
+    Query(p): Query<RunsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(p.limit);
+    let runs = w
+        .store
+        .runs(&RunQuery {
+            suite: p.suite,
+            since: p.since,
+            until: p.cursor,
+            limit,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    let next = (runs.len() == limit as usize)
+        .then(|| runs.last().map(|r| r.started_at))
+        .flatten();
+    Ok(Json(json!({ "items": runs, "next_cursor": next })))
+}
+
+/// One run as its report.
+#[utoipa::path(get, path = "/runs/{id}", tag = "api", security(("bearer" = [])),
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "The run report", body = Value),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_run(
+    State(w): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match w.store.run_report(&id).await.map_err(ApiError::store)? {
+        Some(r) => Ok(Json(serde_json::to_value(&r).map_err(ApiError::store)?)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no run `{id}`"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ViolationsParams {
+    /// Only violations of this invariant.
+    invariant: Option<String>,
+    /// Only violations of invariants of this severity.
+    severity: Option<String>,
+    /// Only violations recorded at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Page size (default 50, at most 1000).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Recorded violations, newest first, a page at a time.
+#[utoipa::path(get, path = "/violations", tag = "api", security(("bearer" = [])),
+    params(ViolationsParams),
+    responses((status = 200, description = "`{items, next_cursor}`", body = Value),
+              (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_violations(
+    State(w): State<AppState>,
+    Query(p): Query<ViolationsParams>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &p.severity
+        && !["critical", "major", "minor"].contains(&s.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown severity `{s}`: expected critical, major or minor"),
+        ));
+    }
+    if let Some(c) = &p.cursor
+        && c.parse::<i64>().is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid cursor `{c}`: pass the `next_cursor` of the previous page"),
+        ));
+    }
+    let page = w
+        .store
+        .violations(&ViolationQuery {
+            invariant: p.invariant,
+            severity: p.severity,
+            since: p.since,
+            limit: limit(p.limit),
+            cursor: p.cursor,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(
+        json!({ "items": page.items, "next_cursor": page.next_cursor }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StatsParams {
+    /// Only violations recorded at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+}
+
+/// Violation counts per invariant, with first and last times.
+#[utoipa::path(get, path = "/violations/stats", tag = "api", security(("bearer" = [])),
+    params(StatsParams),
+    responses((status = 200, body = Value), (status = 401, body = ErrorBody)))]
+async fn violation_stats(
+    State(w): State<AppState>,
+    Query(p): Query<StatsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let stats = w
+        .store
+        .violation_stats(p.since)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(serde_json::to_value(stats).map_err(ApiError::store)?))
+}
+
+/// One violation.
+#[utoipa::path(get, path = "/violations/{id}", tag = "api", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "violation id")),
+    responses((status = 200, body = Value), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn get_violation(
+    State(w): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    match w.store.violation(id).await.map_err(ApiError::store)? {
+        Some(v) => Ok(Json(serde_json::to_value(v).map_err(ApiError::store)?)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no violation {id}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct IncidentsParams {
+    /// Only open incidents.
+    open: Option<bool>,
+    /// Only incidents of this invariant (or `source:NAME`).
+    subject: Option<String>,
+    /// Only incidents opened at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// At most this many (default 50, at most 1000).
+    limit: Option<u32>,
+}
+
+/// Incidents, newest first.
+#[utoipa::path(get, path = "/incidents", tag = "api", security(("bearer" = [])),
+    params(IncidentsParams),
+    responses((status = 200, description = "`{items}`", body = Value),
+              (status = 401, body = ErrorBody)))]
+async fn list_incidents(
+    State(w): State<AppState>,
+    Query(p): Query<IncidentsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let items = w
+        .store
+        .incidents(&IncidentQuery {
+            open_only: p.open.unwrap_or(false),
+            subject: p.subject,
+            since: p.since,
+            limit: limit(p.limit),
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(json!({ "items": items })))
+}
+
+fn limit(l: Option<u32>) -> u32 {
+    l.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}

@@ -1,0 +1,85 @@
+//! Recording one run into the history store: the run with its incident transitions and outbox
+//! rows (one transaction), the states `transitions` invariants remember, forgetting keys unseen
+//! for longer than `remember`, and pruning what retention no longer keeps. Shared by
+//! `invar run` and `invar watch`; delivering the outbox is the caller's business (a bounded
+//! flush for one-shot commands, the outbox worker for the watcher).
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use invar_core::{Check, Config, Remembered, RunReport};
+use invar_store::{Recorded, RememberedState, Store};
+use std::collections::HashMap;
+
+/// The states every `transitions` invariant of the config remembers, by invariant id.
+pub async fn load_remembered(
+    store: &dyn Store,
+    cfg: &Config,
+) -> Result<HashMap<String, Vec<Remembered>>> {
+    let mut out = HashMap::new();
+    for inv in &cfg.invariants {
+        if !matches!(inv.check, Check::Transitions(_)) {
+            continue;
+        }
+        let states = store
+            .remembered(&inv.id)
+            .await
+            .with_context(|| format!("reading the states `{}` remembers", inv.id))?;
+        out.insert(
+            inv.id.clone(),
+            states
+                .into_iter()
+                .map(|s| Remembered {
+                    key: s.key,
+                    state: s.state,
+                    seen_at: s.seen_at,
+                })
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// Records one run and what follows from it, except delivery (see the module doc).
+pub async fn record(
+    store: &dyn Store,
+    cfg: &Config,
+    report: &RunReport,
+    remembered: HashMap<String, Vec<Remembered>>,
+) -> Result<Recorded> {
+    let mut states = Vec::new();
+    let mut forget = Vec::new();
+    for (id, list) in &remembered {
+        if let Some(inv) = cfg.invariant(id)
+            && let Check::Transitions(tc) = &inv.check
+        {
+            forget.push((id.clone(), tc.remember));
+        }
+        states.extend(list.iter().map(|r| RememberedState {
+            invariant: id.clone(),
+            key: r.key.clone(),
+            state: r.state.clone(),
+            seen_at: r.seen_at,
+        }));
+    }
+    let recorded = invar_alerts::record_run_with(store, cfg, report, states)
+        .await
+        .context("recording the run")?;
+    let now = DateTime::parse_from_rfc3339(&report.started_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    for (id, remember) in forget {
+        let before = now - chrono::Duration::from_std(remember).unwrap_or(chrono::Duration::MAX);
+        store
+            .forget_before(&id, before)
+            .await
+            .with_context(|| format!("forgetting old states of `{id}`"))?;
+    }
+    for e in &recorded.events {
+        tracing::info!(event = ?e, "incident");
+    }
+    store
+        .prune(cfg.retention, Utc::now())
+        .await
+        .context("pruning old history")?;
+    Ok(recorded)
+}
