@@ -53,4 +53,14 @@ fi
 # `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`). Debian's package, into the system python.
 if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then apt_install python3-aiosmtpd; fi
 
-echo "ensure-services: postgres, mariadb and redis are up; aiosmtpd is installed"
+# Tools for invar-watch's tests: `promtool check metrics` lints `/metrics` (Debian ships it in
+# `prometheus`, at /usr/bin/promtool), and headless Chromium renders the status page
+# (/usr/bin/chromium) for its DOM and a phone-sized screenshot.
+if ! have promtool && [ ! -x /usr/bin/promtool ]; then apt_install prometheus; fi
+if ! have promtool && [ ! -x /usr/bin/promtool ]; then
+  echo "ensure-services: promtool is missing after installing prometheus" >&2
+  exit 1
+fi
+if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+
+echo "ensure-services: postgres, mariadb and redis are up; aiosmtpd, promtool and chromium are installed"
