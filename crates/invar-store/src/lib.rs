@@ -81,15 +81,34 @@ pub trait Store: Send + Sync {
     /// Incidents, newest first.
     fn incidents<'a>(&'a self, q: &'a IncidentQuery) -> BoxFuture<'a, Result<Vec<IncidentRow>>>;
 
-    /// Violations, newest first, a page at a time (`cursor` from the previous page).
+    /// Violations, newest first (by `at`, then by id), a page at a time (`cursor` from the
+    /// previous page: the id of its last row). A cursor whose row was pruned meanwhile ends the
+    /// listing (everything older was pruned with it).
     fn violations<'a>(&'a self, q: &'a ViolationQuery)
     -> BoxFuture<'a, Result<Page<ViolationRow>>>;
+
+    /// One violation by id.
+    fn violation(&self, id: i64) -> BoxFuture<'_, Result<Option<ViolationRow>>>;
+
+    /// Stored violations per invariant and severity (most first), with totals; all of them or
+    /// those at or after `since`.
+    fn violation_stats(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'_, Result<ViolationStats>>;
+
+    /// For each invariant with recorded results: its `per_invariant` most recent results,
+    /// newest first.
+    fn latest_outcomes(
+        &self,
+        per_invariant: u32,
+    ) -> BoxFuture<'_, Result<BTreeMap<String, Vec<OutcomeAt>>>>;
 
     /// The audit over `[from, to)`.
     fn report(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BoxFuture<'_, Result<ReportData>>;
 
     /// Deletes what `retention` no longer keeps. Pending deliveries and open incidents are
-    /// never pruned.
+    /// never pruned; claimed schedule ticks age like runs, but each suite keeps its latest.
     fn prune(&self, retention: Retention, now: DateTime<Utc>)
     -> BoxFuture<'_, Result<PruneCounts>>;
 
@@ -129,6 +148,36 @@ pub trait Store: Send + Sync {
 
     /// Every attempt of one delivery, in order.
     fn attempts<'a>(&'a self, delivery_id: &'a str) -> BoxFuture<'a, Result<Vec<AttemptRecord>>>;
+
+    /// Delivered and pending outbox rows, and failed attempts, counted in one statement.
+    fn delivery_counts(&self) -> BoxFuture<'_, Result<DeliveryCounts>>;
+
+    /// Claims the scheduled `tick` of `suite` for `owner`: true for exactly one caller across
+    /// every process sharing the store, false for all others (whoever claimed it first).
+    fn claim_tick<'a>(
+        &'a self,
+        suite: &'a str,
+        tick: DateTime<Utc>,
+        owner: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// The latest tick of `suite` anyone claimed.
+    fn last_tick<'a>(&'a self, suite: &'a str) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>>;
+
+    /// Takes or extends the named lease until `until`: true when it was free, expired
+    /// (`until <= now`) or already held by `owner`; false while another owner holds it.
+    /// One statement, race-free across processes.
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Releases the named lease if `owner` holds it; otherwise does nothing.
+    fn release_lease<'a>(&'a self, name: &'a str, owner: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 /// Opens (creating and migrating) the store a config names.

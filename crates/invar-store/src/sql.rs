@@ -751,6 +751,19 @@ macro_rules! store_impl {
                 })
             }
 
+            /// `id, run_id, invariant_id, severity, at, observed`.
+            fn violation_row(row: &<$db as sqlx::Database>::Row) -> Result<ViolationRow> {
+                let obs: String = row.try_get(5).map_err(db)?;
+                Ok(ViolationRow {
+                    id: row.try_get(0).map_err(db)?,
+                    run_id: row.try_get(1).map_err(db)?,
+                    invariant: row.try_get(2).map_err(db)?,
+                    severity: row.try_get(3).map_err(db)?,
+                    at: from_ms(row.try_get(4).map_err(db)?),
+                    observed: serde_json::from_str(&obs).map_err(decode)?,
+                })
+            }
+
             fn delivery_row(row: &<$db as sqlx::Database>::Row) -> Result<Delivery> {
                 let payload: String = row.try_get(6).map_err(db)?;
                 let status: String = row.try_get(8).map_err(db)?;
@@ -1006,35 +1019,46 @@ macro_rules! store_impl {
                     if let Some(t) = q.since {
                         f.add("at >= {}", Arg::I(ms(t)));
                     }
-                    if let Some(c) = &q.cursor {
-                        let id: i64 = c
-                            .parse()
-                            .map_err(|_| StoreError::Db(format!("invalid cursor `{c}`")))?;
-                        f.add("id < {}", Arg::I(id));
-                    }
                     let limit = limit_of(q.limit);
-                    let sql = format!(
-                        "SELECT id, run_id, invariant_id, severity, at, observed FROM violations {} \
-                         ORDER BY id DESC LIMIT {}",
-                        f.where_sql(),
-                        limit + 1
-                    );
+                    let cols = "id, run_id, invariant_id, severity, at, observed";
+                    let order = format!("ORDER BY at DESC, id DESC LIMIT {}", limit + 1);
+                    let sql = match &q.cursor {
+                        None => format!("SELECT {cols} FROM violations {} {order}", f.where_sql()),
+                        Some(c) => {
+                            let id: i64 = c
+                                .parse()
+                                .map_err(|_| StoreError::Db(format!("invalid cursor `{c}`")))?;
+                            // After the cursor's row in (at, id) order: the rest of its `at`,
+                            // then everything older — two index range scans. (A row-value
+                            // `(at, id) < (…)` makes SQLite seek on `at` alone and step over
+                            // every row of that `at` it already served: a big run's pages
+                            // would get slower and slower.)
+                            let n = f.next();
+                            f.args.push(Arg::I(id));
+                            let at = format!("(SELECT at FROM violations WHERE id = ${n})");
+                            let branch = |cond: String| {
+                                let mut clauses = f.clauses.clone();
+                                clauses.push(cond);
+                                format!(
+                                    "SELECT * FROM (SELECT {cols} FROM violations WHERE {} {order})",
+                                    clauses.join(" AND ")
+                                )
+                            };
+                            format!(
+                                "{} a UNION ALL {} b {order}",
+                                branch(format!("at = {at} AND id < ${n}")),
+                                branch(format!("at < {at}")),
+                            )
+                        }
+                    };
                     let rows = Self::bind_args(sqlx::query(AssertSqlSafe(sql)), &f.args)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(db)?;
-                    let mut items = Vec::with_capacity(rows.len());
-                    for r in &rows {
-                        let obs: String = r.try_get(5).map_err(db)?;
-                        items.push(ViolationRow {
-                            id: r.try_get(0).map_err(db)?,
-                            run_id: r.try_get(1).map_err(db)?,
-                            invariant: r.try_get(2).map_err(db)?,
-                            severity: r.try_get(3).map_err(db)?,
-                            at: from_ms(r.try_get(4).map_err(db)?),
-                            observed: serde_json::from_str(&obs).map_err(decode)?,
-                        });
-                    }
+                    let mut items = rows
+                        .iter()
+                        .map(Self::violation_row)
+                        .collect::<Result<Vec<_>>>()?;
                     let next_cursor = if items.len() as i64 > limit {
                         items.truncate(limit as usize);
                         items.last().map(|v| v.id.to_string())
@@ -1279,6 +1303,14 @@ macro_rules! store_impl {
                         runs_cut,
                     )
                     .await?;
+                    // Claimed ticks age like runs, but each suite keeps its latest: `last_tick`
+                    // decides misfires and the dead-man's switch.
+                    exec(
+                        "DELETE FROM schedule_ticks WHERE tick < $1 AND tick < \
+                         (SELECT max(t.tick) FROM schedule_ticks t WHERE t.suite = schedule_ticks.suite)",
+                        runs_cut,
+                    )
+                    .await?;
                     tx.commit().await.map_err(db)?;
                     Ok(PruneCounts { runs, results, violations, incidents, deliveries })
                 })
@@ -1451,6 +1483,206 @@ macro_rules! store_impl {
                         .await
                         .map_err(db)?;
                     rows.iter().map(Self::delivery_row).collect()
+                })
+            }
+
+            fn violation(&self, id: i64) -> BoxFuture<'_, Result<Option<ViolationRow>>> {
+                Box::pin(async move {
+                    sqlx::query(
+                        "SELECT id, run_id, invariant_id, severity, at, observed FROM violations \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .as_ref()
+                    .map(Self::violation_row)
+                    .transpose()
+                })
+            }
+
+            fn violation_stats(
+                &self,
+                since: Option<DateTime<Utc>>,
+            ) -> BoxFuture<'_, Result<ViolationStats>> {
+                Box::pin(async move {
+                    let mut f = Filter::default();
+                    if let Some(t) = since {
+                        f.add("at >= {}", Arg::I(ms(t)));
+                    }
+                    let sql = format!(
+                        "SELECT invariant_id, severity, count(*), min(at), max(at) FROM violations {} \
+                         GROUP BY invariant_id, severity \
+                         ORDER BY count(*) DESC, invariant_id, severity",
+                        f.where_sql()
+                    );
+                    let rows = Self::bind_args(sqlx::query(AssertSqlSafe(sql)), &f.args)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    let mut stats = ViolationStats { since, ..ViolationStats::default() };
+                    for r in &rows {
+                        let s = InvariantViolationStats {
+                            id: r.try_get(0).map_err(db)?,
+                            severity: r.try_get(1).map_err(db)?,
+                            count: r.try_get::<i64, _>(2).map_err(db)?.max(0) as u64,
+                            first_at: from_ms(r.try_get(3).map_err(db)?),
+                            last_at: from_ms(r.try_get(4).map_err(db)?),
+                        };
+                        stats.total += s.count;
+                        *stats.by_severity.entry(s.severity.clone()).or_default() += s.count;
+                        stats.invariants.push(s);
+                    }
+                    Ok(stats)
+                })
+            }
+
+            fn latest_outcomes(
+                &self,
+                per_invariant: u32,
+            ) -> BoxFuture<'_, Result<BTreeMap<String, Vec<OutcomeAt>>>> {
+                Box::pin(async move {
+                    let mut out: BTreeMap<String, Vec<OutcomeAt>> = BTreeMap::new();
+                    if per_invariant == 0 {
+                        return Ok(out);
+                    }
+                    let n = i64::from(per_invariant.min(10_000));
+                    // A window over the whole of `results` sorts every row ever kept (seconds
+                    // at a million). Instead: the distinct invariants by a loose index scan
+                    // (`inv`), each one's N-th newest start time by an index probe (`bound`),
+                    // and the window only over the rows from there on — all through
+                    // `results_invariant_started`.
+                    let rows = sqlx::query(
+                        "WITH RECURSIVE inv(id) AS ( \
+                             SELECT min(invariant_id) FROM results \
+                             UNION ALL \
+                             SELECT (SELECT min(r.invariant_id) FROM results r WHERE r.invariant_id > inv.id) \
+                             FROM inv WHERE inv.id IS NOT NULL \
+                         ), bound(id, since) AS ( \
+                             SELECT inv.id, COALESCE((SELECT x.started_at FROM results x \
+                                 WHERE x.invariant_id = inv.id \
+                                 ORDER BY x.started_at DESC LIMIT 1 OFFSET $1), $3) \
+                             FROM inv WHERE inv.id IS NOT NULL \
+                         ) \
+                         SELECT invariant_id, run_id, started_at, outcome, reason, violations_total FROM ( \
+                             SELECT r.invariant_id, r.run_id, r.started_at, r.outcome, r.reason, \
+                                 r.violations_total, ROW_NUMBER() OVER (PARTITION BY r.invariant_id \
+                                 ORDER BY r.started_at DESC, r.run_id DESC, r.seq DESC) AS rn \
+                             FROM bound b JOIN results r \
+                                 ON r.invariant_id = b.id AND r.started_at >= b.since \
+                         ) c WHERE rn <= $2 ORDER BY invariant_id, rn",
+                    )
+                    .bind(n - 1)
+                    .bind(n)
+                    .bind(i64::MIN)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    for r in &rows {
+                        let id: String = r.try_get(0).map_err(db)?;
+                        out.entry(id).or_default().push(OutcomeAt {
+                            run_id: r.try_get(1).map_err(db)?,
+                            started_at: from_ms(r.try_get(2).map_err(db)?),
+                            outcome: r.try_get(3).map_err(db)?,
+                            reason: r.try_get(4).map_err(db)?,
+                            violations_total: r.try_get::<i64, _>(5).map_err(db)?.max(0) as u64,
+                        });
+                    }
+                    Ok(out)
+                })
+            }
+
+            fn delivery_counts(&self) -> BoxFuture<'_, Result<DeliveryCounts>> {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "SELECT (SELECT count(*) FROM outbox WHERE status = 'delivered'), \
+                         (SELECT count(*) FROM delivery_attempts WHERE NOT ok), \
+                         (SELECT count(*) FROM outbox WHERE status = 'pending')",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    let n = |i: usize| -> Result<u64> {
+                        Ok(r.try_get::<i64, _>(i).map_err(db)?.max(0) as u64)
+                    };
+                    Ok(DeliveryCounts { delivered: n(0)?, failed_attempts: n(1)?, pending: n(2)? })
+                })
+            }
+
+            fn claim_tick<'a>(
+                &'a self,
+                suite: &'a str,
+                tick: DateTime<Utc>,
+                owner: &'a str,
+                now: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<bool>> {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "INSERT INTO schedule_ticks (suite, tick, owner, claimed_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (suite, tick) DO NOTHING",
+                    )
+                    .bind(suite)
+                    .bind(ms(tick))
+                    .bind(owner)
+                    .bind(ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            }
+
+            fn last_tick<'a>(&'a self, suite: &'a str) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>> {
+                Box::pin(async move {
+                    let r = sqlx::query("SELECT max(tick) FROM schedule_ticks WHERE suite = $1")
+                        .bind(suite)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(r.try_get::<Option<i64>, _>(0).map_err(db)?.map(from_ms))
+                })
+            }
+
+            fn acquire_lease<'a>(
+                &'a self,
+                name: &'a str,
+                owner: &'a str,
+                until: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<bool>> {
+                Box::pin(async move {
+                    // The conflict update's WHERE is evaluated on the row as it stands once
+                    // locked (Postgres) or under the write lock (SQLite): zero rows means
+                    // another owner holds an unexpired lease.
+                    let n = sqlx::query(
+                        "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE \
+                         SET owner = excluded.owner, expires_at = excluded.expires_at \
+                         WHERE leases.expires_at <= $4 OR leases.owner = excluded.owner",
+                    )
+                    .bind(name)
+                    .bind(owner)
+                    .bind(ms(until))
+                    .bind(ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            }
+
+            fn release_lease<'a>(&'a self, name: &'a str, owner: &'a str) -> BoxFuture<'a, Result<()>> {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM leases WHERE name = $1 AND owner = $2")
+                        .bind(name)
+                        .bind(owner)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
                 })
             }
 

@@ -304,6 +304,50 @@ pub struct AttemptRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// Stored violations of one invariant at one severity (an invariant whose severity changed
+/// has a row per severity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantViolationStats {
+    pub id: String,
+    pub severity: String,
+    pub count: u64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Counts of the stored violations (as recorded, capped per result like the reports), since a
+/// time or over everything retention kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationStats {
+    pub since: Option<DateTime<Utc>>,
+    pub total: u64,
+    /// By severity name.
+    pub by_severity: BTreeMap<String, u64>,
+    /// Most violations first (ties by id, then severity).
+    pub invariants: Vec<InvariantViolationStats>,
+}
+
+/// One recorded result of an invariant, for the status page's strip of recent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeAt {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    /// `pass`, `warn`, `fail`, `skip` or `error`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub violations_total: u64,
+}
+
+/// Alert deliveries as the outbox holds them (until retention prunes delivered ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryCounts {
+    pub delivered: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed_attempts: u64,
+    /// Waiting for a first or next attempt.
+    pub pending: u64,
+}
+
 /// Skip reasons grouped for the report.
 pub fn skip_category(reason: Option<&str>) -> &'static str {
     let r = reason.unwrap_or("").to_ascii_lowercase();

@@ -9,6 +9,7 @@ use invar_core::{
 use invar_store::*;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn t0() -> DateTime<Utc> {
@@ -165,6 +166,15 @@ async fn story(store: &dyn Store) {
     let h = TimeDelta::hours(1);
     assert!(store.runs(&RunQuery::default()).await.unwrap().is_empty());
     assert!(store.incident_states().await.unwrap().is_empty());
+    assert!(store.latest_outcomes(20).await.unwrap().is_empty());
+    assert_eq!(
+        store.violation_stats(None).await.unwrap(),
+        ViolationStats::default()
+    );
+    assert_eq!(
+        store.delivery_counts().await.unwrap(),
+        DeliveryCounts::default()
+    );
 
     // Run 1: A fails with 3 violations, B passes vacuously, C is skipped by its cost guard,
     // D errors because source `app` is down.
@@ -320,6 +330,73 @@ async fn story(store: &dyn Store) {
     };
     assert_eq!(store.violations(&recent).await.unwrap().items.len(), 1);
 
+    // One violation by id.
+    let v = &p1.items[0];
+    assert_eq!(store.violation(v.id).await.unwrap().as_ref(), Some(v));
+    assert_eq!(store.violation(-1).await.unwrap(), None);
+
+    // Violation counts per invariant and severity, all time and since.
+    let stats = store.violation_stats(None).await.unwrap();
+    assert_eq!(stats.total, 4);
+    assert_eq!(
+        stats.by_severity,
+        BTreeMap::from([("critical".to_string(), 4)])
+    );
+    assert_eq!(
+        stats.invariants,
+        [InvariantViolationStats {
+            id: "A".into(),
+            severity: "critical".into(),
+            count: 4,
+            first_at: t0(),
+            last_at: t0() + h * 2,
+        }]
+    );
+    let stats = store.violation_stats(Some(t0() + h)).await.unwrap();
+    assert_eq!(stats.since, Some(t0() + h));
+    assert_eq!(
+        (
+            stats.total,
+            stats.invariants[0].count,
+            stats.invariants[0].first_at
+        ),
+        (1, 1, t0() + h * 2)
+    );
+
+    // The latest outcomes of each invariant, newest first.
+    let latest = store.latest_outcomes(2).await.unwrap();
+    assert_eq!(latest.keys().collect::<Vec<_>>(), ["A", "B", "C", "D"]);
+    assert_eq!(
+        latest["A"],
+        [
+            OutcomeAt {
+                run_id: "run-3".into(),
+                started_at: t0() + h * 2,
+                outcome: "fail".into(),
+                reason: None,
+                violations_total: 1,
+            },
+            OutcomeAt {
+                run_id: "run-2".into(),
+                started_at: t0() + h,
+                outcome: "pass".into(),
+                reason: None,
+                violations_total: 0,
+            },
+        ]
+    );
+    assert_eq!(latest["C"].len(), 1);
+    assert_eq!(latest["C"][0].outcome, "skip");
+    assert_eq!(
+        latest["C"][0].reason.as_deref(),
+        Some("cost guard: `source.size_bytes > 5GB` held")
+    );
+    assert_eq!(
+        store.latest_outcomes(1).await.unwrap()["A"][0].run_id,
+        "run-3"
+    );
+    assert!(store.latest_outcomes(0).await.unwrap().is_empty());
+
     // The outbox: one row per notice, in order; a lease keeps a second worker off.
     let pending = store.pending(None, 0).await.unwrap();
     let notices: Vec<(&str, &str)> = pending
@@ -420,6 +497,14 @@ async fn story(store: &dyn Store) {
         [(1, false, Some(503)), (2, true, Some(200))]
     );
     assert_eq!(store.pending(None, 0).await.unwrap().len(), 3);
+    assert_eq!(
+        store.delivery_counts().await.unwrap(),
+        DeliveryCounts {
+            delivered: 1,
+            failed_attempts: 1,
+            pending: 3
+        }
+    );
 
     // The planner sees who was notified of open incidents.
     let seen = std::sync::Mutex::new(None);
@@ -636,5 +721,437 @@ async fn postgres_story() {
     };
     assert_eq!(store.backend(), "postgres");
     story(&store).await;
+    store.drop_schema(&schema).await.unwrap();
+}
+
+/// Ticks and leases, seen by two handles on one store (`a` and `b`: two pools, as two
+/// replicas would have).
+async fn schedule_and_leases(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let stores = [a.clone(), b.clone()];
+    let now = t0();
+    assert_eq!(a.last_tick("nightly").await.unwrap(), None);
+
+    // Many claimants of one tick at once, through both handles: exactly one wins. Five ticks
+    // in a row, to give a race a chance to show.
+    for k in 0..5 {
+        let tick = t0() + TimeDelta::hours(k);
+        let winners = race(&stores, 24, move |store, i| async move {
+            store
+                .claim_tick("nightly", tick, &format!("w{i}"), now)
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(winners, 1, "tick {k}");
+        assert_eq!(b.last_tick("nightly").await.unwrap(), Some(tick));
+    }
+    let last = t0() + TimeDelta::hours(4);
+    // A claimed tick stays claimed; claiming a missed earlier tick does not move the latest.
+    assert!(!a.claim_tick("nightly", last, "late", now).await.unwrap());
+    assert!(
+        a.claim_tick("nightly", t0() - TimeDelta::hours(1), "w0", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(a.last_tick("nightly").await.unwrap(), Some(last));
+    // Suites are independent.
+    assert_eq!(a.last_tick("weekly").await.unwrap(), None);
+    assert!(a.claim_tick("weekly", last, "w0", now).await.unwrap());
+
+    // Retention ages ticks like runs but keeps each suite's latest.
+    let week = Duration::from_secs(7 * 86_400);
+    a.prune(
+        Retention {
+            runs: Duration::from_secs(86_400),
+            violations: week,
+        },
+        t0() + TimeDelta::days(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.last_tick("nightly").await.unwrap(), Some(last));
+    assert_eq!(a.last_tick("weekly").await.unwrap(), Some(last));
+    // (So a pruned tick, days old, could be claimed again.)
+    assert!(a.claim_tick("nightly", t0(), "w1", now).await.unwrap());
+    assert!(!a.claim_tick("nightly", last, "w1", now).await.unwrap());
+
+    // Leases: one winner among many at once.
+    let until = now + TimeDelta::seconds(30);
+    let winners = race(&stores, 24, move |store, i| async move {
+        store
+            .acquire_lease("suite:nightly", &format!("w{i}"), until, now)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(winners, 1);
+    // Who won? Only the holder can extend it.
+    let mut holder = None;
+    for i in 0..24 {
+        let owner = format!("w{i}");
+        if a.acquire_lease("suite:nightly", &owner, until + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+        {
+            assert!(holder.is_none(), "two holders");
+            holder = Some(owner);
+        }
+    }
+    let holder = holder.expect("a holder");
+    let other = if holder == "w0" { "w1" } else { "w0" };
+    let until = until + TimeDelta::seconds(30);
+    // Another owner cannot take it before it expires, nor release it.
+    assert!(
+        !b.acquire_lease(
+            "suite:nightly",
+            other,
+            until,
+            until - TimeDelta::milliseconds(1)
+        )
+        .await
+        .unwrap()
+    );
+    b.release_lease("suite:nightly", other).await.unwrap();
+    assert!(
+        !b.acquire_lease("suite:nightly", other, until + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+    );
+    // Other names are other leases.
+    assert!(
+        b.acquire_lease("suite:weekly", other, until, now)
+            .await
+            .unwrap()
+    );
+    // Expired (`until <= now`): the next one takes it, and then holds it.
+    assert!(
+        b.acquire_lease(
+            "suite:nightly",
+            other,
+            until + TimeDelta::seconds(30),
+            until
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !a.acquire_lease(
+            "suite:nightly",
+            &holder,
+            until + TimeDelta::seconds(60),
+            until
+        )
+        .await
+        .unwrap()
+    );
+    // Released by its owner: free at once.
+    b.release_lease("suite:nightly", other).await.unwrap();
+    assert!(
+        a.acquire_lease(
+            "suite:nightly",
+            &holder,
+            until + TimeDelta::seconds(30),
+            until
+        )
+        .await
+        .unwrap()
+    );
+    // After expiry, many at once: again one winner.
+    let later = until + TimeDelta::minutes(5);
+    let winners = race(&stores, 24, move |store, i| async move {
+        store
+            .acquire_lease(
+                "suite:nightly",
+                &format!("x{i}"),
+                later + TimeDelta::seconds(30),
+                later,
+            )
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(winners, 1);
+}
+
+/// Runs `n` tasks at once (released together by a barrier), alternating between the stores;
+/// returns how many returned true.
+async fn race<F, Fut>(stores: &[Arc<dyn Store>; 2], n: usize, f: F) -> usize
+where
+    F: Fn(Arc<dyn Store>, usize) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let fut = f(stores[i % 2].clone(), i);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            fut.await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    won
+}
+
+/// Records a run with no incident planning.
+async fn record_plain(store: &dyn Store, r: &RunReport) {
+    let none = |_: &PlanInput| Plan::default();
+    store
+        .record_run(
+            &RunRecord {
+                report: r,
+                sources: vec![],
+                remembered: vec![],
+            },
+            &none,
+        )
+        .await
+        .unwrap();
+}
+
+/// Every page of `q`, checking each page's size and that pages follow on.
+async fn all_pages(store: &dyn Store, mut q: ViolationQuery) -> Vec<ViolationRow> {
+    let mut out: Vec<ViolationRow> = Vec::new();
+    loop {
+        let page = store.violations(&q).await.unwrap();
+        assert!(page.items.len() <= q.limit as usize);
+        if page.next_cursor.is_some() {
+            assert_eq!(page.items.len(), q.limit as usize);
+        }
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Violation pages under every filter, stats and recent outcomes over several runs, one of
+/// them recorded late (so id order and time order differ).
+async fn watch_reads(store: &dyn Store) {
+    let m = TimeDelta::minutes(1);
+    let run = |n: i64, x: usize, y: usize| {
+        let mut ry = result(
+            "Y",
+            if y > 0 { Outcome::Fail } else { Outcome::Pass },
+            None,
+            y,
+        );
+        ry.severity = "minor".into();
+        let rx = result(
+            "X",
+            if x > 0 { Outcome::Fail } else { Outcome::Pass },
+            None,
+            x,
+        );
+        report(
+            &format!("run-{n}"),
+            "gate",
+            t0() + m * n as i32,
+            vec![rx, ry],
+            &[],
+        )
+    };
+    // Runs at minutes 0, 2, 3, 4, then minute 1 recorded last; one big run of 120.
+    for (n, x, y) in [(0, 7, 3), (2, 0, 2), (3, 120, 1), (4, 5, 0), (1, 4, 4)] {
+        record_plain(store, &run(n, x, y)).await;
+    }
+    let every = all_pages(
+        store,
+        ViolationQuery {
+            limit: 1000,
+            ..ViolationQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(every.len(), 7 + 3 + 2 + 120 + 1 + 5 + 4 + 4);
+    // Newest first by time, then id: the late run sits at its minute.
+    for w in every.windows(2) {
+        assert!((w[0].at, w[0].id) > (w[1].at, w[1].id), "{w:?}");
+    }
+    assert_eq!(every[0].run_id, "run-4");
+    assert_eq!(every.last().unwrap().run_id, "run-0");
+    let minute_1: Vec<&str> = every
+        .iter()
+        .filter(|v| v.at == t0() + m)
+        .map(|v| v.run_id.as_str())
+        .collect();
+    assert_eq!(minute_1, ["run-1"; 8]);
+
+    // Every filter, paged in small pages, gives exactly the filtered full listing.
+    let queries = [
+        ViolationQuery::default(),
+        ViolationQuery {
+            invariant: Some("X".into()),
+            ..ViolationQuery::default()
+        },
+        ViolationQuery {
+            severity: Some("minor".into()),
+            ..ViolationQuery::default()
+        },
+        ViolationQuery {
+            since: Some(t0() + m * 2),
+            ..ViolationQuery::default()
+        },
+        ViolationQuery {
+            invariant: Some("X".into()),
+            severity: Some("critical".into()),
+            since: Some(t0() + m),
+            ..ViolationQuery::default()
+        },
+        ViolationQuery {
+            invariant: Some("Y".into()),
+            severity: Some("critical".into()),
+            ..ViolationQuery::default()
+        },
+    ];
+    for base in queries {
+        let want: Vec<&ViolationRow> = every
+            .iter()
+            .filter(|v| base.invariant.as_ref().is_none_or(|i| &v.invariant == i))
+            .filter(|v| base.severity.as_ref().is_none_or(|s| &v.severity == s))
+            .filter(|v| base.since.is_none_or(|t| v.at >= t))
+            .collect();
+        for limit in [1, 3, 50] {
+            let got = all_pages(
+                store,
+                ViolationQuery {
+                    limit,
+                    ..base.clone()
+                },
+            )
+            .await;
+            assert_eq!(
+                got.iter().collect::<Vec<_>>(),
+                want,
+                "{base:?} limit {limit}"
+            );
+        }
+    }
+    // Default page size 50; a cursor whose row is gone ends the listing.
+    let first = store.violations(&ViolationQuery::default()).await.unwrap();
+    assert_eq!(first.items.len(), 50);
+    assert_eq!(
+        first.next_cursor.as_deref(),
+        Some(every[49].id.to_string().as_str())
+    );
+    let gone = ViolationQuery {
+        cursor: Some("999999".into()),
+        ..ViolationQuery::default()
+    };
+    assert_eq!(
+        store.violations(&gone).await.unwrap(),
+        Page {
+            items: vec![],
+            next_cursor: None
+        }
+    );
+    let bad = ViolationQuery {
+        cursor: Some("abc".into()),
+        ..ViolationQuery::default()
+    };
+    assert!(store.violations(&bad).await.is_err());
+    for v in [&every[0], &every[60], every.last().unwrap()] {
+        assert_eq!(store.violation(v.id).await.unwrap().as_ref(), Some(v));
+    }
+
+    // Stats: most first, with first and last times.
+    let stats = store.violation_stats(None).await.unwrap();
+    assert_eq!(stats.total, every.len() as u64);
+    assert_eq!(
+        stats.by_severity,
+        BTreeMap::from([("critical".to_string(), 136), ("minor".to_string(), 10)])
+    );
+    let row = |id: &str, severity: &str, count, first_at, last_at| InvariantViolationStats {
+        id: id.into(),
+        severity: severity.into(),
+        count,
+        first_at,
+        last_at,
+    };
+    assert_eq!(
+        stats.invariants,
+        [
+            row("X", "critical", 136, t0(), t0() + m * 4),
+            row("Y", "minor", 10, t0(), t0() + m * 3),
+        ]
+    );
+    let since = store.violation_stats(Some(t0() + m * 3)).await.unwrap();
+    assert_eq!(since.total, 126);
+    assert_eq!(since.invariants[0].first_at, t0() + m * 3);
+    assert_eq!(since.invariants[1].count, 1);
+
+    // Recent outcomes, newest first by start time whatever the recording order.
+    let latest = store.latest_outcomes(3).await.unwrap();
+    let strip = |id: &str| -> Vec<(String, String, u64)> {
+        latest[id]
+            .iter()
+            .map(|o| (o.run_id.clone(), o.outcome.clone(), o.violations_total))
+            .collect()
+    };
+    let s = |r: &str, o: &str, n: u64| (r.to_string(), o.to_string(), n);
+    assert_eq!(
+        strip("X"),
+        [
+            s("run-4", "fail", 5),
+            s("run-3", "fail", 120),
+            s("run-2", "pass", 0)
+        ]
+    );
+    assert_eq!(
+        strip("Y"),
+        [
+            s("run-4", "pass", 0),
+            s("run-3", "fail", 1),
+            s("run-2", "fail", 2)
+        ]
+    );
+    let all = store.latest_outcomes(100).await.unwrap();
+    assert_eq!(all["X"].len(), 5);
+    assert_eq!(
+        all["X"].iter().map(|o| o.started_at).collect::<Vec<_>>(),
+        (0..5).rev().map(|n| t0() + m * n).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_schedule_and_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let a: Arc<dyn Store> = Arc::new(open_sqlite(&path).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(open_sqlite(&path).await.unwrap());
+    schedule_and_leases(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_schedule_and_leases() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(a) = postgres(&schema).await else {
+        return;
+    };
+    let b = postgres(&schema).await.expect("a second connection");
+    let a = Arc::new(a);
+    schedule_and_leases(a.clone(), Arc::new(b)).await;
+    a.drop_schema(&schema).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_watch_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(&dir.path().join("history.db")).await.unwrap();
+    watch_reads(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_watch_reads() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(store) = postgres(&schema).await else {
+        return;
+    };
+    watch_reads(&store).await;
     store.drop_schema(&schema).await.unwrap();
 }
