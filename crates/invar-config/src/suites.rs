@@ -61,7 +61,7 @@ fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
             cx.err(e.value.pos, &spath, msg, Some(hint));
             return None;
         }
-        if let Err(err) = s.parse::<croner::Cron>() {
+        if let Err(err) = invar_core::schedule::Schedule::parse(&s, None) {
             let msg = format!("invalid cron expression `{s}`: {err}");
             let hint = "minute hour day-of-month month day-of-week, e.g. `0 4 * * MON`".to_string();
             cx.err(e.value.pos, &spath, msg, Some(hint));

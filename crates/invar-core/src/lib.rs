@@ -11,6 +11,7 @@ pub mod incident;
 pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod schedule;
 pub mod secret;
 pub mod units;
 pub mod value;

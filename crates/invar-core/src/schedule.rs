@@ -309,7 +309,7 @@ pub enum MisfireDecision {
 /// exact either way.
 pub fn misfire(
     s: &Schedule,
-    policy: invar_core::model::Misfire,
+    policy: crate::model::Misfire,
     last_tick: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> MisfireDecision {
@@ -334,7 +334,7 @@ pub fn misfire(
         }
     }
     match policy {
-        invar_core::model::Misfire::Skip => MisfireDecision::Skip { missed, count },
-        invar_core::model::Misfire::RunOnce => MisfireDecision::RunOnce { missed, count },
+        crate::model::Misfire::Skip => MisfireDecision::Skip { missed, count },
+        crate::model::Misfire::RunOnce => MisfireDecision::RunOnce { missed, count },
     }
 }

@@ -165,6 +165,20 @@ pub trait Store: Send + Sync {
     /// The latest tick of `suite` anyone claimed.
     fn last_tick<'a>(&'a self, suite: &'a str) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>>;
 
+    /// Marks a claimed tick as run: its run (`run_id`) was recorded.
+    fn finish_tick<'a>(
+        &'a self,
+        suite: &'a str,
+        tick: DateTime<Utc>,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The latest tick of `suite` whose run was recorded ([`Store::finish_tick`]).
+    fn last_finished_tick<'a>(
+        &'a self,
+        suite: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>>;
+
     /// Takes or extends the named lease until `until`: true when it was free, expired
     /// (`until <= now`) or already held by `owner`; false while another owner holds it.
     /// One statement, race-free across processes.

@@ -282,6 +282,9 @@ CREATE TABLE schedule_ticks (
     tick BIGINT NOT NULL,
     owner TEXT NOT NULL,
     claimed_at BIGINT NOT NULL,
+    -- Set when the tick's run is recorded: a claimed tick without it is still running, hung
+    -- or lock_skipped (the dead-man's switch looks at finished ticks).
+    run_id TEXT,
     PRIMARY KEY (suite, tick)
 );
 
@@ -305,6 +308,9 @@ CREATE TABLE schedule_ticks (
     tick BIGINT NOT NULL,
     owner TEXT NOT NULL,
     claimed_at BIGINT NOT NULL,
+    -- Set when the tick's run is recorded: a claimed tick without it is still running, hung
+    -- or lock_skipped (the dead-man's switch looks at finished ticks).
+    run_id TEXT,
     PRIMARY KEY (suite, tick)
 );
 

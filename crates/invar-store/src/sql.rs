@@ -1645,6 +1645,40 @@ macro_rules! store_impl {
                 })
             }
 
+            fn finish_tick<'a>(
+                &'a self,
+                suite: &'a str,
+                tick: DateTime<Utc>,
+                run_id: &'a str,
+            ) -> BoxFuture<'a, Result<()>> {
+                Box::pin(async move {
+                    sqlx::query("UPDATE schedule_ticks SET run_id = $1 WHERE suite = $2 AND tick = $3")
+                        .bind(run_id)
+                        .bind(suite)
+                        .bind(ms(tick))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
+                })
+            }
+
+            fn last_finished_tick<'a>(
+                &'a self,
+                suite: &'a str,
+            ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>> {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "SELECT max(tick) FROM schedule_ticks WHERE suite = $1 AND run_id IS NOT NULL",
+                    )
+                    .bind(suite)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(r.try_get::<Option<i64>, _>(0).map_err(db)?.map(from_ms))
+                })
+            }
+
             fn acquire_lease<'a>(
                 &'a self,
                 name: &'a str,

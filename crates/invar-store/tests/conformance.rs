@@ -754,8 +754,19 @@ async fn schedule_and_leases(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             .unwrap()
     );
     assert_eq!(a.last_tick("nightly").await.unwrap(), Some(last));
+    // Claimed is not finished: only ticks whose run was recorded count as run.
+    assert_eq!(b.last_finished_tick("nightly").await.unwrap(), None);
+    let second = t0() + TimeDelta::hours(1);
+    a.finish_tick("nightly", second, "run-2").await.unwrap();
+    assert_eq!(b.last_finished_tick("nightly").await.unwrap(), Some(second));
+    // Finishing a tick nobody claimed records nothing.
+    a.finish_tick("nightly", t0() + TimeDelta::days(9), "run-x")
+        .await
+        .unwrap();
+    assert_eq!(b.last_finished_tick("nightly").await.unwrap(), Some(second));
     // Suites are independent.
     assert_eq!(a.last_tick("weekly").await.unwrap(), None);
+    assert_eq!(a.last_finished_tick("weekly").await.unwrap(), None);
     assert!(a.claim_tick("weekly", last, "w0", now).await.unwrap());
 
     // Retention ages ticks like runs but keeps each suite's latest.

@@ -10,8 +10,10 @@ pub mod clock;
 pub mod metrics;
 pub mod page;
 pub mod recorder;
-pub mod schedule;
 pub mod scheduler;
 pub mod serve;
 pub mod status;
+/// Cron in IANA zones; lives in invar-core so the config reader validates schedules with the
+/// very rules the scheduler runs.
+pub use invar_core::schedule;
 pub mod watcher;

@@ -278,7 +278,11 @@ impl Watcher {
             }
         }
         match self.run_suite(suite, Vec::new(), "schedule").await {
-            Ok(_) => {}
+            Ok(report) => {
+                if let Err(e) = self.store.finish_tick(suite, tick, &report.run_id).await {
+                    tracing::error!(error = %e, suite, %tick, "cannot mark the tick as run");
+                }
+            }
             Err(RunError::Busy) => {
                 tracing::warn!(suite, %tick, "the suite is still running: lock_skipped");
                 let report = lock_skipped_report(suite, "schedule");
@@ -293,8 +297,10 @@ impl Watcher {
         }
     }
 
-    /// Suites whose scheduled tick passed more than `overdue_after` ago with no run claimed:
-    /// (suite, the overdue tick). Ticks before this watcher started are not counted.
+    /// The dead-man's switch: suites whose scheduled tick passed more than `overdue_after` ago
+    /// with no run of it (or of a later tick) recorded — the tick was never claimed, or its run
+    /// hangs, or it found the suite still running. (suite, the overdue tick). Ticks before this
+    /// watcher started belong to the misfire policy and are not counted.
     pub async fn overdue(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
         let grace = TimeDelta::from_std(self.cfg.server.overdue_after).unwrap_or(TimeDelta::MAX);
         let now = self.clock.now();
@@ -311,9 +317,9 @@ impl Watcher {
             }
             let last = self
                 .store
-                .last_tick(&slot.suite.name)
+                .last_finished_tick(&slot.suite.name)
                 .await
-                .context("reading the last scheduled tick")?;
+                .context("reading the last scheduled run")?;
             if last.is_none_or(|l| l < due) {
                 out.push((slot.suite.name.clone(), due));
             }

@@ -1,0 +1,668 @@
+//! `invar watch` as a process: the API contract (401, 403, 409, 422, the run report equal in
+//! shape to `invar run --format json`, the OpenAPI document against the routes), SIGTERM
+//! draining a running run and exiting 0, the dead-man's switch, and two replicas on one
+//! Postgres store running each tick once and alerting once per incident.
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::{Value as J, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "admin-0123456789abcdef";
+const READ: &str = "read-0123456789abcdef";
+
+/// A running `invar watch`; killed on drop.
+struct Watch {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    fn start(dir: &Path, env: &[(&str, String)]) -> Watch {
+        let mut cmd = Command::cargo_bin("invar").unwrap();
+        cmd.current_dir(dir)
+            .env_remove("INVAR_CONFIG")
+            .env("NO_COLOR", "1")
+            .env("INVAR_LOG", "info,sqlx=error")
+            .args(["watch", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("invar watch did not start:\n{}", log.lock().unwrap()));
+        Watch {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit code (within 30 s).
+    fn terminate(&mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client over reqwest.
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> Http {
+        Http {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, String, String) {
+        self.rt.block_on(async {
+            let mut r = self.client.request(method.parse().unwrap(), url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                r = r.header("content-type", "application/json").body(b);
+            }
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            (status, ctype, resp.text().await.unwrap())
+        })
+    }
+
+    fn get(&self, url: &str, token: Option<&str>) -> (u16, J) {
+        let (s, _, body) = self.send("GET", url, token, None);
+        (s, serde_json::from_str(&body).unwrap_or(J::String(body)))
+    }
+
+    fn post(&self, url: &str, token: Option<&str>, body: J) -> (u16, J) {
+        let (s, _, text) = self.send("POST", url, token, Some(body.to_string()));
+        (s, serde_json::from_str(&text).unwrap_or(J::String(text)))
+    }
+}
+
+/// The structure of a JSON value: object keys with their shapes, arrays by their first
+/// element, scalars by type (null matches anything, as optional fields may be null).
+fn shape(v: &J) -> J {
+    match v {
+        J::Object(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        J::Array(a) => J::Array(a.first().map(shape).into_iter().collect()),
+        J::String(_) => json!("string"),
+        J::Number(_) => json!("number"),
+        J::Bool(_) => json!("bool"),
+        J::Null => json!("null"),
+    }
+}
+
+/// Equal shapes, where `null` on either side matches any shape.
+fn same_shape(a: &J, b: &J, path: &str) {
+    match (a, b) {
+        (J::String(x), _) if x == "null" => {}
+        (_, J::String(y)) if y == "null" => {}
+        (J::Object(x), J::Object(y)) => {
+            let kx: Vec<&String> = x.keys().collect();
+            let ky: Vec<&String> = y.keys().collect();
+            assert_eq!(kx, ky, "keys differ at {path}");
+            for (k, v) in x {
+                same_shape(v, &y[k], &format!("{path}.{k}"));
+            }
+        }
+        (J::Array(x), J::Array(y)) => {
+            if let (Some(p), Some(q)) = (x.first(), y.first()) {
+                same_shape(p, q, &format!("{path}[0]"));
+            }
+        }
+        _ => assert_eq!(a, b, "types differ at {path}"),
+    }
+}
+
+fn write_config(dir: &Path, body: &str) {
+    let server = format!(
+        "server:\n  admin_token: \"{ADMIN}\"\n  read_token: \"{READ}\"\n  overdue_after: 2m\n"
+    );
+    std::fs::write(dir.join("invar.yaml"), format!("{server}{body}")).unwrap();
+}
+
+const API_CONFIG: &str = r#"
+suites:
+  quick: { select: "'quick' in tags" }
+  slow:  { select: "'slow' in tags" }
+invariants:
+  - id: Q-PASS
+    title: the literal list is not empty
+    tags: [quick]
+    probe: { values: [a, b] }
+    fail_when: count == 0.0
+  - id: Q-FAIL
+    title: no value is bad
+    severity: critical
+    tags: [quick]
+    probe: { values: [ok, bad, worse] }
+    every_row: r.value == 'ok'
+  - id: S-SLEEP
+    title: a slow check
+    tags: [slow]
+    probe: { command: { run: [sleep, "3"], parse: text, timeout: 30s } }
+    fail_when: rows[0].exit_code != 0.0
+"#;
+
+#[test]
+fn the_api_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let w = Watch::start(d, &[]);
+    let http = Http::new();
+
+    let (s, body) = http.get(&w.url("/healthz"), None);
+    assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
+
+    // 401 without a token or with a wrong one; errors are JSON with a message.
+    let (s, body) = http.get(&w.url("/api/v1/invariants"), None);
+    assert_eq!(s, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("bearer"), "{body}");
+    let (s, _) = http.get(&w.url("/api/v1/invariants"), Some("not-the-token-at-all"));
+    assert_eq!(s, 401);
+
+    // The read token reads, and may not run: 403.
+    let (s, body) = http.get(&w.url("/api/v1/invariants"), Some(READ));
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["Q-PASS", "Q-FAIL", "S-SLEEP"]);
+    let (s, body) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(READ),
+        json!({"suite": "quick"}),
+    );
+    assert_eq!(s, 403, "{body}");
+
+    // 422 naming what is unknown.
+    let (s, body) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"only": ["Q-PASS", "NOPE-1"]}),
+    );
+    assert_eq!(s, 422);
+    assert!(body["error"].as_str().unwrap().contains("NOPE-1"), "{body}");
+    assert!(
+        !body["error"].as_str().unwrap().contains("Q-PASS"),
+        "{body}"
+    );
+    let (s, body) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "nightly"}),
+    );
+    assert_eq!(s, 422);
+    assert!(
+        body["error"].as_str().unwrap().contains("nightly"),
+        "{body}"
+    );
+
+    // 409 while the same suite runs; the first run still answers its report.
+    let first = {
+        let url = w.url("/api/v1/runs");
+        std::thread::spawn(move || Http::new().post(&url, Some(ADMIN), json!({"suite": "slow"})))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let (s, body) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "slow"}),
+    );
+    assert_eq!(s, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("slow"), "{body}");
+    // Another suite is not blocked by it.
+    let (s, api_report) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "quick"}),
+    );
+    assert_eq!(s, 200, "{api_report}");
+    let (s, slow) = first.join().unwrap();
+    assert_eq!(
+        (s, slow["results"][0]["outcome"].as_str()),
+        (200, Some("pass")),
+        "{slow}"
+    );
+
+    // The run endpoint's report has the shape of `invar run --format json`.
+    let out = Command::cargo_bin("invar")
+        .unwrap()
+        .current_dir(d)
+        .env_remove("INVAR_CONFIG")
+        .args(["run", "--suite", "quick", "--format", "json", "--dry-run"])
+        .output()
+        .unwrap();
+    let cli_report: J = serde_json::from_slice(&out.stdout).unwrap();
+    same_shape(&shape(&api_report), &shape(&cli_report), "report");
+    assert_eq!(api_report["trigger"], "api");
+    assert_eq!(api_report["counts"], cli_report["counts"]);
+    assert_eq!(
+        api_report["results"][1]["violations"],
+        cli_report["results"][1]["violations"]
+    );
+
+    // The history reads: runs, one run, violations a page at a time, stats, incidents.
+    let (s, runs) = http.get(&w.url("/api/v1/runs?suite=quick"), Some(READ));
+    assert_eq!(s, 200);
+    assert_eq!(runs["items"][0]["run_id"], api_report["run_id"]);
+    let run_id = api_report["run_id"].as_str().unwrap();
+    let (s, one) = http.get(&w.url(&format!("/api/v1/runs/{run_id}")), Some(READ));
+    assert_eq!(s, 200);
+    same_shape(&shape(&one), &shape(&api_report), "stored report");
+    let (s, _) = http.get(&w.url("/api/v1/runs/no-such-run"), Some(READ));
+    assert_eq!(s, 404);
+    let (s, page1) = http.get(
+        &w.url("/api/v1/violations?invariant=Q-FAIL&limit=1"),
+        Some(READ),
+    );
+    assert_eq!(s, 200, "{page1}");
+    assert_eq!(page1["items"].as_array().unwrap().len(), 1);
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let (_, page2) = http.get(
+        &w.url(&format!(
+            "/api/v1/violations?invariant=Q-FAIL&limit=1&cursor={cursor}"
+        )),
+        Some(READ),
+    );
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert_ne!(page1["items"][0]["id"], page2["items"][0]["id"]);
+    let (s, _) = http.get(&w.url("/api/v1/violations?cursor=zzz"), Some(READ));
+    assert_eq!(s, 422);
+    let vid = page1["items"][0]["id"].as_i64().unwrap();
+    let (s, v) = http.get(&w.url(&format!("/api/v1/violations/{vid}")), Some(READ));
+    assert_eq!((s, v["invariant"].as_str()), (200, Some("Q-FAIL")));
+    let (s, _) = http.get(&w.url("/api/v1/violations/999999999"), Some(READ));
+    assert_eq!(s, 404);
+    let (s, stats) = http.get(&w.url("/api/v1/violations/stats"), Some(READ));
+    assert_eq!(s, 200);
+    assert!(stats.to_string().contains("Q-FAIL"), "{stats}");
+    let (s, inc) = http.get(&w.url("/api/v1/incidents?open=true"), Some(READ));
+    assert_eq!(s, 200);
+    let subjects: Vec<&str> = inc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["Q-FAIL"]);
+
+    // A body over the limit is refused before it is read whole.
+    let (s, _, _) = http.send(
+        "POST",
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        Some(format!("{{\"only\": [\"{}\"]}}", "x".repeat(200_000))),
+    );
+    assert_eq!(s, 413);
+    let (s, body) = http.get(&w.url("/no/such/route"), None);
+    assert_eq!(s, 404);
+    assert!(body["error"].is_string());
+
+    // /metrics is Prometheus text; the status page is HTML.
+    let (s, ctype, text) = http.send("GET", &w.url("/metrics"), None, None);
+    assert_eq!(s, 200);
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    assert!(
+        text.contains("invar_invariant_outcome{id=\"Q-FAIL\""),
+        "{text}"
+    );
+    let (s, ctype, html) = http.send("GET", &w.url("/"), None, None);
+    assert_eq!(s, 200);
+    assert!(ctype.starts_with("text/html"));
+    assert!(html.contains("Q-FAIL"));
+
+    // Secrets never leave: no token in any answer or in the log.
+    assert!(!w.log().contains(ADMIN) && !w.log().contains(READ));
+}
+
+/// Every operation the OpenAPI document lists is served (no 404/405), and the document lists
+/// every route that serves.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let w = Watch::start(d, &[]);
+    let http = Http::new();
+    let (s, doc) = http.get(&w.url("/openapi.json"), None);
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut listed = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            listed.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    listed.sort();
+    let expected = [
+        "GET /",
+        "GET /api/v1/incidents",
+        "GET /api/v1/invariants",
+        "GET /api/v1/runs",
+        "GET /api/v1/runs/{id}",
+        "GET /api/v1/violations",
+        "GET /api/v1/violations/stats",
+        "GET /api/v1/violations/{id}",
+        "GET /healthz",
+        "GET /metrics",
+        "GET /openapi.json",
+        "POST /api/v1/runs",
+    ];
+    assert_eq!(listed, expected);
+    for op in &listed {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path.replace("{id}", "1");
+        let body = (method == "POST").then(|| json!({"suite": "quick"}).to_string());
+        let (s, _, text) = http.send(method, &w.url(&path), Some(ADMIN), body);
+        assert!(s != 404 || path.contains("/1"), "{op} answered 404: {text}");
+        assert_ne!(s, 405, "{op} answered 405");
+        assert!(s < 500, "{op} answered {s}: {text}");
+        // The API operations are marked as needing the bearer token, and do.
+        if path.starts_with("/api/v1") {
+            let (s, _, _) = http.send(method, &w.url(&path), None, None);
+            assert_eq!(s, 401, "{op} without a token");
+        }
+    }
+}
+
+#[test]
+fn sigterm_lets_the_running_run_finish_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let mut w = Watch::start(d, &[]);
+    let running = {
+        let url = w.url("/api/v1/runs");
+        std::thread::spawn(move || Http::new().post(&url, Some(ADMIN), json!({"suite": "slow"})))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(w.terminate(), 0, "{}", w.log());
+    let (s, report) = running.join().unwrap();
+    assert_eq!(s, 200, "the in-flight run was cut: {report}\n{}", w.log());
+    // And it was recorded before the exit.
+    let out = Command::cargo_bin("invar")
+        .unwrap()
+        .current_dir(d)
+        .env_remove("INVAR_CONFIG")
+        .args(["history", "--format", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(report["run_id"].as_str().unwrap()), "{text}");
+}
+
+/// A minimal HTTP/1.1 receiver: answers 200 to every POST and keeps the bodies.
+fn receiver() -> (String, Arc<Mutex<Vec<J>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(j) = serde_json::from_slice(&body) {
+                seen.lock().unwrap().push(j);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAqc", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Time runs 60× faster for both watchers, on one shared timeline: a `* * * * *` suite ticks
+/// every real second.
+fn fast_clock() -> (&'static str, String) {
+    let anchor = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ("INVAR_WATCH_TEST_CLOCK", format!("{anchor}:60"))
+}
+
+#[test]
+fn two_replicas_on_one_postgres_store_run_each_tick_once_and_alert_once() {
+    if !invar_testkit::server_up("PostgreSQL", "127.0.0.1:5432", "scripts/ensure-services.sh") {
+        return;
+    }
+    let db = format!("invar_watch_{}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hook, bodies) = receiver();
+    write_config(
+        d,
+        &format!(
+            "store: postgres://postgres@127.0.0.1:5432/{db}\n\
+             alerts:\n  hook: {{ type: webhook, url: \"${{HOOK_URL}}\" }}\n\
+             suites:\n  every-minute: {{ select: \"true\", schedule: \"* * * * *\" }}\n\
+             invariants:\n\
+             \x20 - id: R-FAIL\n    title: always red\n    severity: critical\n    probe: {{ values: [bad] }}\n    fail_when: count > 0.0\n\
+             \x20 - id: R-PASS\n    title: always green\n    probe: {{ values: [ok] }}\n    fail_when: count == 0.0\n"
+        ),
+    );
+    let clock = fast_clock();
+    let env = [(clock.0, clock.1.clone()), ("HOOK_URL", hook.clone())];
+    let mut a = Watch::start(d, &env);
+    let mut b = Watch::start(d, &env);
+    // At least 10 ticks (one per real second), then stop both.
+    let t0 = Instant::now();
+    loop {
+        let ticks: i64 = psql(&db, "SELECT count(*) FROM schedule_ticks")
+            .parse()
+            .unwrap_or(0);
+        if ticks >= 12 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "only {ticks} ticks in 60 s:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
+
+    let ticks: i64 = psql(
+        &db,
+        "SELECT count(*) FROM schedule_ticks WHERE suite = 'every-minute'",
+    )
+    .parse()
+    .unwrap();
+    let runs: i64 = psql(
+        &db,
+        "SELECT count(*) FROM runs WHERE trigger = 'schedule' AND NOT lock_skipped",
+    )
+    .parse()
+    .unwrap();
+    let skipped: i64 = psql(&db, "SELECT count(*) FROM runs WHERE lock_skipped")
+        .parse()
+        .unwrap();
+    assert!(ticks >= 12, "{ticks}");
+    // Each claimed tick became exactly one recorded run (or a lock_skipped record), never two.
+    assert_eq!(
+        runs + skipped,
+        ticks,
+        "runs {runs} + lock_skipped {skipped} != ticks {ticks}"
+    );
+    let owners = psql(&db, "SELECT count(DISTINCT owner) FROM schedule_ticks");
+    eprintln!(
+        "ticks {ticks}, runs {runs}, lock_skipped {skipped}, replicas that ran ticks: {owners}"
+    );
+
+    // One incident, one alert, whoever ran the tick that opened it.
+    let open = psql(
+        &db,
+        "SELECT count(*) FROM incidents WHERE resolved_at IS NULL",
+    );
+    assert_eq!(open, "1");
+    let t0 = Instant::now();
+    while bodies.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].to_string().contains("R-FAIL"));
+    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+#[test]
+fn a_scheduled_run_that_does_not_happen_makes_healthz_503_naming_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The tick's run hangs (a 20 s command, minutes on the 60× clock): after `overdue_after`
+    // (2m, two real seconds) with no run recorded for the tick, the suite is overdue.
+    write_config(
+        d,
+        "suites:\n  sweep: { select: \"true\", schedule: \"* * * * *\" }\n\
+         invariants:\n  - id: H-1\n    title: hangs\n    probe: { command: { run: [sleep, \"20\"], parse: text, timeout: 60s } }\n    fail_when: count == 0.0\n",
+    );
+    let clock = fast_clock();
+    let w = Watch::start(d, &[(clock.0, clock.1.clone())]);
+    let http = Http::new();
+    let t0 = Instant::now();
+    let body = loop {
+        let (s, body) = http.get(&w.url("/healthz"), None);
+        if s == 503 {
+            break body;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "never overdue:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        body["message"].as_str().unwrap().contains("`sweep`"),
+        "{body}"
+    );
+    let (_, _, metrics) = http.send("GET", &w.url("/metrics"), None, None);
+    assert!(
+        metrics.contains("invar_suite_overdue{suite=\"sweep\"} 1"),
+        "{metrics}"
+    );
+    let (_, _, html) = http.send("GET", &w.url("/"), None, None);
+    assert!(
+        html.contains("data-suite=\"sweep\" data-overdue=\"true\""),
+        "{html}"
+    );
+}
