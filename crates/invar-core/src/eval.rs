@@ -11,6 +11,7 @@ use crate::model::{
 use crate::report::{Outcome, Verdict};
 use crate::value::{Table, Value};
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub struct Snapshot {
     pub probes: HashMap<Probe, ProbeResult>,
     /// The result table of each `join` relation, computed by the engine from the probes.
     pub joins: HashMap<JoinRelation, ProbeResult>,
+    /// Probes read only by set checks, read straight into their key sets (no table): the
+    /// engine's choice for large sides. A probe absent here is read from `probes`.
+    pub keyed: HashMap<Probe, KeyedResult>,
     /// The remembered states of each `transitions` invariant (by id) as of the previous runs.
     /// An invariant with no entry (or an empty one) has never been seen: its run is a baseline.
     pub remembered: HashMap<String, Vec<Remembered>>,
@@ -37,6 +41,7 @@ impl Snapshot {
             now,
             probes: HashMap::new(),
             joins: HashMap::new(),
+            keyed: HashMap::new(),
             remembered: HashMap::new(),
         }
     }
@@ -45,6 +50,14 @@ impl Snapshot {
             Some(Ok(t)) => Ok(t),
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("probe ({}) was not read", p.describe())),
+        }
+    }
+    /// Why `p` could not be read, if it was not (as a table or as key sets).
+    fn read_error(&self, p: &Probe) -> Option<String> {
+        match (self.probes.get(p), self.keyed.get(p)) {
+            (Some(Ok(_)), _) | (None, Some(Ok(_))) => None,
+            (Some(Err(e)), _) | (None, Some(Err(e))) => Some(e.clone()),
+            (None, None) => Some(format!("probe ({}) was not read", p.describe())),
         }
     }
 }
@@ -114,7 +127,7 @@ pub fn evaluate_with_memory(
 ) -> (Verdict, Option<Vec<Remembered>>) {
     let mut errors = Vec::new();
     for p in inv.check.probes() {
-        if let Err(e) = snap.get(p) {
+        if let Some(e) = snap.read_error(p) {
             errors.push(e);
         }
     }
@@ -481,43 +494,326 @@ impl Verdict {
     }
 }
 
-/// The key rows of one side: key text (one per key column) → (key as JSON object, newest age).
+/// What a set check reads of one side's probe: its key columns (empty: every column, or
+/// `value` for a `values` probe) and its age column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeySpec {
+    pub key: Vec<String>,
+    pub age: Option<String>,
+}
+
+impl KeySpec {
+    pub fn of(kp: &KeyedProbe) -> KeySpec {
+        KeySpec {
+            key: kp.key.clone(),
+            age: kp.age.clone(),
+        }
+    }
+}
+
+/// The key sets read from one probe (one per distinct [`KeySpec`] of the checks reading it),
+/// each, or why its columns do not fit; or why the probe could not be read.
+pub type KeyedResult = Result<Arc<HashMap<KeySpec, Result<KeySet, String>>>, String>;
+
+/// The keys of one side of a set check, compact: no table, no per-key allocation.
 ///
 /// Keys are compared by the text of each column, kept apart (never joined into one string, so
-/// `("a\u{1f}b", "c")` and `("a", "b\u{1f}c")` stay different keys).
-/// Each key points at the row it was read from (its JSON is built only for violations, so a
-/// million matching keys cost no JSON at all).
-struct KeySet<'t> {
-    keys: HashMap<Vec<String>, KeyEntry>,
+/// `("a\u{1f}b", "c")` and `("a", "b\u{1f}c")` stay different keys); `7`, `"7"` and `7.0` are
+/// the same key. Each distinct key keeps the form shown in violations (of several forms, the
+/// smallest JSON, whatever the row order) and its newest `age`.
+///
+/// Layout: every key's components are appended to `bytes` (per component: a type tag, for a
+/// float its bits, the text's length as u32 and the text); `entries` holds one entry per
+/// distinct key, sorted by the hash of its texts, so two sets are compared by one merge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeySet {
+    names: Vec<String>,
+    bytes: Vec<u8>,
+    entries: Vec<KeyEntry>,
     null_keys: u64,
-    table: &'t Table,
-    cols: Vec<usize>,
 }
 
-type KeyRow = usize;
-/// Where a key was read (row) and its newest `age`.
-type KeyEntry = (KeyRow, Option<DateTime<Utc>>);
-
-/// The entries of `set` that `keep` selects, in key order (so violations are deterministic;
-/// only the few selected entries are sorted, never the whole set).
-fn sorted_where<'s>(
-    set: &'s KeySet<'_>,
-    keep: impl Fn(&Vec<String>) -> bool,
-) -> Vec<(&'s Vec<String>, &'s KeyEntry)> {
-    let mut v: Vec<_> = set.keys.iter().filter(|(k, _)| keep(k)).collect();
-    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    v
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct KeyEntry {
+    hash: u64,
+    /// Offset of the key's shown form in `bytes`.
+    at: usize,
+    age: Option<DateTime<Utc>>,
 }
 
-impl KeySet<'_> {
-    /// The key of row `r` as a JSON object of its key columns.
-    fn obj(&self, r: KeyRow) -> serde_json::Value {
-        let row = &self.table.rows[r];
-        let mut obj = serde_json::Map::new();
-        for &c in &self.cols {
-            obj.insert(self.table.columns[c].clone(), cell(row, c).to_json());
+const TAG_TEXT: u8 = 0;
+const TAG_INT: u8 = 1;
+const TAG_FLOAT: u8 = 2;
+const TAG_BOOL: u8 = 3;
+const TAG_STAMP: u8 = 4;
+const TAG_JSON: u8 = 5;
+
+/// One component of a stored key.
+struct Component<'a> {
+    tag: u8,
+    float: f64,
+    text: &'a str,
+}
+
+impl KeySet {
+    /// The key set of a whole table (what the engine builds while reading, for a table read
+    /// whole).
+    pub fn of(kp: &KeyedProbe, t: &Table) -> Result<KeySet, String> {
+        let mut b = KeySetBuilder::new(kp);
+        b.begin(&t.columns);
+        for row in &t.rows {
+            b.push(row);
         }
-        serde_json::Value::Object(obj)
+        b.finish()
+    }
+
+    /// Distinct keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Rows whose key had a NULL component (ignored).
+    pub fn null_keys(&self) -> u64 {
+        self.null_keys
+    }
+
+    fn components(&self, at: usize) -> impl Iterator<Item = Component<'_>> + '_ {
+        let mut pos = at;
+        (0..self.names.len()).map(move |_| {
+            let tag = self.bytes[pos];
+            pos += 1;
+            let mut float = 0.0;
+            if tag == TAG_FLOAT {
+                let bits: [u8; 8] = self.bytes[pos..pos + 8].try_into().expect("8 bytes");
+                float = f64::from_bits(u64::from_le_bytes(bits));
+                pos += 8;
+            }
+            let len: [u8; 4] = self.bytes[pos..pos + 4].try_into().expect("4 bytes");
+            let len = u32::from_le_bytes(len) as usize;
+            pos += 4;
+            // Written from `&str`s only, so always UTF-8.
+            let text = std::str::from_utf8(&self.bytes[pos..pos + len]).unwrap_or_default();
+            pos += len;
+            Component { tag, float, text }
+        })
+    }
+
+    /// The key texts at `at`, for ordering violations.
+    fn texts(&self, at: usize) -> Vec<&str> {
+        self.components(at).map(|c| c.text).collect()
+    }
+
+    /// Whether the key at `a` here and the key at `b` in `other` are the same key.
+    fn same_key(&self, a: usize, other: &KeySet, b: usize) -> bool {
+        self.components(a)
+            .zip(other.components(b))
+            .all(|(x, y)| x.text == y.text)
+    }
+
+    /// Whether the key at `a` and the one at `b` are stored in the same form (same JSON).
+    fn same_form(&self, a: usize, b: usize) -> bool {
+        self.components(a).zip(self.components(b)).all(|(x, y)| {
+            x.tag == y.tag && x.text == y.text && x.float.to_bits() == y.float.to_bits()
+        })
+    }
+
+    /// The key at `at` as a JSON object of its key columns (as [`Value::to_json`] gives).
+    fn obj(&self, at: usize) -> serde_json::Value {
+        use serde_json::Value as J;
+        let mut obj = serde_json::Map::new();
+        for (name, c) in self.names.iter().zip(self.components(at)) {
+            let v = match c.tag {
+                TAG_INT => c.text.parse::<i64>().map(J::from).unwrap_or(J::Null),
+                TAG_FLOAT => serde_json::Number::from_f64(c.float)
+                    .map(J::Number)
+                    .unwrap_or(J::Null),
+                TAG_BOOL => J::Bool(c.text == "true"),
+                TAG_JSON => serde_json::from_str(c.text).unwrap_or(J::Null),
+                _ => J::String(c.text.to_string()),
+            };
+            obj.insert(name.clone(), v);
+        }
+        J::Object(obj)
+    }
+
+    /// The entries of `self` that have (`wanted`) or have not a match in `other`, each with
+    /// its match, in key order (only these few are sorted, never the whole set).
+    fn matched<'s, 'o>(
+        &'s self,
+        other: &'o KeySet,
+        wanted: bool,
+    ) -> Vec<(&'s KeyEntry, Option<&'o KeyEntry>)> {
+        let mut out = Vec::new();
+        let mut j = 0;
+        for e in &self.entries {
+            while j < other.entries.len() && other.entries[j].hash < e.hash {
+                j += 1;
+            }
+            let found = other.entries[j..]
+                .iter()
+                .take_while(|o| o.hash == e.hash)
+                .find(|o| self.same_key(e.at, other, o.at));
+            if found.is_some() == wanted {
+                out.push((e, found));
+            }
+        }
+        out.sort_unstable_by(|a, b| self.texts(a.0.at).cmp(&self.texts(b.0.at)));
+        out
+    }
+}
+
+/// Builds a [`KeySet`] row by row, so a probe's rows can be turned into keys as they are
+/// read (the table is never held whole).
+#[derive(Debug, Clone)]
+pub struct KeySetBuilder {
+    kp: KeyedProbe,
+    /// Key columns and age column in the current result, or why they do not fit.
+    cols: Result<(Vec<usize>, Option<usize>), String>,
+    set: KeySet,
+    text: String,
+}
+
+impl KeySetBuilder {
+    pub fn new(kp: &KeyedProbe) -> KeySetBuilder {
+        KeySetBuilder {
+            kp: kp.clone(),
+            cols: Err(format!("probe ({}) was not read", kp.probe.describe())),
+            set: KeySet::default(),
+            text: String::new(),
+        }
+    }
+
+    /// A result with these columns starts; keys pushed before are dropped.
+    pub fn begin(&mut self, columns: &[String]) {
+        self.set = KeySet::default();
+        self.cols = key_columns(&self.kp, columns).and_then(|cols| {
+            let age = match &self.kp.age {
+                Some(a) => Some(columns.iter().position(|c| c == a).ok_or_else(|| {
+                    format!(
+                        "age column `{a}` is not in the result of {} (columns: {})",
+                        self.kp.probe.describe(),
+                        columns.join(", ")
+                    )
+                })?),
+                None => None,
+            };
+            Ok((cols, age))
+        });
+        if let Ok((cols, _)) = &self.cols {
+            self.set.names = cols.iter().map(|&c| columns[c].clone()).collect();
+        }
+    }
+
+    pub fn push(&mut self, row: &[Value]) {
+        use std::fmt::Write;
+        use std::hash::Hasher;
+        let Ok((cols, age_col)) = &self.cols else {
+            return;
+        };
+        if cols.iter().any(|&c| cell(row, c).is_null()) {
+            self.set.null_keys += 1;
+            return;
+        }
+        let at = self.set.bytes.len();
+        let mut h = std::hash::DefaultHasher::new();
+        for &c in cols {
+            let v = cell(row, c);
+            self.text.clear();
+            let (tag, text): (u8, &str) = match v {
+                Value::Text(s) => (TAG_TEXT, s),
+                Value::Int(i) => {
+                    let _ = write!(self.text, "{i}");
+                    (TAG_INT, &self.text)
+                }
+                other => {
+                    self.text = other.key_text();
+                    let tag = match other {
+                        Value::Float(_) => TAG_FLOAT,
+                        Value::Bool(_) => TAG_BOOL,
+                        Value::List(_) | Value::Map(_) => TAG_JSON,
+                        _ => TAG_STAMP,
+                    };
+                    (tag, &self.text)
+                }
+            };
+            let bytes = &mut self.set.bytes;
+            bytes.push(tag);
+            if let Value::Float(f) = v {
+                bytes.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+            h.write(text.as_bytes());
+            // Never in UTF-8: ends each component, so ("ab", "c") and ("a", "bc") differ.
+            h.write_u8(0xff);
+        }
+        let age = age_col.and_then(|c| cell(row, c).as_timestamp());
+        self.set.entries.push(KeyEntry {
+            hash: h.finish(),
+            at,
+            age,
+        });
+    }
+
+    /// The set: one entry per distinct key (the smallest JSON form shown, the newest age).
+    pub fn finish(self) -> Result<KeySet, String> {
+        self.cols?;
+        let mut set = self.set;
+        set.entries.sort_unstable_by_key(|e| e.hash);
+        let mut w = 0;
+        let mut r = 0;
+        let n = set.entries.len();
+        let mut run: Vec<KeyEntry> = Vec::new();
+        while r < n {
+            let hash = set.entries[r].hash;
+            let end = r + set.entries[r..]
+                .iter()
+                .take_while(|e| e.hash == hash)
+                .count();
+            if end == r + 1 {
+                set.entries[w] = set.entries[r];
+                w += 1;
+            } else {
+                // The same key more than once (or a hash shared by different keys).
+                run.clear();
+                run.extend_from_slice(&set.entries[r..end]);
+                while let Some(first) = run.pop() {
+                    let mut keep = first;
+                    let mut shown: Option<String> = None;
+                    let mut i = 0;
+                    while i < run.len() {
+                        let e = run[i];
+                        if !set.same_key(keep.at, &set, e.at) {
+                            i += 1;
+                            continue;
+                        }
+                        run.swap_remove(i);
+                        keep.age = match (keep.age, e.age) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            (a, b) => a.or(b),
+                        };
+                        if !set.same_form(keep.at, e.at) {
+                            // `7` and `"7"`: show the smaller JSON, whatever the order.
+                            let current = shown.get_or_insert_with(|| set.obj(keep.at).to_string());
+                            let candidate = set.obj(e.at).to_string();
+                            if candidate < *current {
+                                keep.at = e.at;
+                                *current = candidate;
+                            }
+                        }
+                    }
+                    set.entries[w] = keep;
+                    w += 1;
+                }
+            }
+            r = end;
+        }
+        set.entries.truncate(w);
+        Ok(set)
     }
 }
 
@@ -540,70 +836,37 @@ fn keep_smaller(current: &mut serde_json::Value, candidate: serde_json::Value) {
     }
 }
 
-fn key_columns(kp: &KeyedProbe, t: &Table) -> Result<Vec<usize>, String> {
+fn key_columns(kp: &KeyedProbe, columns: &[String]) -> Result<Vec<usize>, String> {
     let names: Vec<String> = if !kp.key.is_empty() {
         kp.key.clone()
     } else if matches!(kp.probe, Probe::Values(_)) {
         vec!["value".into()]
     } else {
-        t.columns.clone()
+        columns.to_vec()
     };
     names
         .iter()
         .map(|n| {
-            t.column(n).ok_or_else(|| {
+            columns.iter().position(|c| c == n).ok_or_else(|| {
                 format!(
                     "key column `{n}` is not in the result of {} (columns: {})",
                     kp.probe.describe(),
-                    t.columns.join(", ")
+                    columns.join(", ")
                 )
             })
         })
         .collect()
 }
 
-fn key_set<'t>(kp: &KeyedProbe, t: &'t Table) -> Result<KeySet<'t>, String> {
-    let cols = key_columns(kp, t)?;
-    let age_col = match &kp.age {
-        Some(a) => Some(t.column(a).ok_or_else(|| {
-            format!(
-                "age column `{a}` is not in the result of {} (columns: {})",
-                kp.probe.describe(),
-                t.columns.join(", ")
-            )
-        })?),
-        None => None,
-    };
-    let mut set = KeySet {
-        keys: HashMap::with_capacity(t.rows.len()),
-        null_keys: 0,
-        table: t,
-        cols,
-    };
-    for (r, row) in t.rows.iter().enumerate() {
-        if set.cols.iter().any(|&c| cell(row, c).is_null()) {
-            set.null_keys += 1;
-            continue;
-        }
-        let text: Vec<String> = set.cols.iter().map(|&c| cell(row, c).key_text()).collect();
-        let age = age_col.and_then(|c| cell(row, c).as_timestamp());
-        let shown = match set.keys.get(&text) {
-            None => r,
-            // The same key twice (`7` and `"7"`): show the smaller JSON form, whatever the order.
-            Some(&(prev, _)) => {
-                let mut keep = set.obj(prev);
-                keep_smaller(&mut keep, set.obj(r));
-                if keep == set.obj(prev) { prev } else { r }
-            }
-        };
-        let entry = set.keys.entry(text).or_insert((r, None));
-        entry.0 = shown;
-        entry.1 = match (entry.1, age) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+/// One side's key set: as read by the engine, or built from the probe's table.
+fn key_set<'s>(snap: &'s Snapshot, kp: &KeyedProbe) -> Result<Cow<'s, KeySet>, String> {
+    if let Some(Ok(sets)) = snap.keyed.get(&kp.probe)
+        && let Some(set) = sets.get(&KeySpec::of(kp))
+    {
+        return set.as_ref().map(Cow::Borrowed).map_err(Clone::clone);
     }
-    Ok(set)
+    let t = snap.get(&kp.probe)?;
+    KeySet::of(kp, t).map(Cow::Owned)
 }
 
 fn young(age: Option<DateTime<Utc>>, grace: Option<Duration>, now: DateTime<Utc>) -> bool {
@@ -624,16 +887,14 @@ enum PairKind {
 }
 
 fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
-    let lt = snap.get(&pair.left.probe).expect("checked");
-    let rt = snap.get(&pair.right.probe).expect("checked");
-    let (left, right) = match (key_set(&pair.left, lt), key_set(&pair.right, rt)) {
+    let (left, right) = match (key_set(snap, &pair.left), key_set(snap, &pair.right)) {
         (Ok(l), Ok(r)) => (l, r),
         (Err(e), _) | (_, Err(e)) => return Verdict::error(e),
     };
     let mut v = Verdict::new(Outcome::Pass);
-    v.examined = (left.keys.len() + right.keys.len()) as u64;
-    v.measure("left_keys", left.keys.len() as u64);
-    v.measure("right_keys", right.keys.len() as u64);
+    v.examined = (left.len() + right.len()) as u64;
+    v.measure("left_keys", left.len() as u64);
+    v.measure("right_keys", right.len() as u64);
     if left.null_keys + right.null_keys > 0 {
         v.measure("null_keys_ignored", left.null_keys + right.null_keys);
     }
@@ -642,26 +903,24 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         PairKind::Same => {
             let mut only_left = 0u64;
             let mut only_right = 0u64;
-            for (_, (row, age)) in sorted_where(&left, |k| !right.keys.contains_key(k)) {
-                {
-                    let obj = left.obj(*row);
-                    if young(*age, pair.grace, snap.now) {
-                        in_grace += 1;
-                    } else {
-                        only_left += 1;
-                        v.push_violation(serde_json::json!({"side": "only_left", "key": obj}));
-                    }
+            for (e, _) in left.matched(&right, false) {
+                if young(e.age, pair.grace, snap.now) {
+                    in_grace += 1;
+                } else {
+                    only_left += 1;
+                    v.push_violation(
+                        serde_json::json!({"side": "only_left", "key": left.obj(e.at)}),
+                    );
                 }
             }
-            for (_, (row, age)) in sorted_where(&right, |k| !left.keys.contains_key(k)) {
-                {
-                    let obj = right.obj(*row);
-                    if young(*age, pair.grace, snap.now) {
-                        in_grace += 1;
-                    } else {
-                        only_right += 1;
-                        v.push_violation(serde_json::json!({"side": "only_right", "key": obj}));
-                    }
+            for (e, _) in right.matched(&left, false) {
+                if young(e.age, pair.grace, snap.now) {
+                    in_grace += 1;
+                } else {
+                    only_right += 1;
+                    v.push_violation(
+                        serde_json::json!({"side": "only_right", "key": right.obj(e.at)}),
+                    );
                 }
             }
             v.measure("only_left", only_left);
@@ -676,15 +935,13 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
         }
         PairKind::Disjoint => {
             let mut both = 0u64;
-            for (k, (row, age)) in sorted_where(&left, |k| right.keys.contains_key(k)) {
-                if let Some((_, rage)) = right.keys.get(k) {
-                    let obj = left.obj(*row);
-                    if young(*age, pair.grace, snap.now) || young(*rage, pair.grace, snap.now) {
-                        in_grace += 1;
-                    } else {
-                        both += 1;
-                        v.push_violation(serde_json::json!({"key": obj}));
-                    }
+            for (e, other) in left.matched(&right, true) {
+                let rage = other.and_then(|o| o.age);
+                if young(e.age, pair.grace, snap.now) || young(rage, pair.grace, snap.now) {
+                    in_grace += 1;
+                } else {
+                    both += 1;
+                    v.push_violation(serde_json::json!({"key": left.obj(e.at)}));
                 }
             }
             v.measure("in_both", both);
@@ -700,7 +957,7 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
     if pair.grace.is_some() {
         v.measure("within_grace", in_grace);
     }
-    if v.outcome == Outcome::Pass && left.keys.is_empty() && right.keys.is_empty() {
+    if v.outcome == Outcome::Pass && left.is_empty() && right.is_empty() {
         v.vacuous = true;
         v.reason = Some("vacuous: both sides are empty".into());
     }
@@ -708,27 +965,22 @@ fn eval_pair(pair: &PairCheck, snap: &Snapshot, kind: PairKind) -> Verdict {
 }
 
 fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
-    let et = snap.get(&sub.each.probe).expect("checked");
-    let it = snap.get(&sub.within.probe).expect("checked");
-    let (each, within) = match (key_set(&sub.each, et), key_set(&sub.within, it)) {
+    let (each, within) = match (key_set(snap, &sub.each), key_set(snap, &sub.within)) {
         (Ok(l), Ok(r)) => (l, r),
         (Err(e), _) | (_, Err(e)) => return Verdict::error(e),
     };
     let mut v = Verdict::new(Outcome::Pass);
-    v.examined = each.keys.len() as u64;
-    v.measure("each_keys", each.keys.len() as u64);
-    v.measure("in_keys", within.keys.len() as u64);
+    v.examined = each.len() as u64;
+    v.measure("each_keys", each.len() as u64);
+    v.measure("in_keys", within.len() as u64);
     let mut missing = 0u64;
     let mut in_grace = 0u64;
-    for (_, (row, age)) in sorted_where(&each, |k| !within.keys.contains_key(k)) {
-        {
-            let obj = each.obj(*row);
-            if young(*age, sub.grace, snap.now) {
-                in_grace += 1;
-            } else {
-                missing += 1;
-                v.push_violation(serde_json::json!({"missing": obj}));
-            }
+    for (e, _) in each.matched(&within, false) {
+        if young(e.age, sub.grace, snap.now) {
+            in_grace += 1;
+        } else {
+            missing += 1;
+            v.push_violation(serde_json::json!({"missing": each.obj(e.at)}));
         }
     }
     v.measure("missing", missing);
@@ -739,10 +991,10 @@ fn eval_subset(sub: &SubsetCheck, snap: &Snapshot) -> Verdict {
         v.outcome = Outcome::Fail;
         v.reason = Some(format!(
             "{missing} of {} {} missing",
-            each.keys.len(),
-            plural(each.keys.len() as u64, "key is", "keys are")
+            each.len(),
+            plural(each.len() as u64, "key is", "keys are")
         ));
-    } else if each.keys.is_empty() {
+    } else if each.is_empty() {
         v.vacuous = true;
         v.reason = Some("vacuous: no keys to check".into());
     }

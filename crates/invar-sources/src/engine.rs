@@ -4,10 +4,13 @@
 use crate::fusion::FusedQuery;
 use crate::http::HttpConn;
 use crate::redis::RedisConn;
+use crate::sink::{Output, Sink};
 use crate::sql::{Dialect, SqlPool};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use invar_core::KeyedProbe;
 use invar_core::MetricsProbe;
+use invar_core::eval::KeyedResult;
 use invar_core::report::{exit_code, run_status};
 use invar_core::{
     Check, Config, Counts, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
@@ -52,6 +55,29 @@ impl Default for RunOptions {
 type FusionKey = (String, String, Option<String>);
 
 type SharedProbe = Shared<BoxFuture<'static, ProbeResult>>;
+type SharedKeyed = Shared<BoxFuture<'static, KeyedResult>>;
+
+/// A probe read into a table.
+fn as_table(fut: BoxFuture<'static, Result<Output, String>>) -> BoxFuture<'static, ProbeResult> {
+    async move {
+        fut.await?
+            .into_table()
+            .map(Arc::new)
+            .ok_or_else(|| "internal error: a table probe was read as key sets".to_string())
+    }
+    .boxed()
+}
+
+/// A probe read straight into key sets.
+fn as_keys(fut: BoxFuture<'static, Result<Output, String>>) -> BoxFuture<'static, KeyedResult> {
+    async move {
+        match fut.await? {
+            Output::Keys(sets) => Ok(Arc::new(sets)),
+            Output::Table(_) => Err("internal error: a keyed probe was read as a table".into()),
+        }
+    }
+    .boxed()
+}
 
 /// Probes that are not SQL (commands, files) share one bound, so a wide run cannot fork-bomb.
 const LOCAL_PROBE_CONCURRENCY: usize = 8;
@@ -95,6 +121,8 @@ pub struct Engine {
 pub struct RunStats {
     /// Statements sent per SQL source.
     pub queries: BTreeMap<String, u64>,
+    /// Probes read per Redis source (each distinct probe once per run).
+    pub redis_reads: BTreeMap<String, u64>,
 }
 
 /// Invariants selected by a suite (and `--only`), in config order.
@@ -339,7 +367,7 @@ impl Engine {
                     };
                     Some((
                         q,
-                        self.spawn_shared(self.probe_future(
+                        self.spawn_shared(as_table(self.probe_future(
                             &sql,
                             &pools,
                             &mut semaphores,
@@ -347,7 +375,8 @@ impl Engine {
                             &down,
                             now,
                             gate,
-                        )),
+                            Sink::table(),
+                        ))),
                     ))
                 }
                 None => None,
@@ -361,7 +390,7 @@ impl Engine {
                             .shared()
                     }
                     // The source is down: the same error as any other probe on it.
-                    None => self.spawn_shared(self.probe_future(
+                    None => self.spawn_shared(as_table(self.probe_future(
                         &probe,
                         &pools,
                         &mut semaphores,
@@ -369,26 +398,78 @@ impl Engine {
                         &down,
                         now,
                         Gate::default(),
-                    )),
+                        Sink::table(),
+                    ))),
                 };
                 spent.insert(probe.clone(), fused_spent.clone());
                 probes.insert(probe, shared);
             }
         }
+        // Probes read only by set checks (SQL, Redis) go straight into key sets: no table.
+        let mut keyed_sides: HashMap<Probe, Vec<KeyedProbe>> = HashMap::new();
+        let mut table_read: std::collections::HashSet<Probe> = Default::default();
+        for (i, inv) in selected.iter().enumerate() {
+            if skipped.contains_key(&i) {
+                continue;
+            }
+            if let Some(p) = pushed.get(&i) {
+                table_read.insert(p.clone());
+                continue;
+            }
+            let sides = match &inv.check {
+                Check::Same(p) | Check::Disjoint(p) => [&p.left, &p.right],
+                Check::Subset(s) => [&s.each, &s.within],
+                other => {
+                    table_read.extend(other.probes().into_iter().cloned());
+                    continue;
+                }
+            };
+            for kp in sides {
+                if matches!(kp.probe, Probe::Sql { .. } | Probe::Redis(_)) {
+                    keyed_sides
+                        .entry(kp.probe.clone())
+                        .or_default()
+                        .push(kp.clone());
+                } else {
+                    table_read.insert(kp.probe.clone());
+                }
+            }
+        }
+        keyed_sides.retain(|p, _| !table_read.contains(p));
+        let mut keyed: HashMap<Probe, SharedKeyed> = HashMap::new();
         for p in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = probes.entry(p) {
-                let gate = gate_for(&[slot.key()]);
-                spent.insert(slot.key().clone(), gate.spent.clone());
-                let fut = self.probe_future(
-                    slot.key(),
-                    &pools,
-                    &mut semaphores,
-                    &local,
-                    &down,
-                    now,
-                    gate,
-                );
-                slot.insert(self.spawn_shared(fut));
+            if probes.contains_key(&p) || keyed.contains_key(&p) {
+                continue;
+            }
+            let gate = gate_for(&[&p]);
+            spent.insert(p.clone(), gate.spent.clone());
+            match keyed_sides.get(&p) {
+                Some(sides) => {
+                    let fut = self.probe_future(
+                        &p,
+                        &pools,
+                        &mut semaphores,
+                        &local,
+                        &down,
+                        now,
+                        gate,
+                        Sink::keys(sides),
+                    );
+                    keyed.insert(p, self.spawn_shared(as_keys(fut)));
+                }
+                None => {
+                    let fut = self.probe_future(
+                        &p,
+                        &pools,
+                        &mut semaphores,
+                        &local,
+                        &down,
+                        now,
+                        gate,
+                        Sink::table(),
+                    );
+                    probes.insert(p, self.spawn_shared(as_table(fut)));
+                }
             }
         }
         // Joins: each distinct relation computed once, after its probes are in.
@@ -436,15 +517,18 @@ impl Engine {
             }
             let inv: Invariant = (*inv).clone();
             let pushed_probe = pushed.get(&i).cloned();
-            let needed_probes: Vec<(Probe, SharedProbe)> = match &pushed_probe {
-                Some(p) => vec![(p.clone(), probes[p].clone())],
-                None => inv
-                    .check
-                    .probes()
-                    .into_iter()
-                    .map(|p| (p.clone(), probes[p].clone()))
-                    .collect(),
+            let mut needed_probes: Vec<(Probe, SharedProbe)> = Vec::new();
+            let mut needed_keys: Vec<(Probe, SharedKeyed)> = Vec::new();
+            let mine: Vec<&Probe> = match &pushed_probe {
+                Some(p) => vec![p],
+                None => inv.check.probes(),
             };
+            for p in mine {
+                match keyed.get(p) {
+                    Some(f) => needed_keys.push((p.clone(), f.clone())),
+                    None => needed_probes.push((p.clone(), probes[p].clone())),
+                }
+            }
             let needed_join: Option<(JoinRelation, SharedProbe)> = match &inv.check {
                 Check::Join(jc) => {
                     let rel = jc.relation();
@@ -460,7 +544,9 @@ impl Engine {
             };
             let my_spent: Vec<Arc<AtomicBool>> = needed_probes
                 .iter()
-                .filter_map(|(p, _)| spent.get(p).cloned())
+                .map(|(p, _)| p)
+                .chain(needed_keys.iter().map(|(p, _)| p))
+                .filter_map(|p| spent.get(p).cloned())
                 .collect();
             tasks.push(tokio::spawn(async move {
                 let t0 = Instant::now();
@@ -472,6 +558,10 @@ impl Engine {
                     for (p, f) in needed_probes {
                         let r = f.await;
                         snap.probes.insert(p, r);
+                    }
+                    for (p, f) in needed_keys {
+                        let r = f.await;
+                        snap.keyed.insert(p, r);
                     }
                     if let Some((rel, f)) = needed_join {
                         let r = f.await;
@@ -515,6 +605,9 @@ impl Engine {
                 (i, to_result(&inv, verdict, t0.elapsed()), memory)
             }));
         }
+        // The tasks hold what they need: a probe's result is freed once the last check reading
+        // it is decided, not at the end of the run.
+        drop((probes, keyed, joins));
         let mut remembered: HashMap<String, Vec<Remembered>> = HashMap::new();
         for t in tasks {
             match t.await {
@@ -546,6 +639,13 @@ impl Engine {
                 .filter_map(|(name, p)| {
                     let p = p.as_ref().ok()?.sql()?;
                     Some((name.clone(), p.queries()))
+                })
+                .collect(),
+            redis_reads: pools
+                .iter()
+                .filter_map(|(name, c)| match c {
+                    Ok(Conn::Redis(r)) => Some((name.clone(), r.reads())),
+                    _ => None,
                 })
                 .collect(),
         };
@@ -709,7 +809,10 @@ impl Engine {
     }
 
     /// Spawns a probe so it progresses on its own, shared by every invariant that needs it.
-    fn spawn_shared(&self, fut: BoxFuture<'static, ProbeResult>) -> SharedProbe {
+    fn spawn_shared<T: Clone + Send + Sync + 'static>(
+        &self,
+        fut: BoxFuture<'static, Result<T, String>>,
+    ) -> Shared<BoxFuture<'static, Result<T, String>>> {
         let handle = tokio::spawn(fut);
         async move {
             handle
@@ -730,7 +833,8 @@ impl Engine {
         down: &DownDuringRun,
         now: chrono::DateTime<chrono::Utc>,
         gate: Gate,
-    ) -> BoxFuture<'static, ProbeResult> {
+        sink: Sink,
+    ) -> BoxFuture<'static, Result<Output, String>> {
         let probe = probe.clone();
         // A connected source of the probe, or the probe's error.
         let conn_of = |source: &str| -> Result<Conn, String> {
@@ -760,8 +864,8 @@ impl Engine {
                 let (rp, down) = (rp.clone(), down.clone());
                 async move {
                     let _permit = gate.acquire(sem).await?;
-                    match conn.read(&rp).await {
-                        Ok(t) => Ok(Arc::new(t)),
+                    match conn.read_into(&rp, sink).await {
+                        Ok(s) => s.finish_blocking().await,
                         Err(e) => {
                             let msg = format!("`{}`: {}", rp.source, e.message);
                             if e.source_down {
@@ -790,7 +894,7 @@ impl Engine {
                 async move {
                     let _permit = gate.acquire(sem).await?;
                     match conn.read(&hp).await {
-                        Ok(t) => Ok(Arc::new(t)),
+                        Ok(t) => Ok(sink.fill(t)),
                         Err(e) => {
                             // No answer: the source is down for this run.
                             down.lock()
@@ -833,10 +937,11 @@ impl Engine {
                 let source = source.clone();
                 async move {
                     let _permit = gate.acquire(sem).await?;
-                    pool.query(&sql)
+                    pool.query_into(&sql, sink)
                         .await
-                        .map(Arc::new)
-                        .map_err(|e| format!("`{source}`: {e}"))
+                        .map_err(|e| format!("`{source}`: {e}"))?
+                        .finish_blocking()
+                        .await
                 }
                 .boxed()
             }
@@ -853,7 +958,7 @@ impl Engine {
                     columns: vec!["value".into()],
                     rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect(),
                 };
-                async move { Ok(Arc::new(t)) }.boxed()
+                async move { Ok(sink.fill(t)) }.boxed()
             }
             Probe::Lines(lp) => {
                 let path = match &lp.file {
@@ -878,7 +983,7 @@ impl Engine {
                     })
                     .await
                     .map_err(|e| e.to_string())?
-                    .map(Arc::new)
+                    .map(|t| sink.fill(t))
                 }
                 .boxed()
             }
@@ -888,7 +993,9 @@ impl Engine {
                 let sem = local.clone();
                 async move {
                     let _permit = gate.acquire(sem).await?;
-                    crate::command::run_command(&cp, &dir).await.map(Arc::new)
+                    crate::command::run_command(&cp, &dir)
+                        .await
+                        .map(|t| sink.fill(t))
                 }
                 .boxed()
             }

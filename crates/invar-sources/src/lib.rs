@@ -14,6 +14,7 @@ pub mod join;
 pub mod lines;
 pub mod pushdown;
 pub mod redis;
+pub mod sink;
 pub mod sql;
 
 pub use engine::{Engine, RunOptions, RunStats};

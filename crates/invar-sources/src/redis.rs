@@ -11,15 +11,20 @@
 //! - Values are text, exactly as stored (nothing is parsed); zset scores are floats.
 //! - Every error passes through [`Secret::scrub`]: the URL's password never appears.
 
+use crate::sink::Sink;
 use invar_core::{RedisKind, RedisPattern, RedisProbe, RedisSource, Secret, Table, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 1000;
 /// Keys read per pipelined round trip.
 const READ_BATCH: usize = 500;
+/// Members asked for per ZSCAN call, when a sorted set is read straight into key sets.
+const ZSCAN_COUNT: usize = 10_000;
 /// Connecting gives up after this, at most (or the source's timeout, if shorter).
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,6 +35,8 @@ pub struct RedisConn {
     secret: Secret,
     timeout: Duration,
     max_keys: u64,
+    /// Probes read (for [`RedisConn::reads`]).
+    reads: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -83,11 +90,27 @@ impl RedisConn {
             secret,
             timeout: src.timeout,
             max_keys: src.max_keys,
+            reads: Arc::default(),
         })
+    }
+
+    /// Probes read through this connection so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Reads one probe into a table: `key`, the kind's columns, then one column per capture.
     pub async fn read(&self, probe: &RedisProbe) -> Result<Table, RedisError> {
+        let sink = self.read_into(probe, Sink::table()).await?;
+        Ok(sink.into_table().unwrap_or_default())
+    }
+
+    /// [`RedisConn::read`], each row going into `sink` as its batch arrives (no reply is held
+    /// beside the rows). One sorted set read into key sets is walked with `ZSCAN` pages
+    /// instead of one `ZRANGE` reply: every member present for the whole walk is read (a
+    /// member moved by a concurrent write may be read twice; key sets count it once).
+    pub async fn read_into(&self, probe: &RedisProbe, mut sink: Sink) -> Result<Sink, RedisError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let pattern = RedisPattern::parse(&probe.pattern).map_err(|m| RedisError {
             message: m,
             source_down: false,
@@ -109,11 +132,75 @@ impl RedisConn {
         };
         let mut columns: Vec<String> = probe.kind.columns().iter().map(|c| c.to_string()).collect();
         columns.extend(pattern.captures.iter().cloned());
-        let mut table = Table::new(columns);
-        for batch in keys.chunks(READ_BATCH) {
-            self.read_batch(probe.kind, batch, &mut table).await?;
+        sink.begin(columns);
+        if probe.kind == RedisKind::Zset
+            && pattern.glob.is_none()
+            && matches!(sink, Sink::Keys { .. })
+        {
+            self.zscan(probe.pattern.as_bytes(), &mut sink).await?;
+            return Ok(sink);
         }
-        Ok(table)
+        for batch in keys.chunks(READ_BATCH) {
+            self.read_batch(probe.kind, batch, &mut sink).await?;
+        }
+        Ok(sink)
+    }
+
+    /// Walks one sorted set with `ZSCAN … COUNT`, each page's rows into `sink`.
+    async fn zscan(&self, key: &[u8], sink: &mut Sink) -> Result<(), RedisError> {
+        let mut conn = self.manager.clone();
+        let key_text = String::from_utf8_lossy(key).into_owned();
+        let mut row = vec![Value::Text(key_text.clone()), Value::Null, Value::Null];
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, redis::Value) = redis::cmd("ZSCAN")
+                .arg(key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(ZSCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.key_error(RedisKind::Zset, &key_text, &e))?;
+            for_pairs(page, |member, score| {
+                row[1] = into_text_value(member);
+                row[2] = score_value(score);
+                sink.push_ref(&row);
+            });
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The error of a command on one key: a `WRONGTYPE` names the key and the probe's kind;
+    /// an I/O error or timeout marks the source down.
+    fn key_error(&self, kind: RedisKind, key_text: &str, e: &redis::RedisError) -> RedisError {
+        if e.code() == Some("WRONGTYPE") {
+            let what = format!(
+                "key `{key_text}` is not a {} (WRONGTYPE): a `{}` probe cannot read it",
+                type_noun(kind),
+                kind.as_str()
+            );
+            return RedisError {
+                message: self.secret.scrub(&what),
+                source_down: false,
+            };
+        }
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            return self.error(&format!("reading key `{key_text}`"), e);
+        }
+        RedisError {
+            message: self
+                .secret
+                .scrub(&format!("key `{key_text}`: {}", reason(e))),
+            source_down: false,
+        }
     }
 
     /// SCANs the keyspace for `glob`, keeping the keys that fit `re` with their captures,
@@ -181,7 +268,7 @@ impl RedisConn {
         &self,
         kind: RedisKind,
         keys: &[(Vec<u8>, Vec<String>)],
-        table: &mut Table,
+        sink: &mut Sink,
     ) -> Result<(), RedisError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -230,25 +317,25 @@ impl RedisConn {
                     });
                 }
             };
-            let capture_values = caps.iter().map(|c| Value::Text(c.clone()));
             let key_value = || Value::Text(key_text.clone());
             let mut push = |cells: Vec<Value>| {
                 let mut row = cells;
-                row.extend(capture_values.clone());
-                table.rows.push(row);
+                if !caps.is_empty() {
+                    row.extend(caps.iter().map(|c| Value::Text(c.clone())));
+                }
+                sink.push(row);
             };
             match kind {
                 RedisKind::Zset => {
-                    for (member, score) in pairs(reply) {
-                        let score = match score {
-                            redis::Value::Double(d) => Value::Float(d),
-                            other => text(&other)
-                                .and_then(|s| parse_score(&s))
-                                .map(Value::Float)
-                                .unwrap_or(Value::Null),
-                        };
-                        push(vec![key_value(), text_value(&member), score]);
-                    }
+                    // Pair by pair, each member's bytes moved into its cell (no copy, and
+                    // no second array of pairs beside the reply).
+                    for_pairs(reply, |member, score| {
+                        push(vec![
+                            key_value(),
+                            into_text_value(member),
+                            score_value(score),
+                        ]);
+                    });
                 }
                 RedisKind::Set => {
                     let mut members: Vec<String> = items(reply).iter().filter_map(text).collect();
@@ -375,6 +462,56 @@ fn pairs(v: redis::Value) -> Vec<(redis::Value, redis::Value)> {
                 out
             }
         }
+    }
+}
+
+/// Calls `f` on each pair of a flat `[a, b, a, b]` array (RESP2), an array of pairs or a map
+/// (RESP3), consuming the reply.
+fn for_pairs(v: redis::Value, mut f: impl FnMut(redis::Value, redis::Value)) {
+    match v {
+        redis::Value::Map(m) => m.into_iter().for_each(|(a, b)| f(a, b)),
+        other => {
+            let flat = items(other);
+            if flat
+                .iter()
+                .all(|x| matches!(x, redis::Value::Array(a) if a.len() == 2))
+            {
+                for x in flat {
+                    if let redis::Value::Array(mut a) = x
+                        && let (Some(b), Some(a)) = (a.pop(), a.pop())
+                    {
+                        f(a, b);
+                    }
+                }
+            } else {
+                let mut it = flat.into_iter();
+                while let (Some(a), Some(b)) = (it.next(), it.next()) {
+                    f(a, b);
+                }
+            }
+        }
+    }
+}
+
+/// A zset score: a float (`inf` too), or NULL when it is not a number.
+fn score_value(v: redis::Value) -> Value {
+    match v {
+        redis::Value::Double(d) => Value::Float(d),
+        other => text(&other)
+            .and_then(|s| parse_score(&s))
+            .map(Value::Float)
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// [`text_value`], moving a bulk string's bytes into the text when they are UTF-8.
+fn into_text_value(v: redis::Value) -> Value {
+    match v {
+        redis::Value::BulkString(b) => match String::from_utf8(b) {
+            Ok(s) => Value::Text(s),
+            Err(e) => Value::Text(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        },
+        other => text_value(&other),
     }
 }
 

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::sink::Sink;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::StreamExt;
 use invar_core::secret::loopback_without_tls_request;
@@ -287,19 +288,26 @@ impl SqlPool {
     /// Runs user SQL with `raw_sql` and returns the rows of the last statement that returned
     /// rows, every value typed.
     pub async fn query(&self, sql: &str) -> Result<Table, String> {
+        let sink = self.query_into(sql, Sink::table()).await?;
+        Ok(sink.into_table().unwrap_or_default())
+    }
+
+    /// [`SqlPool::query`], each row decoded into `sink` as it arrives (the driver's rows are
+    /// never all held at once).
+    pub async fn query_into(&self, sql: &str, mut sink: Sink) -> Result<Sink, String> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Postgres(pool, opts) => {
                 let mut conn = self.acquire(pool, opts).await?;
-                let run = collect::<Postgres>(&mut *conn, sql);
-                let (rows, columns) = self.bounded(run).await?;
-                Ok(table(rows, columns, pg_value))
+                let run = stream::<Postgres>(&mut conn, sql, &mut sink, pg_value);
+                self.bounded(run).await?;
+                Ok(sink)
             }
             Backend::Mysql(pool, opts) => {
                 let mut conn = self.acquire(pool, opts).await?;
-                let run = collect::<MySql>(&mut *conn, sql);
-                let (rows, columns) = self.bounded(run).await?;
-                Ok(table(rows, columns, mysql_value))
+                let run = stream::<MySql>(&mut conn, sql, &mut sink, mysql_value);
+                self.bounded(run).await?;
+                Ok(sink)
             }
             Backend::Sqlite(pool, opts) => {
                 let mut conn = self.acquire(pool, opts).await?;
@@ -311,12 +319,14 @@ impl SqlPool {
                     .await
                     .map_err(|e| self.error("cannot set up the sqlite connection", &e))?
                     .set_progress_handler(1_000, move || Instant::now() < deadline);
-                let result = self.bounded(collect::<Sqlite>(&mut *conn, sql)).await;
+                let result = self
+                    .bounded(stream::<Sqlite>(&mut conn, sql, &mut sink, sqlite_value))
+                    .await;
                 if let Ok(mut handle) = conn.lock_handle().await {
                     handle.remove_progress_handler();
                 }
-                let (rows, columns) = result?;
-                Ok(table(rows, columns, sqlite_value))
+                result?;
+                Ok(sink)
             }
         }
     }
@@ -475,60 +485,59 @@ async fn mysql_session(
     Ok(())
 }
 
-/// Runs `sql` and keeps the rows of the last statement that returned rows. With no rows at
-/// all from a single statement, the column names come from preparing it (not running it).
-async fn collect<DB: Database>(
+/// Runs `sql` and keeps the rows of the last statement that returned rows, decoding each row
+/// into `sink` as it arrives (a later statement's rows replace an earlier one's). With no rows
+/// at all from a single statement, the column names come from preparing it (not running it).
+async fn stream<DB: Database>(
     conn: &mut DB::Connection,
     sql: &str,
-) -> Result<(Vec<DB::Row>, Vec<String>), sqlx::Error>
+    sink: &mut Sink,
+    decode: fn(&DB::Row, usize) -> Value,
+) -> Result<(), sqlx::Error>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let mut kept: Vec<DB::Row> = Vec::new();
-    let mut current: Vec<DB::Row> = Vec::new();
     let mut statements = 0usize;
+    let mut in_result = false;
+    let mut any = false;
     {
         let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_many(&mut *conn);
         while let Some(item) = stream.next().await {
             match item? {
-                Either::Right(row) => current.push(row),
+                Either::Right(row) => {
+                    if !in_result {
+                        in_result = true;
+                        any = true;
+                        sink.begin(row.columns().iter().map(|c| c.name().to_string()).collect());
+                    }
+                    sink.push((0..row.len()).map(|i| decode(&row, i)).collect());
+                }
                 Either::Left(_) => {
                     statements += 1;
-                    if !current.is_empty() {
-                        kept = std::mem::take(&mut current);
-                    }
+                    in_result = false;
                 }
             }
         }
     }
-    if !current.is_empty() {
-        kept = current;
+    if !any {
+        let columns = if statements <= 1 {
+            match conn
+                .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                .await
+            {
+                Ok(stmt) => stmt
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        sink.begin(columns);
     }
-    let columns = match kept.first() {
-        Some(row) => row.columns().iter().map(|c| c.name().to_string()).collect(),
-        None if statements <= 1 => match conn
-            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-            .await
-        {
-            Ok(stmt) => stmt
-                .columns()
-                .iter()
-                .map(|c| c.name().to_string())
-                .collect(),
-            Err(_) => Vec::new(),
-        },
-        None => Vec::new(),
-    };
-    Ok((kept, columns))
-}
-
-fn table<R: Row>(rows: Vec<R>, columns: Vec<String>, decode: fn(&R, usize) -> Value) -> Table {
-    let mut t = Table::new(columns);
-    t.rows = rows
-        .iter()
-        .map(|row| (0..row.len()).map(|i| decode(row, i)).collect())
-        .collect();
-    t
+    Ok(())
 }
 
 /// The whole message of a sqlx error, lower-case first, with the database's error code.
