@@ -17,7 +17,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{
-    EventKind, IncidentEvent, Notice, Observation, SOURCE_PREFIX, SubjectKind, advance,
+    EventKind, IncidentEvent, Notice, Observation, SOURCE_PREFIX, SUITE_PREFIX, SubjectKind,
+    advance,
 };
 use invar_core::{AlertSink, Config, InvariantResult, RunReport, Severity};
 use invar_store::{NewDelivery, Plan, PlanInput, SubjectInfo};
@@ -246,6 +247,22 @@ fn subject_info(
         let _ = report;
         return (format!("source `{name}` cannot be read"), sev);
     }
+    if let Some(name) = subject.strip_prefix(SUITE_PREFIX) {
+        // As severe as the most severe invariant the suite runs.
+        let sev = config
+            .suite(name)
+            .map(|s| {
+                config
+                    .invariants
+                    .iter()
+                    .filter(|i| s.selects(i).unwrap_or(false))
+                    .map(|i| i.severity)
+                    .max()
+                    .unwrap_or(Severity::Major)
+            })
+            .unwrap_or(Severity::Major);
+        return (format!("scheduled suite `{name}` did not run on time"), sev);
+    }
     if let Some(inv) = config.invariant(subject) {
         return (inv.title.clone(), inv.severity);
     }
@@ -275,9 +292,19 @@ fn payload(
     severity: Severity,
 ) -> AlertPayload {
     let source = e.subject.strip_prefix(SOURCE_PREFIX);
+    let suite = e.subject.strip_prefix(SUITE_PREFIX);
     let result = results.get(e.subject.as_str()).copied();
     let inv = config.invariant(&e.subject);
     let summary = match (notice, source, result) {
+        _ if suite.is_some() && notice == Notice::Resolved => format!(
+            "suite `{}` runs on schedule again",
+            suite.unwrap_or_default()
+        ),
+        _ if suite.is_some() => report
+            .sources_unavailable
+            .first()
+            .map(|s| s.error.clone())
+            .unwrap_or_else(|| format!("suite `{}` is overdue", suite.unwrap_or_default())),
         (Notice::Flapping, _, _) => format!(
             "{} changed state {} times in 24h: notices are held until it settles",
             e.subject, e.transitions
@@ -312,7 +339,7 @@ fn payload(
         notice: notice.as_str().to_string(),
         status: if firing { "firing" } else { "resolved" }.to_string(),
         subject_kind: e.subject_kind.as_str().to_string(),
-        subject: source.unwrap_or(&e.subject).to_string(),
+        subject: source.or(suite).unwrap_or(&e.subject).to_string(),
         incident_id: e.incident_id.clone(),
         title: title.to_string(),
         severity: severity.as_str().to_string(),

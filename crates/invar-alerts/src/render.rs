@@ -71,10 +71,10 @@ fn headline(p: &AlertPayload) -> String {
         "flapping" => "FLAPPING",
         _ => "FIRING",
     };
-    let id = if p.subject_kind == "source" {
-        format!("source {}", p.subject)
-    } else {
-        p.subject.clone()
+    let id = match p.subject_kind.as_str() {
+        "source" => format!("source {}", p.subject),
+        "suite" => format!("suite {}", p.subject),
+        _ => p.subject.clone(),
     };
     format!("{state} {} · {id} — {}", p.severity.to_uppercase(), p.title)
 }

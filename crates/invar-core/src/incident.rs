@@ -39,6 +39,11 @@ pub const FLAP_LIMIT: usize = 6;
 pub const FLAP_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// The prefix of a source subject: `source:app`.
 pub const SOURCE_PREFIX: &str = "source:";
+/// The prefix of a suite subject (the dead-man's switch of a scheduled suite): `suite:nightly`.
+pub const SUITE_PREFIX: &str = "suite:";
+/// The trigger of the record `invar watch` writes when a scheduled suite is overdue: red for
+/// its `suite:NAME` subject. A recorded scheduled run of the suite is green for it.
+pub const OVERDUE_TRIGGER: &str = "watchdog";
 
 /// What one run says about a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +71,8 @@ pub enum SubjectKind {
     #[default]
     Invariant,
     Source,
+    /// A scheduled suite whose run did not happen on time.
+    Suite,
 }
 
 impl SubjectKind {
@@ -73,6 +80,7 @@ impl SubjectKind {
         match self {
             SubjectKind::Invariant => "invariant",
             SubjectKind::Source => "source",
+            SubjectKind::Suite => "suite",
         }
     }
 }
@@ -368,6 +376,27 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
         })
         .collect();
     out.extend(invs);
+    // The dead-man's switch of a scheduled suite: red on the watchdog's record, green on any
+    // scheduled run that was recorded (a lock_skipped tick says nothing).
+    let scheduled = config
+        .suite(&report.suite)
+        .is_some_and(|s| s.schedule.is_some());
+    let signal = if report.trigger == OVERDUE_TRIGGER {
+        Some(Signal::Red)
+    } else if report.trigger == "schedule" && !report.lock_skipped {
+        Some(Signal::Green)
+    } else {
+        None
+    };
+    if let (true, Some(signal)) = (scheduled, signal) {
+        out.push(Observation {
+            subject: format!("{SUITE_PREFIX}{}", report.suite),
+            kind: SubjectKind::Suite,
+            signal,
+            policy: Policy::default(),
+            sources: Vec::new(),
+        });
+    }
     out
 }
 

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 
 /// How often the outbox worker looks for due deliveries.
 const OUTBOX_POLL: Duration = Duration::from_secs(2);
+/// How often the dead-man's switch looks for overdue suites (on the watcher's clock).
+const WATCHDOG_EVERY: Duration = Duration::from_secs(30);
 
 pub struct WatchOptions {
     /// Overrides `server.listen`.
@@ -59,6 +61,22 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
                 .await
         })
     };
+    let watchdog = {
+        let w = watcher.clone();
+        let mut stop = stop_rx.clone();
+        let every = w.clock.real(WATCHDOG_EVERY);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = w.watchdog().await {
+                    tracing::error!(error = %format!("{e:#}"), "dead-man's switch check failed");
+                }
+            }
+        })
+    };
     let scheduled: Vec<String> = watcher
         .slots()
         .iter()
@@ -93,6 +111,7 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
     let _guards = watcher.drain().await;
     let _ = server.await;
     let _ = outbox.await;
+    let _ = watchdog.await;
     eprintln!("invar watch: stopped");
     Ok(())
 }

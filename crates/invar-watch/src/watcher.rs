@@ -435,6 +435,45 @@ impl Watcher {
         })
     }
 
+    /// The dead-man's switch's alert: for each overdue tick, one replica (the one that claims
+    /// `overdue:SUITE` at that tick) records a `watchdog` run for the suite — red for its
+    /// `suite:NAME` incident, which alerts once like any incident and resolves on the next
+    /// recorded scheduled run.
+    pub async fn watchdog(&self) -> Result<()> {
+        for (suite, due) in self.overdue().await? {
+            let key = format!("overdue:{suite}");
+            if !self
+                .store
+                .claim_tick(&key, due, &self.owner, self.clock.now())
+                .await
+                .context("claiming the overdue notice")?
+            {
+                continue;
+            }
+            let grace = invar_core::units::format_duration(self.cfg.server.overdue_after);
+            let tz = self
+                .slot(&suite)
+                .and_then(|s| s.schedule.as_ref())
+                .map_or("UTC", |s| s.timezone_name());
+            let msg = format!(
+                "the scheduled run of suite `{suite}` due at {} ({tz}) was not recorded within {grace}",
+                due.format("%Y-%m-%d %H:%M UTC")
+            );
+            tracing::error!(suite, %due, "{msg}");
+            let mut report = lock_skipped_report(&suite, invar_core::incident::OVERDUE_TRIGGER);
+            report.lock_skipped = false;
+            report.status = Outcome::Error;
+            report.exit_code = 2;
+            report.automation_error = true;
+            report.sources_unavailable = vec![invar_core::SourceUnavailable {
+                source: "schedule".into(),
+                error: msg,
+            }];
+            recorder::record(self.store.as_ref(), &self.cfg, &report, Default::default()).await?;
+        }
+        Ok(())
+    }
+
     /// Stops new runs and waits for the running ones: returns every suite's lock, held.
     pub async fn drain(&self) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
         let mut guards = Vec::new();

@@ -625,18 +625,21 @@ fn two_replicas_on_one_postgres_store_run_each_tick_once_and_alert_once() {
 }
 
 #[test]
-fn a_scheduled_run_that_does_not_happen_makes_healthz_503_naming_the_suite() {
+fn a_scheduled_run_that_does_not_happen_makes_healthz_503_and_alerts_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The tick's run hangs (a 20 s command, minutes on the 60× clock): after `overdue_after`
-    // (2m, two real seconds) with no run recorded for the tick, the suite is overdue.
+    let (hook, bodies) = receiver();
+    // The tick's run hangs (a 20 s command: minutes on the 60x clock). After `overdue_after`
+    // (2m: two real seconds) with no run recorded for the tick, the suite is overdue; every
+    // later tick finds it still running (lock_skipped), so it stays overdue.
     write_config(
         d,
-        "suites:\n  sweep: { select: \"true\", schedule: \"* * * * *\" }\n\
-         invariants:\n  - id: H-1\n    title: hangs\n    probe: { command: { run: [sleep, \"20\"], parse: text, timeout: 60s } }\n    fail_when: count == 0.0\n",
+        "alerts:\n  hook: { type: webhook, url: \"${HOOK_URL}\" }\n\
+         suites:\n  sweep: { select: \"true\", schedule: \"* * * * *\" }\n\
+         invariants:\n  - id: H-1\n    title: hangs\n    severity: critical\n    probe: { command: { run: [sleep, \"20\"], parse: text, timeout: 60s } }\n    fail_when: count == 0.0\n",
     );
     let clock = fast_clock();
-    let w = Watch::start(d, &[(clock.0, clock.1.clone())]);
+    let w = Watch::start(d, &[(clock.0, clock.1.clone()), ("HOOK_URL", hook)]);
     let http = Http::new();
     let t0 = Instant::now();
     let body = loop {
@@ -665,4 +668,23 @@ fn a_scheduled_run_that_does_not_happen_makes_healthz_503_naming_the_suite() {
         html.contains("data-suite=\"sweep\" data-overdue=\"true\""),
         "{html}"
     );
+
+    // Several overdue ticks go by (one watchdog record each): one alert, for the suite.
+    std::thread::sleep(Duration::from_secs(5));
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:#?}\n{}", w.log());
+    let alert = got[0].to_string();
+    assert!(
+        alert.contains("\"suite\"") && alert.contains("sweep"),
+        "{alert}"
+    );
+    assert!(alert.contains("did not run on time"), "{alert}");
+    let (_, runs) = http.get(&w.url("/api/v1/runs?suite=sweep"), Some(READ));
+    let watchdog = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"] == "watchdog")
+        .count();
+    assert!(watchdog >= 2, "{runs}");
 }

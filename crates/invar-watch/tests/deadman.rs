@@ -1,0 +1,101 @@
+//! The dead-man's switch as an incident subject: the watchdog's record is red for
+//! `suite:NAME`, a recorded scheduled run is green, and the incident opens once and resolves
+//! once however many overdue ticks go by.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use invar_core::incident::{
+    IncidentState, Notice, OVERDUE_TRIGGER, Signal, SubjectKind, advance, observe,
+};
+use invar_core::{Config, RunReport};
+use std::collections::BTreeMap;
+
+fn config() -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invar.yaml");
+    std::fs::write(
+        &path,
+        "suites:\n  sweep: { select: \"true\", schedule: \"*/15 * * * *\" }\n  gate: { select: \"true\" }\n\
+         invariants:\n  - id: A-1\n    title: a\n    probe: { values: [x] }\n    fail_when: count == 0.0\n",
+    )
+    .unwrap();
+    let cfg = invar_config::load(&path).unwrap();
+    (dir, cfg)
+}
+
+fn report(suite: &str, trigger: &str, lock_skipped: bool) -> RunReport {
+    let mut r = invar_watch::watcher::lock_skipped_report(suite, trigger);
+    r.lock_skipped = lock_skipped;
+    r
+}
+
+fn suite_signal(cfg: &Config, r: &RunReport) -> Option<Signal> {
+    observe(cfg, r)
+        .into_iter()
+        .find(|o| o.kind == SubjectKind::Suite)
+        .map(|o| {
+            assert_eq!(o.subject, format!("suite:{}", r.suite));
+            o.signal
+        })
+}
+
+#[test]
+fn watchdog_records_are_red_and_scheduled_runs_green_for_scheduled_suites_only() {
+    let (_d, cfg) = config();
+    assert_eq!(
+        suite_signal(&cfg, &report("sweep", OVERDUE_TRIGGER, false)),
+        Some(Signal::Red)
+    );
+    assert_eq!(
+        suite_signal(&cfg, &report("sweep", "schedule", false)),
+        Some(Signal::Green)
+    );
+    // A lock_skipped tick did not run; an API or CLI run says nothing about the schedule.
+    assert_eq!(suite_signal(&cfg, &report("sweep", "schedule", true)), None);
+    assert_eq!(suite_signal(&cfg, &report("sweep", "api", false)), None);
+    // A suite without a schedule has no dead-man's switch.
+    assert_eq!(
+        suite_signal(&cfg, &report("gate", OVERDUE_TRIGGER, false)),
+        None
+    );
+}
+
+#[test]
+fn an_overdue_suite_alerts_once_and_resolves_once() {
+    let (_d, cfg) = config();
+    let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+    let mut states: BTreeMap<String, IncidentState> = BTreeMap::new();
+    let mut n = 0;
+    let mut notices = Vec::new();
+    let runs = [
+        "schedule",
+        OVERDUE_TRIGGER,
+        OVERDUE_TRIGGER,
+        OVERDUE_TRIGGER,
+        "schedule",
+        "schedule",
+    ];
+    for (i, trigger) in runs.iter().enumerate() {
+        let obs: Vec<_> = observe(&cfg, &report("sweep", trigger, false))
+            .into_iter()
+            .filter(|o| o.kind == SubjectKind::Suite)
+            .collect();
+        let adv = advance(
+            &states,
+            &obs,
+            t0 + TimeDelta::minutes(15 * i as i64),
+            &mut || {
+                n += 1;
+                format!("inc-{n}")
+            },
+        );
+        for e in adv.events {
+            if let Some(notice) = e.notice {
+                notices.push((notice, i));
+            }
+        }
+        for s in adv.states {
+            states.insert(s.subject.clone(), s);
+        }
+    }
+    assert_eq!(notices, vec![(Notice::Firing, 1), (Notice::Resolved, 4)]);
+}
