@@ -20,12 +20,15 @@ pub(crate) fn server(cx: &mut Cx, node: Option<&Node>) -> Server {
     if let Some(e) = f.get("listen")
         && let Some(v) = cx.string(&e.value, "server.listen")
     {
-        if v.parse::<std::net::SocketAddr>().is_err() {
+        let port_ok = v
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
             cx.err(
                 e.value.pos,
                 "server.listen",
                 format!("`listen` must be an address `host:port`, found `{v}`"),
-                Some("e.g. `127.0.0.1:8080` or `0.0.0.0:8080`".into()),
+                Some("e.g. `127.0.0.1:8080`, `0.0.0.0:8080` or `localhost:8080`".into()),
             );
         } else {
             out.listen = v;

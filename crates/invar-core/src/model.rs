@@ -686,7 +686,7 @@ pub struct Server {
     pub admin_token: Option<Secret>,
     /// Allows the read-only API calls.
     pub read_token: Option<Secret>,
-    /// A scheduled run that has not started this long after its tick makes the suite
+    /// A scheduled tick whose run is not recorded this long after the tick makes the suite
     /// overdue (default 5m).
     pub overdue_after: Duration,
 }

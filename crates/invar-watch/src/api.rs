@@ -110,6 +110,7 @@ pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi)
         .routes(routes!(status_page))
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::map_response(json_errors))
         .with_state(watcher)
         .split_for_parts();
     doc.paths.add_path_operation(
@@ -137,6 +138,37 @@ pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi)
             )
         });
     (router, doc)
+}
+
+/// Every error answer is `{"error": …}`: axum's own rejections (a malformed query, a body over
+/// the limit) come as plain text and are wrapped here.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let msg = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, msg).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// Bearer-token check for `/api/v1`: 401 without a valid token; the role goes to the handler.

@@ -296,7 +296,7 @@ fn suite_row(h: &mut String, now: DateTime<Utc>, su: &SuiteStatus) {
                 duration(run.duration_ms),
             );
             if run.lock_skipped {
-                h.push_str(" · skipped: another replica held the lock");
+                h.push_str(" · skipped: the suite was still running");
             }
             if run.skipped_budget > 0 {
                 let _ = write!(h, " · {} skipped by the run budget", run.skipped_budget);

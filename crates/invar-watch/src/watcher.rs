@@ -333,14 +333,19 @@ impl Watcher {
         let overdue: BTreeMap<String, DateTime<Utc>> = self.overdue().await?.into_iter().collect();
         let mut suites = Vec::new();
         for slot in self.shown_slots() {
-            let last = store
+            // The latest run that ran: a lock_skipped record says only that one was running.
+            let recent = store
                 .runs(&RunQuery {
                     suite: Some(slot.suite.name.clone()),
-                    limit: 1,
+                    limit: 20,
                     ..Default::default()
                 })
                 .await
                 .context("reading runs")?;
+            let last = recent
+                .iter()
+                .position(|r| !r.lock_skipped)
+                .map_or(recent.first().cloned(), |i| recent.get(i).cloned());
             suites.push(SuiteStatus {
                 name: slot.suite.name.clone(),
                 schedule: slot.suite.schedule.clone(),
@@ -350,7 +355,7 @@ impl Watcher {
                     .clone()
                     .unwrap_or_else(|| "UTC".to_string()),
                 next_run: slot.next_run(),
-                last_run: last.into_iter().next().map(|r| LastRun {
+                last_run: last.map(|r| LastRun {
                     run_id: r.run_id,
                     trigger: r.trigger,
                     started_at: r.started_at,

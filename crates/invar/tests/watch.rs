@@ -375,13 +375,21 @@ fn the_api_contract() {
     assert_eq!(subjects, ["Q-FAIL"]);
 
     // A body over the limit is refused before it is read whole.
-    let (s, _, _) = http.send(
+    // Every error is JSON with a message, axum's own rejections included.
+    let (s, ctype, text) = http.send(
         "POST",
         &w.url("/api/v1/runs"),
         Some(ADMIN),
         Some(format!("{{\"only\": [\"{}\"]}}", "x".repeat(200_000))),
     );
     assert_eq!(s, 413);
+    assert!(ctype.starts_with("application/json"), "{ctype}: {text}");
+    let (s, body) = http.get(&w.url("/api/v1/violations?since=yesterday"), Some(READ));
+    assert_eq!(s, 400);
+    assert!(body["error"].as_str().unwrap().contains("since"), "{body}");
+    let (s, body) = http.get(&w.url("/api/v1/violations/abc"), Some(READ));
+    assert_eq!(s, 400);
+    assert!(body["error"].is_string(), "{body}");
     let (s, body) = http.get(&w.url("/no/such/route"), None);
     assert_eq!(s, 404);
     assert!(body["error"].is_string());
