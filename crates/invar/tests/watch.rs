@@ -696,3 +696,35 @@ fn a_scheduled_run_that_does_not_happen_makes_healthz_503_and_alerts_once() {
         .count();
     assert!(watchdog >= 2, "{runs}");
 }
+
+/// Single flight across processes: a suite running on one watcher is busy (409) on another
+/// that shares its store — here the default SQLite store, through its lease row.
+#[test]
+fn a_suite_running_on_one_watcher_is_busy_on_another_sharing_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let a = Watch::start(d, &[]);
+    let b = Watch::start(d, &[]);
+    let running = {
+        let url = a.url("/api/v1/runs");
+        std::thread::spawn(move || Http::new().post(&url, Some(ADMIN), json!({"suite": "slow"})))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let http = Http::new();
+    let (s, body) = http.post(
+        &b.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "slow"}),
+    );
+    assert_eq!(s, 409, "{body}\n{}", b.log());
+    let (s, _) = running.join().unwrap();
+    assert_eq!(s, 200);
+    // Released when the run ends: the other watcher may run it now.
+    let (s, body) = http.post(
+        &b.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "slow"}),
+    );
+    assert_eq!(s, 200, "{body}");
+}
