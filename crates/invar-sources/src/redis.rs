@@ -9,6 +9,9 @@
 //! - The keys' contents are read in pipelined batches (one round trip per batch); a key of
 //!   the wrong type (`WRONGTYPE`) is an error naming the key.
 //! - Values are text, exactly as stored (nothing is parsed); zset scores are floats.
+//! - A literal sorted set read only by set checks (`same`, `subset`, `disjoint`) goes straight
+//!   into their key sets: one `ZRANGE … WITHSCORES` on a connection of its own, parsed as it
+//!   streams in (no reply tree, no table).
 //! - Every error passes through [`Secret::scrub`]: the URL's password never appears.
 
 use crate::sink::Sink;
@@ -18,6 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 1000;
@@ -37,6 +41,8 @@ pub struct RedisConn {
     max_keys: u64,
     /// Probes read (for [`RedisConn::reads`]).
     reads: Arc<AtomicU64>,
+    /// Where and how to connect, for a sorted set streamed on its own connection.
+    info: redis::ConnectionInfo,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -68,6 +74,7 @@ impl RedisConn {
             .set_response_timeout(Some(src.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
+        let info = client.get_connection_info().clone();
         let connect = async {
             let mut m = ConnectionManager::new_with_config(client, config).await?;
             redis::cmd("PING").query_async::<()>(&mut m).await?;
@@ -91,6 +98,7 @@ impl RedisConn {
             timeout: src.timeout,
             max_keys: src.max_keys,
             reads: Arc::default(),
+            info,
         })
     }
 
@@ -106,9 +114,10 @@ impl RedisConn {
     }
 
     /// [`RedisConn::read`], each row going into `sink` as its batch arrives (no reply is held
-    /// beside the rows). One sorted set read into key sets is walked with `ZSCAN` pages
-    /// instead of one `ZRANGE` reply: every member present for the whole walk is read (a
-    /// member moved by a concurrent write may be read twice; key sets count it once).
+    /// beside the rows). One sorted set read into key sets is one `ZRANGE` parsed as it
+    /// streams in ([`RedisConn::zrange_stream`]); over a unix socket or TLS it is walked with
+    /// `ZSCAN` pages instead (every member present for the whole walk is read; a member moved
+    /// by a concurrent write may be read twice, and key sets count it once).
     pub async fn read_into(&self, probe: &RedisProbe, mut sink: Sink) -> Result<Sink, RedisError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let pattern = RedisPattern::parse(&probe.pattern).map_err(|m| RedisError {
@@ -137,13 +146,119 @@ impl RedisConn {
             && pattern.glob.is_none()
             && matches!(sink, Sink::Keys { .. })
         {
-            self.zscan(probe.pattern.as_bytes(), &mut sink).await?;
+            match self.info.addr() {
+                redis::ConnectionAddr::Tcp(host, port) => {
+                    let (host, port) = (host.clone(), *port);
+                    self.zrange_stream(&host, port, probe.pattern.as_bytes(), &mut sink)
+                        .await?
+                }
+                _ => self.zscan(probe.pattern.as_bytes(), &mut sink).await?,
+            }
             return Ok(sink);
         }
         for batch in keys.chunks(READ_BATCH) {
             self.read_batch(probe.kind, batch, &mut sink).await?;
         }
         Ok(sink)
+    }
+
+    /// Reads one sorted set with one `ZRANGE … WITHSCORES` (one consistent read, as for a
+    /// table) on a connection of its own, parsing the reply as it arrives: each member goes
+    /// into `sink` without the whole reply ever being held (a million members cost their keys,
+    /// not a reply tree beside them). RESP2, after `AUTH` and `SELECT` as the URL asks.
+    async fn zrange_stream(
+        &self,
+        host: &str,
+        port: u16,
+        key: &[u8],
+        sink: &mut Sink,
+    ) -> Result<(), RedisError> {
+        let key_text = String::from_utf8_lossy(key).into_owned();
+        let down = |what: String| RedisError {
+            message: self
+                .secret
+                .scrub(&format!("reading key `{key_text}`: {what}")),
+            source_down: true,
+        };
+        let settings = self.info.redis_settings();
+        let mut request = Vec::new();
+        if let Some(pw) = settings.password() {
+            match settings.username() {
+                Some(user) => {
+                    resp_command(&mut request, &[b"AUTH", user.as_bytes(), pw.as_bytes()])
+                }
+                None => resp_command(&mut request, &[b"AUTH", pw.as_bytes()]),
+            }
+        }
+        let db = settings.db().to_string();
+        if settings.db() != 0 {
+            resp_command(&mut request, &[b"SELECT", db.as_bytes()]);
+        }
+        resp_command(&mut request, &[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]);
+        let read = async {
+            let mut stream = tokio::net::TcpStream::connect((host, port))
+                .await
+                .map_err(|e| down(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            stream
+                .write_all(&request)
+                .await
+                .map_err(|e| down(e.to_string()))?;
+            let mut r = RespReader::new(stream);
+            // AUTH and SELECT answer `+OK`, or an error that is the probe's.
+            for _ in 0..(settings.password().is_some() as usize + (settings.db() != 0) as usize) {
+                match r.line().await.map_err(|e| down(e.to_string()))? {
+                    Line::Simple => {}
+                    Line::Error(e) => return Err(self.reply_error(&key_text, &e)),
+                    other => return Err(down(format!("unexpected reply {other:?}"))),
+                }
+            }
+            let n = match r.line().await.map_err(|e| down(e.to_string()))? {
+                Line::Array(n) => n.max(0) as usize,
+                Line::Error(e) => return Err(self.reply_error(&key_text, &e)),
+                other => return Err(down(format!("unexpected reply {other:?}"))),
+            };
+            let mut row = vec![Value::Text(key_text.clone()), Value::Null, Value::Null];
+            for _ in 0..n / 2 {
+                let member = r.bulk().await.map_err(|e| down(e.to_string()))?;
+                row[1] = match member {
+                    Some(b) => Value::Text(String::from_utf8_lossy(b).into_owned()),
+                    None => Value::Null,
+                };
+                let score = r.bulk().await.map_err(|e| down(e.to_string()))?;
+                row[2] = score
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(parse_score)
+                    .map(Value::Float)
+                    .unwrap_or(Value::Null);
+                sink.push_ref(&row);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(down(format!(
+                "timed out (timeout {})",
+                invar_core::units::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    /// A `-ERR …` reply to a read of one key: `WRONGTYPE` names the key and the probe's kind.
+    fn reply_error(&self, key_text: &str, e: &str) -> RedisError {
+        let what = if e.starts_with("WRONGTYPE") {
+            format!(
+                "key `{key_text}` is not a {} (WRONGTYPE): a `{}` probe cannot read it",
+                type_noun(RedisKind::Zset),
+                RedisKind::Zset.as_str()
+            )
+        } else {
+            format!("key `{key_text}`: {e}")
+        };
+        RedisError {
+            message: self.secret.scrub(&what),
+            source_down: false,
+        }
     }
 
     /// Walks one sorted set with `ZSCAN … COUNT`, each page's rows into `sink`.
@@ -397,6 +512,131 @@ impl RedisConn {
             message: self.secret.scrub(&format!("{doing}: {}{limit}", reason(e))),
             source_down: down,
         }
+    }
+}
+
+/// Appends one command in RESP (an array of bulk strings).
+fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A RESP2 header line.
+#[derive(Debug)]
+enum Line {
+    Simple,
+    Error(String),
+    Int,
+    Bulk(i64),
+    Array(i64),
+}
+
+/// Reads RESP2 replies from a stream through one buffer, element by element.
+struct RespReader<S> {
+    stream: S,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+const RESP_BUFFER: usize = 256 * 1024;
+
+impl<S: tokio::io::AsyncRead + Unpin> RespReader<S> {
+    fn new(stream: S) -> Self {
+        RespReader {
+            stream,
+            buf: Vec::with_capacity(RESP_BUFFER),
+            start: 0,
+        }
+    }
+
+    /// Makes at least `n` unread bytes available.
+    async fn fill(&mut self, n: usize) -> std::io::Result<()> {
+        while self.buf.len() - self.start < n {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let need = n.saturating_sub(self.buf.len()).max(RESP_BUFFER / 4);
+            if self.buf.capacity() - self.buf.len() < need {
+                self.buf.reserve(need);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The next header line (without its CRLF).
+    async fn line(&mut self) -> std::io::Result<Line> {
+        let mut scanned = 0;
+        let end = loop {
+            let unread = &self.buf[self.start..];
+            if let Some(i) = unread[scanned..].windows(2).position(|w| w == b"\r\n") {
+                break self.start + scanned + i;
+            }
+            scanned = unread.len().saturating_sub(1);
+            self.fill(unread.len() + 1).await?;
+        };
+        let text = &self.buf[self.start..end];
+        self.start = end + 2;
+        let (kind, body) = match text.split_first() {
+            Some((k, b)) => (*k, b),
+            None => (0, text),
+        };
+        let owned = || String::from_utf8_lossy(body).into_owned();
+        let int = || {
+            let (neg, digits) = match body.split_first() {
+                Some((b'-', d)) => (true, d),
+                _ => (false, body),
+            };
+            let n = digits.iter().try_fold(0i64, |n, &c| {
+                c.is_ascii_digit()
+                    .then(|| n.checked_mul(10)?.checked_add(i64::from(c - b'0')))
+                    .flatten()
+            });
+            match n {
+                Some(n) if !digits.is_empty() => Ok(if neg { -n } else { n }),
+                _ => Err(std::io::Error::other(format!(
+                    "bad RESP number `{}`",
+                    owned()
+                ))),
+            }
+        };
+        Ok(match kind {
+            b'+' => Line::Simple,
+            b'-' => Line::Error(owned()),
+            b':' => Line::Int,
+            b'$' => Line::Bulk(int()?),
+            b'*' => Line::Array(int()?),
+            _ => {
+                return Err(std::io::Error::other(format!(
+                    "unexpected RESP line `{}`",
+                    owned()
+                )));
+            }
+        })
+    }
+
+    /// The next bulk string (None for a nil), borrowed from the buffer.
+    async fn bulk(&mut self) -> std::io::Result<Option<&[u8]>> {
+        let len = match self.line().await? {
+            Line::Bulk(n) if n < 0 => return Ok(None),
+            Line::Bulk(n) => n as usize,
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "expected a bulk string, got {other:?}"
+                )));
+            }
+        };
+        self.fill(len + 2).await?;
+        let at = self.start;
+        self.start += len + 2;
+        Ok(Some(&self.buf[at..at + len]))
     }
 }
 

@@ -670,9 +670,10 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
     if raw.is_null() {
         return Value::Null;
     }
-    let ty = raw.type_info().name().to_string();
+    let info = raw.type_info();
+    let ty = info.name();
     let text = || get::<_, &str>(row, i);
-    let decoded = match ty.as_str() {
+    let decoded = match ty {
         "BOOL" => get::<_, bool>(row, i).map(Value::Bool),
         "INT2" => get::<_, i16>(row, i).map(|v| Value::Int(v.into())),
         "INT4" => get::<_, i32>(row, i).map(|v| Value::Int(v.into())),
@@ -681,8 +682,16 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
         // Parsed from the text, so a FLOAT4 `0.1` stays 0.1 rather than widening noise.
         "FLOAT4" | "FLOAT8" => text().map(float_text),
         "NUMERIC" => decimal(row, i, text()),
-        "TIMESTAMPTZ" => get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp),
-        "TIMESTAMP" => get::<_, NaiveDateTime>(row, i).map(utc),
+        // The ISO text read by hand first (chrono's format parser dominates a million-row
+        // read); anything unusual (BC, infinity, another DateStyle) goes to the driver.
+        "TIMESTAMPTZ" => text()
+            .and_then(|s| pg_iso_timestamp(s, true))
+            .map(Value::Timestamp)
+            .or_else(|| get::<_, DateTime<Utc>>(row, i).map(Value::Timestamp)),
+        "TIMESTAMP" => text()
+            .and_then(|s| pg_iso_timestamp(s, false))
+            .map(Value::Timestamp)
+            .or_else(|| get::<_, NaiveDateTime>(row, i).map(utc)),
         "DATE" => get::<_, NaiveDate>(row, i).map(Value::Date),
         "UUID" => get::<_, uuid::Uuid>(row, i).map(|u| Value::Text(u.to_string())),
         "JSON" | "JSONB" => text().map(json_text),
@@ -691,8 +700,77 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
         _ => None,
     };
     decoded.unwrap_or_else(|| match text() {
-        Some(s) => pg_text(&ty, s),
-        None => fallback(row, i, &ty),
+        Some(s) => pg_text(ty, s),
+        None => fallback(row, i, ty),
+    })
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` then, with `zone`, `±HH[:MM[:SS]]` — Postgres' ISO output.
+/// None for anything else (the caller falls back to the driver's decoding).
+fn pg_iso_timestamp(s: &str, zone: bool) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let d = b.get(r)?;
+        d.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut pos = 19;
+    let mut nanos = 0u32;
+    if b.get(pos) == Some(&b'.') {
+        let digits = b[pos + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = num(pos + 1..pos + 1 + digits)? * 10u32.pow((9 - digits) as u32);
+        pos += 1 + digits;
+    }
+    let time = chrono::NaiveTime::from_hms_nano_opt(h, m, sec, nanos)?;
+    let local = NaiveDateTime::new(date, time);
+    let mut offset = 0i64;
+    if zone {
+        let sign = match b.get(pos)? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let mut parts = s.get(pos + 1..)?.split(':');
+        let mut secs = 0i64;
+        for (i, unit) in [3600i64, 60, 1].iter().enumerate() {
+            match parts.next() {
+                Some(p) if p.len() == 2 => secs += i64::from(num_str(p)?) * unit,
+                None if i > 0 => break,
+                _ => return None,
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        offset = sign * secs;
+    } else if pos != b.len() {
+        return None;
+    }
+    let utc = local.checked_sub_signed(chrono::TimeDelta::seconds(offset))?;
+    Some(utc.and_utc())
+}
+
+fn num_str(s: &str) -> Option<u32> {
+    s.bytes().try_fold(0u32, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
     })
 }
 
@@ -853,6 +931,50 @@ fn sqlite_value(row: &SqliteRow, i: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_iso_timestamps_read_by_hand_match_chrono() {
+        for s in [
+            "2023-11-14 22:13:20+00",
+            "2023-11-14 22:13:20.5+00",
+            "2023-11-14 22:13:20.123456+05:30",
+            "1999-01-08 04:05:06-08",
+            "2024-02-29 00:00:00.000001-03:30:15",
+            "0001-01-01 00:00:00+00",
+        ] {
+            let want = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .or_else(|_| {
+                    DateTime::parse_from_str(&format!("{s}:00"), "%Y-%m-%d %H:%M:%S%.f%:z")
+                })
+                .map(|t| t.with_timezone(&Utc))
+                .ok();
+            let got = pg_iso_timestamp(s, true);
+            if s.ends_with(":15") {
+                // chrono has no `±HH:MM:SS` offset format: check it by hand.
+                let t = NaiveDateTime::parse_from_str(
+                    "2024-02-29 03:30:15.000001",
+                    "%Y-%m-%d %H:%M:%S%.f",
+                )
+                .unwrap();
+                assert_eq!(got, Some(t.and_utc()), "{s}");
+            } else {
+                assert_eq!(got, want, "{s}");
+            }
+        }
+        let naive = pg_iso_timestamp("2023-11-14 22:13:20.25", false).unwrap();
+        assert_eq!(naive.to_rfc3339(), "2023-11-14T22:13:20.250+00:00");
+        for bad in [
+            "infinity",
+            "2023-11-14 22:13:20+00 BC",
+            "12023-11-14 22:13:20+00",
+            "2023-11-14 22:13:20",
+            "2023-02-30 22:13:20+00",
+            "2023-11-14 22:13:20.+00",
+        ] {
+            assert_eq!(pg_iso_timestamp(bad, true), None, "{bad}");
+        }
+        assert_eq!(pg_iso_timestamp("2023-11-14 22:13:20+00", false), None);
+    }
 
     #[test]
     fn pg_text_parses_array_elements() {

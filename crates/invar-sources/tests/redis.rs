@@ -589,3 +589,104 @@ invariants:
     assert!(!json.contains("s3cret-pw"), "{json}");
     assert!(json.contains("redis://:***@127.0.0.1:1/0"), "{json}");
 }
+
+/// Probes read only by set checks stream a sorted set straight into key sets; each distinct
+/// Redis probe is read once per run, however many checks read it (and whether it is read
+/// into key sets or into a table).
+#[tokio::test]
+async fn each_redis_probe_is_read_once_and_set_checks_stream_it() {
+    if !redis_up() {
+        return;
+    }
+    let keys = Keys::new();
+    let (a, b, s) = (keys.k("slots:a"), keys.k("slots:b"), keys.k("oops"));
+    seed(&[
+        argv(&[
+            "ZADD",
+            &a,
+            "1700000000",
+            "e1",
+            "1700000001",
+            "e2",
+            "1.5",
+            "7",
+        ]),
+        argv(&["ZADD", &b, "1700000000", "e1"]),
+        argv(&["SET", &s, "not a zset"]),
+    ])
+    .await;
+    let yaml = format!(
+        r#"
+sources:
+  cache: {{ type: redis, url: "{REDIS_URL}" }}
+invariants:
+  - id: A-same
+    title: keyed read, pass
+    same:
+      left: {{ source: cache, redis: {{ zset: "{a}" }}, key: member, age: score }}
+      right: {{ values: ["e1", "e2", "7"] }}
+  - id: A-subset
+    title: keyed read of the same probe, another key spec
+    subset:
+      each: {{ source: cache, redis: {{ zset: "{a}" }}, key: [key, member] }}
+      in: {{ values: [] }}
+  - id: A-fail
+    title: keyed read, violations
+    same:
+      left: {{ source: cache, redis: {{ zset: "{a}" }}, key: member, age: score }}
+      right: {{ values: ["e1", "e9"] }}
+  - id: B-same
+    title: table read (a probe check reads it too)
+    same:
+      left: {{ source: cache, redis: {{ zset: "{b}" }}, key: member }}
+      right: {{ values: ["e1"] }}
+  - id: B-count
+    title: table read
+    probe: {{ source: cache, redis: {{ zset: "{b}" }} }}
+    fail_when: count != 1.0
+  - id: S-wrong
+    title: a string read as a zset
+    same:
+      left: {{ source: cache, redis: {{ zset: "{s}" }}, key: member }}
+      right: {{ values: [] }}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invar.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let cfg = invar_config::load_with_env(&path, &|_| None)
+        .unwrap_or_else(|d| panic!("{}", d.render(false)));
+    let engine = Engine::new(Arc::new(cfg));
+    let report = engine.run(&RunOptions::default()).await;
+
+    assert_eq!(result(&report, "A-same").outcome, Outcome::Pass);
+    assert_eq!(result(&report, "A-same").examined, 6);
+    let r = result(&report, "A-subset");
+    assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+    assert_eq!(r.violations_total, 3);
+    assert_eq!(
+        serde_json::to_value(&r.violations[0]).unwrap(),
+        serde_json::json!({"missing": {"key": a, "member": "7"}})
+    );
+    let r = result(&report, "A-fail");
+    assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+    assert_eq!(
+        serde_json::to_value(&r.violations).unwrap(),
+        serde_json::json!([
+            {"side": "only_left", "key": {"member": "7"}},
+            {"side": "only_left", "key": {"member": "e2"}},
+            {"side": "only_right", "key": {"value": "e9"}},
+        ])
+    );
+    assert_eq!(result(&report, "B-same").outcome, Outcome::Pass);
+    assert_eq!(result(&report, "B-count").outcome, Outcome::Pass);
+    let r = result(&report, "S-wrong");
+    assert_eq!(r.outcome, Outcome::Error);
+    let reason = r.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("key `{s}`")) && reason.contains("WRONGTYPE"),
+        "{reason}"
+    );
+    // Three distinct probes, each read once.
+    assert_eq!(engine.last_stats().redis_reads.get("cache"), Some(&3));
+}
