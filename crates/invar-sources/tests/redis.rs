@@ -690,3 +690,71 @@ invariants:
     // Three distinct probes, each read once.
     assert_eq!(engine.last_stats().redis_reads.get("cache"), Some(&3));
 }
+
+/// The streamed sorted-set read opens its own connection: it must authenticate and select the
+/// database the URL names (an ACL user with a password, database 3), and a wrong password is
+/// an error that does not show it.
+#[tokio::test]
+async fn a_streamed_zset_read_authenticates_and_selects_the_database() {
+    if !redis_up() {
+        return;
+    }
+    let user = format!("invar-test-{}", std::process::id());
+    let pw = "s3cret-pw-for-the-test";
+    let mut c = redis_conn().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", &user, "on", &format!(">{pw}"), "~*", "+@all"][..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let key = format!("invar-test:{}:authdb", std::process::id());
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&key)
+        .arg(&["1", "m1", "2", "m2"][..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let yaml = |url: &str| {
+        format!(
+            r#"
+sources:
+  cache: {{ type: redis, url: "{url}" }}
+invariants:
+  - id: Z-same
+    title: the zset in db 3 holds m1 and m2
+    same:
+      left: {{ source: cache, redis: {{ zset: "{key}" }}, key: member }}
+      right: {{ values: [m1, m2] }}
+"#
+        )
+    };
+    let report = run(&yaml(&format!("redis://{user}:{pw}@127.0.0.1:6379/3"))).await;
+    let r = result(&report, "Z-same");
+    assert_eq!((r.outcome, r.examined), (Outcome::Pass, 4), "{r:?}");
+    let report = run(&yaml(&format!(
+        "redis://{user}:wrong-password@127.0.0.1:6379/3"
+    )))
+    .await;
+    let r = result(&report, "Z-same");
+    assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+    let all = serde_json::to_string(&report).unwrap();
+    assert!(
+        !all.contains("wrong-password") && !all.contains(pw),
+        "{all}"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["DELUSER", &user][..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
