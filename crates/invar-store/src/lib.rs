@@ -165,6 +165,26 @@ pub trait Store: Send + Sync {
     /// The latest tick of `suite` anyone claimed.
     fn last_tick<'a>(&'a self, suite: &'a str) -> BoxFuture<'a, Result<Option<DateTime<Utc>>>>;
 
+    /// Takes over a tick claimed before `stale_before` whose run was never recorded (its
+    /// replica died mid-run): true for exactly one caller.
+    fn reclaim_tick<'a>(
+        &'a self,
+        suite: &'a str,
+        tick: DateTime<Utc>,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Extends a lease `owner` holds; false when it no longer holds it (expired and taken, or
+    /// released). Never re-creates a released lease.
+    fn renew_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
     /// Marks a claimed tick as run: its run (`run_id`) was recorded.
     fn finish_tick<'a>(
         &'a self,

@@ -1645,6 +1645,53 @@ macro_rules! store_impl {
                 })
             }
 
+            fn reclaim_tick<'a>(
+                &'a self,
+                suite: &'a str,
+                tick: DateTime<Utc>,
+                owner: &'a str,
+                now: DateTime<Utc>,
+                stale_before: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<bool>> {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "UPDATE schedule_ticks SET owner = $1, claimed_at = $2 \
+                         WHERE suite = $3 AND tick = $4 AND run_id IS NULL AND claimed_at < $5",
+                    )
+                    .bind(owner)
+                    .bind(ms(now))
+                    .bind(suite)
+                    .bind(ms(tick))
+                    .bind(ms(stale_before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            }
+
+            fn renew_lease<'a>(
+                &'a self,
+                name: &'a str,
+                owner: &'a str,
+                until: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<bool>> {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "UPDATE leases SET expires_at = $1 WHERE name = $2 AND owner = $3",
+                    )
+                    .bind(ms(until))
+                    .bind(name)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            }
+
             fn finish_tick<'a>(
                 &'a self,
                 suite: &'a str,

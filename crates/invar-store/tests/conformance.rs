@@ -764,6 +764,28 @@ async fn schedule_and_leases(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(b.last_finished_tick("nightly").await.unwrap(), Some(second));
+    // A claimed tick that never finished can be taken over once it is stale, by one caller;
+    // a finished or fresh claim cannot.
+    let third = t0() + TimeDelta::hours(2);
+    let later = now + TimeDelta::minutes(10);
+    assert!(
+        !a.reclaim_tick("nightly", third, "w9", later, now)
+            .await
+            .unwrap()
+    );
+    let winners = race(&stores, 12, move |store, i| async move {
+        store
+            .reclaim_tick("nightly", third, &format!("r{i}"), later, later)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(winners, 1);
+    assert!(
+        !a.reclaim_tick("nightly", second, "w9", later, later)
+            .await
+            .unwrap()
+    );
     // Suites are independent.
     assert_eq!(a.last_tick("weekly").await.unwrap(), None);
     assert_eq!(a.last_finished_tick("weekly").await.unwrap(), None);
@@ -785,6 +807,34 @@ async fn schedule_and_leases(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     // (So a pruned tick, days old, could be claimed again.)
     assert!(a.claim_tick("nightly", t0(), "w1", now).await.unwrap());
     assert!(!a.claim_tick("nightly", last, "w1", now).await.unwrap());
+
+    // Renewal extends only the holder's lease and never re-creates a released one.
+    assert!(
+        a.acquire_lease("suite:renew", "w1", now + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.renew_lease("suite:renew", "w1", now + TimeDelta::seconds(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.renew_lease("suite:renew", "w2", now + TimeDelta::seconds(90))
+            .await
+            .unwrap()
+    );
+    a.release_lease("suite:renew", "w1").await.unwrap();
+    assert!(
+        !a.renew_lease("suite:renew", "w1", now + TimeDelta::seconds(90))
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.acquire_lease("suite:renew", "w2", now + TimeDelta::seconds(30), now)
+            .await
+            .unwrap()
+    );
 
     // Leases: one winner among many at once.
     let until = now + TimeDelta::seconds(30);
