@@ -356,8 +356,11 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
             sources,
         });
     }
+    // A watchdog record's `sources_unavailable` explains the overdue suite; it says nothing
+    // about sources.
+    let from_watchdog = report.trigger == OVERDUE_TRIGGER;
     for s in &unavailable {
-        if config.sources.contains_key(*s) {
+        if config.sources.contains_key(*s) && !from_watchdog {
             needed.insert(s.to_string());
         }
     }

@@ -185,10 +185,11 @@ async fn auth(State(w): State<AppState>, mut req: Request, next: Next) -> Respon
     let Some(given) = given else {
         return unauthorized("missing bearer token (Authorization: Bearer TOKEN)");
     };
-    // Both compared, always, in constant time: timing says nothing about which one matched.
+    // Both compared, always, in constant time: timing says nothing about which one matched,
+    // nor how long the real tokens are.
     let is = |t: &Option<invar_core::Secret>| -> bool {
         t.as_ref()
-            .is_some_and(|t| bool::from(t.expose().as_bytes().ct_eq(given.as_bytes())))
+            .is_some_and(|t| constant_time_eq(t.expose().as_bytes(), given.as_bytes()))
     };
     let admin = is(&server.admin_token);
     let read = is(&server.read_token);
@@ -201,6 +202,23 @@ async fn auth(State(w): State<AppState>, mut req: Request, next: Next) -> Respon
     };
     req.extensions_mut().insert(role);
     next.run(req).await
+}
+
+/// Equal bytes, in time that depends only on `given`'s length: both sides are compared over
+/// a fixed-size buffer, then their lengths, so an early exit cannot reveal the token length.
+fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
+    const MAX: usize = 512;
+    if given.len() > MAX {
+        return false;
+    }
+    let mut a = [0u8; MAX];
+    let mut b = [0u8; MAX];
+    let n = expected.len().min(MAX);
+    a[..n].copy_from_slice(&expected[..n]);
+    b[..given.len()].copy_from_slice(given);
+    let same_bytes = a.ct_eq(&b);
+    let same_len = (expected.len() as u64).ct_eq(&(given.len() as u64));
+    bool::from(same_bytes & same_len)
 }
 
 fn unauthorized(msg: &str) -> Response {
@@ -359,6 +377,10 @@ async fn create_run(
             format!("suite `{suite}` is already running; try again when it finishes"),
         )),
         Err(RunError::Unknown(m)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)),
+        Err(RunError::ShuttingDown) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "invar watch is shutting down; try another replica or after it restarts",
+        )),
         Err(RunError::Failed(e)) => Err(ApiError::store(format!("{e:#}"))),
     }
 }
@@ -553,4 +575,22 @@ async fn list_incidents(
 
 fn limit(l: Option<u32>) -> u32 {
     l.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_whole_and_by_length() {
+        assert!(constant_time_eq(b"admin-0123456789", b"admin-0123456789"));
+        assert!(!constant_time_eq(b"admin-0123456789", b"admin-0123456788"));
+        assert!(!constant_time_eq(b"admin-0123456789", b"admin-012345678"));
+        assert!(!constant_time_eq(
+            b"admin-0123456789",
+            b"admin-0123456789\0"
+        ));
+        assert!(!constant_time_eq(b"admin-0123456789", b""));
+        assert!(!constant_time_eq(b"x", &[b'x'; 600]));
+    }
 }

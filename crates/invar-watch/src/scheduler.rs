@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Calls `on_tick` for every tick of `schedule` after `from`, in order, each when the clock
-/// reaches it, until `stop` turns true. A tick is never delivered twice, and a tick whose time
-/// has passed while `on_tick` ran is still delivered (late), never dropped.
+/// reaches it, until `stop` turns true. A tick is never delivered twice; when the clock jumps
+/// past several ticks at once, only the latest of them is delivered.
 pub async fn drive<F, Fut>(
     schedule: &Schedule,
     clock: &Clock,
@@ -33,8 +33,22 @@ pub async fn drive<F, Fut>(
             _ = clock.sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        on_tick(next).await;
-        cursor = next;
+        // After a stall (a suspended machine, a clock step) several ticks may be past: only
+        // the latest runs, not a burst of one run and many lock_skipped records.
+        let mut latest = next;
+        let mut passed = 0u32;
+        while let Some(n) = schedule.next_after(latest)
+            && n <= clock.now()
+            && passed < 100_000
+        {
+            latest = n;
+            passed += 1;
+        }
+        if passed > 0 {
+            tracing::warn!(passed, from = %next, to = %latest, "the clock jumped past ticks: only the latest runs");
+        }
+        on_tick(latest).await;
+        cursor = latest;
     }
 }
 
@@ -63,7 +77,7 @@ pub fn start(
                 let schedule = schedule.clone();
                 async move {
                     slot.set_next_run(schedule.next_after(tick));
-                    tokio::spawn(async move { w.tick(&name, tick).await });
+                    w.spawn_tick(name, tick, false);
                 }
             };
             drive(&schedule, &w.clock.clone(), now, on_tick, stop).await;
@@ -81,7 +95,8 @@ async fn catch_up(
     policy: invar_core::Misfire,
     now: DateTime<Utc>,
 ) {
-    let last = match w.store.last_tick(suite).await {
+    // Ticks whose run was recorded: a tick claimed by a replica that died mid-run was missed.
+    let last = match w.store.last_finished_tick(suite).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, suite, "cannot read the last tick; no misfire catch-up");
@@ -95,9 +110,8 @@ async fn catch_up(
         }
         MisfireDecision::RunOnce { missed, count } => {
             tracing::warn!(suite, count, latest = %missed, "missed ticks: one catch-up run (misfire: run_once)");
-            let w = w.clone();
-            let suite = suite.to_string();
-            tokio::spawn(async move { w.tick(&suite, missed).await });
+            // Reclaimed if a replica claimed it and died before recording its run.
+            w.spawn_tick(suite.to_string(), missed, true);
         }
     }
 }

@@ -107,6 +107,7 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
     for h in schedulers {
         let _ = h.await;
     }
+    // No new tick or run from here; ticks in flight and running runs finish and record.
     // Holding every suite's lock means no run is in progress and none can start.
     let _guards = watcher.drain().await;
     let _ = server.await;

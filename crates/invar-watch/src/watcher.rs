@@ -11,6 +11,7 @@ use crate::status::{
 };
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
+use invar_core::incident::OVERDUE_TRIGGER;
 use invar_core::{Config, Counts, Outcome, RunReport, Suite};
 use invar_sources::{Engine, RunOptions};
 use invar_store::{IncidentQuery, RunQuery, Store};
@@ -23,6 +24,8 @@ use std::time::Duration;
 const LEASE_TTL: Duration = Duration::from_secs(60);
 /// Renewal period while a run holds the lease.
 const LEASE_RENEW: Duration = Duration::from_secs(20);
+/// How long a status snapshot is reused.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
 
 /// Why a run did not happen.
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub enum RunError {
     Busy,
     /// Unknown suite or invariant ids (the message names them).
     Unknown(String),
+    /// The watcher is stopping (SIGTERM): no new runs.
+    ShuttingDown,
     /// The store could not be used (the message is safe to show).
     Failed(anyhow::Error),
 }
@@ -40,6 +45,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Busy => f.write_str("the suite is already running"),
             RunError::Unknown(m) => f.write_str(m),
+            RunError::ShuttingDown => f.write_str("invar watch is shutting down"),
             RunError::Failed(e) => write!(f, "{e:#}"),
         }
     }
@@ -49,7 +55,7 @@ pub struct SuiteSlot {
     pub suite: Suite,
     pub schedule: Option<Schedule>,
     engine: Engine,
-    running: tokio::sync::Mutex<()>,
+    running: Arc<tokio::sync::Mutex<()>>,
     next_run: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
@@ -78,6 +84,13 @@ pub struct Watcher {
     /// Config suites, plus the implicit `all` (runs of `--only` ids and of configs without
     /// suites).
     suites: BTreeMap<String, Arc<SuiteSlot>>,
+    /// Set on SIGTERM: no new tick is claimed and no new run starts.
+    draining: std::sync::atomic::AtomicBool,
+    /// Scheduled ticks in flight, awaited on shutdown.
+    tick_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The last status snapshot, reused for a moment so scrapes and open status pages cannot
+    /// load the store the scheduler needs.
+    snapshot_cache: tokio::sync::Mutex<Option<(std::time::Instant, Arc<StatusSnapshot>)>>,
 }
 
 impl Watcher {
@@ -106,7 +119,7 @@ impl Watcher {
                     suite: s,
                     schedule,
                     engine: Engine::new(cfg.clone()),
-                    running: tokio::sync::Mutex::new(()),
+                    running: Arc::new(tokio::sync::Mutex::new(())),
                     next_run: std::sync::Mutex::new(None),
                 }),
             );
@@ -128,6 +141,9 @@ impl Watcher {
             started_at,
             version,
             suites,
+            draining: Default::default(),
+            tick_tasks: Default::default(),
+            snapshot_cache: Default::default(),
         })
     }
 
@@ -185,20 +201,40 @@ impl Watcher {
                 unknown.join(", ")
             )));
         }
+        // `only` narrows a suite; it never reaches outside it (that would run another suite's
+        // invariants without that suite's lock).
+        if let Some(s) = self.cfg.suite(suite) {
+            let outside: Vec<String> = only
+                .iter()
+                .filter_map(|id| self.cfg.invariant(id))
+                .filter(|inv| !s.selects(inv).unwrap_or(false))
+                .map(|inv| format!("`{}`", inv.id))
+                .collect();
+            if !outside.is_empty() {
+                return Err(RunError::Unknown(format!(
+                    "not in suite `{suite}`: {}",
+                    outside.join(", ")
+                )));
+            }
+        }
         Ok(())
     }
 
     /// Runs a suite once under its single-flight locks and records it. `Busy` when it is
-    /// already running here or on another replica.
+    /// already running here or on another replica. The run is a task of its own: a caller that
+    /// goes away (an HTTP client timing out) does not cut it, and the lease is always released.
     pub async fn run_suite(
-        &self,
+        self: &Arc<Self>,
         suite: &str,
         only: Vec<String>,
         trigger: &str,
     ) -> Result<RunReport, RunError> {
         self.check_request(suite, &only)?;
+        if self.is_draining() {
+            return Err(RunError::ShuttingDown);
+        }
         let slot = self.suites[suite].clone();
-        let Ok(_guard) = slot.running.try_lock() else {
+        let Ok(guard) = slot.running.clone().try_lock_owned() else {
             return Err(RunError::Busy);
         };
         let lease = format!("suite:{suite}");
@@ -212,26 +248,63 @@ impl Watcher {
         if !got {
             return Err(RunError::Busy);
         }
-        let renew = {
-            let store = self.store.clone();
-            let owner = self.owner.clone();
-            let lease = lease.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(LEASE_RENEW).await;
-                    let now = Utc::now();
-                    if let Err(e) = store.acquire_lease(&lease, &owner, now + ttl(), now).await {
-                        tracing::warn!(error = %e, lease, "cannot renew the suite's lease");
+        let w = self.clone();
+        let trigger = trigger.to_string();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let renew = {
+                let store = w.store.clone();
+                let owner = w.owner.clone();
+                let lease = lease.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LEASE_RENEW).await;
+                        match store.renew_lease(&lease, &owner, Utc::now() + ttl()).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::error!(
+                                lease,
+                                "the suite's lease was lost mid-run (the store was unreachable \
+                                 longer than the lease); another replica may run it too"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, lease, "cannot renew the suite's lease")
+                            }
+                        }
                     }
-                }
-            })
-        };
-        let result = self.run_locked(&slot, only, trigger).await;
-        renew.abort();
-        if let Err(e) = self.store.release_lease(&lease, &self.owner).await {
-            tracing::warn!(error = %e, lease, "cannot release the suite's lease; it expires");
+                })
+            };
+            let result = w.run_locked(&slot, only, &trigger).await;
+            // Stop renewing (and let an in-flight renewal finish) before releasing.
+            renew.abort();
+            let _ = renew.await;
+            if let Err(e) = w.store.release_lease(&lease, &w.owner).await {
+                tracing::warn!(error = %e, lease, "cannot release the suite's lease; it expires");
+            }
+            result
+        });
+        match task.await {
+            Ok(r) => r.map_err(RunError::Failed),
+            Err(e) => Err(RunError::Failed(anyhow::anyhow!(
+                "the run's task failed: {e}"
+            ))),
         }
-        result.map_err(RunError::Failed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Starts a scheduled tick as a task the shutdown waits for; `reclaim` as in
+    /// [`Watcher::tick_with`].
+    pub fn spawn_tick(self: &Arc<Self>, suite: String, tick: DateTime<Utc>, reclaim: bool) {
+        if self.is_draining() {
+            return;
+        }
+        let w = self.clone();
+        let handle = tokio::spawn(async move { w.tick_with(&suite, tick, reclaim).await });
+        let mut tasks = self.tick_tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|h| !h.is_finished());
+        tasks.push(handle);
     }
 
     async fn run_locked(
@@ -264,12 +337,25 @@ impl Watcher {
 
     /// One scheduled tick: claimed once across replicas, then run; a tick that finds its suite
     /// still running is recorded as `lock_skipped`.
-    pub async fn tick(&self, suite: &str, tick: DateTime<Utc>) {
-        match self
-            .store
-            .claim_tick(suite, tick, &self.owner, self.clock.now())
-            .await
-        {
+    pub async fn tick(self: &Arc<Self>, suite: &str, tick: DateTime<Utc>) {
+        self.tick_with(suite, tick, false).await
+    }
+
+    /// [`Watcher::tick`]; `reclaim` also takes over the tick when an earlier claim is stale
+    /// and its run was never recorded (its replica died mid-run): the misfire catch-up.
+    pub async fn tick_with(self: &Arc<Self>, suite: &str, tick: DateTime<Utc>, reclaim: bool) {
+        let now = self.clock.now();
+        let claimed = match self.store.claim_tick(suite, tick, &self.owner, now).await {
+            Ok(false) if reclaim => {
+                // Older than a lease: its replica stopped renewing, so it is not running.
+                let stale = now - ttl();
+                self.store
+                    .reclaim_tick(suite, tick, &self.owner, now, stale)
+                    .await
+            }
+            other => other,
+        };
+        match claimed {
             Ok(true) => {}
             Ok(false) => return, // another replica has this tick
             Err(e) => {
@@ -298,42 +384,86 @@ impl Watcher {
     }
 
     /// The dead-man's switch: suites whose scheduled tick passed more than `overdue_after` ago
-    /// with no run of it (or of a later tick) recorded — the tick was never claimed, or its run
-    /// hangs, or it found the suite still running. (suite, the overdue tick). Ticks before this
-    /// watcher started belong to the misfire policy and are not counted.
+    /// with no run recorded for it — the tick was never claimed, its run hangs or died, or it
+    /// found the suite running and no run of the suite was recorded since. (suite, the overdue
+    /// tick). A tick from before this watcher started that nobody claimed belongs to the
+    /// misfire policy, not to the switch.
     pub async fn overdue(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let grace = TimeDelta::from_std(self.cfg.server.overdue_after).unwrap_or(TimeDelta::MAX);
-        let now = self.clock.now();
         let mut out = Vec::new();
         for slot in self.shown_slots() {
-            let Some(schedule) = &slot.schedule else {
-                continue;
-            };
-            let Some(due) = schedule.latest_at_or_before(now - grace) else {
-                continue;
-            };
-            if due < self.started_at {
-                continue;
-            }
-            let last = self
-                .store
-                .last_finished_tick(&slot.suite.name)
-                .await
-                .context("reading the last scheduled run")?;
-            if last.is_none_or(|l| l < due) {
+            if let Some(due) = self.overdue_tick(slot).await? {
                 out.push((slot.suite.name.clone(), due));
             }
         }
         Ok(out)
     }
 
-    /// What the status page and `/metrics` show, read from the store and this process.
-    pub async fn snapshot(&self) -> Result<StatusSnapshot> {
+    async fn overdue_tick(&self, slot: &SuiteSlot) -> Result<Option<DateTime<Utc>>> {
+        let Some(schedule) = &slot.schedule else {
+            return Ok(None);
+        };
+        let grace = TimeDelta::from_std(self.cfg.server.overdue_after).unwrap_or(TimeDelta::MAX);
+        let Some(due) = schedule.latest_at_or_before(self.clock.now() - grace) else {
+            return Ok(None);
+        };
+        let name = &slot.suite.name;
+        let store = self.store.as_ref();
+        let finished = store
+            .last_finished_tick(name)
+            .await
+            .context("reading the last scheduled run")?;
+        if finished.is_some_and(|f| f >= due) {
+            return Ok(None);
+        }
+        if due < self.started_at {
+            let claimed = store
+                .last_tick(name)
+                .await
+                .context("reading the last scheduled tick")?;
+            if claimed.is_none_or(|c| c < due) {
+                return Ok(None);
+            }
+        }
+        // A run of the suite recorded since the tick (an API run that made the tick busy).
+        let since = store
+            .runs(&RunQuery {
+                suite: Some(name.clone()),
+                since: Some(due),
+                limit: 20,
+                ..Default::default()
+            })
+            .await
+            .context("reading runs")?;
+        if since
+            .iter()
+            .any(|r| !r.lock_skipped && r.trigger != OVERDUE_TRIGGER)
+        {
+            return Ok(None);
+        }
+        Ok(Some(due))
+    }
+
+    /// What the status page and `/metrics` show: read at most once per [`SNAPSHOT_TTL`]
+    /// (concurrent requests wait for one read).
+    pub async fn snapshot(&self) -> Result<Arc<StatusSnapshot>> {
+        let mut cache = self.snapshot_cache.lock().await;
+        if let Some((at, snap)) = cache.as_ref()
+            && at.elapsed() < SNAPSHOT_TTL
+        {
+            return Ok(snap.clone());
+        }
+        let snap = Arc::new(self.read_snapshot().await?);
+        *cache = Some((std::time::Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    async fn read_snapshot(&self) -> Result<StatusSnapshot> {
         let store = self.store.as_ref();
         let overdue: BTreeMap<String, DateTime<Utc>> = self.overdue().await?.into_iter().collect();
         let mut suites = Vec::new();
         for slot in self.shown_slots() {
-            // The latest run that ran: a lock_skipped record says only that one was running.
+            // The latest run that ran: a lock_skipped record says only that one was running, a
+            // watchdog record that none did.
             let recent = store
                 .runs(&RunQuery {
                     suite: Some(slot.suite.name.clone()),
@@ -344,7 +474,7 @@ impl Watcher {
                 .context("reading runs")?;
             let last = recent
                 .iter()
-                .position(|r| !r.lock_skipped)
+                .position(|r| !r.lock_skipped && r.trigger != OVERDUE_TRIGGER)
                 .map_or(recent.first().cloned(), |i| recent.get(i).cloned());
             suites.push(SuiteStatus {
                 name: slot.suite.name.clone(),
@@ -455,6 +585,15 @@ impl Watcher {
             {
                 continue;
             }
+            // Re-checked after the claim: the run may have been recorded meanwhile, and a red
+            // written after its green would open an incident for a suite that ran.
+            let still = match self.slot(&suite) {
+                Some(slot) => self.overdue_tick(slot).await? == Some(due),
+                None => false,
+            };
+            if !still {
+                continue;
+            }
             let grace = invar_core::units::format_duration(self.cfg.server.overdue_after);
             let tz = self
                 .slot(&suite)
@@ -465,7 +604,7 @@ impl Watcher {
                 due.format("%Y-%m-%d %H:%M UTC")
             );
             tracing::error!(suite, %due, "{msg}");
-            let mut report = lock_skipped_report(&suite, invar_core::incident::OVERDUE_TRIGGER);
+            let mut report = lock_skipped_report(&suite, OVERDUE_TRIGGER);
             report.lock_skipped = false;
             report.status = Outcome::Error;
             report.exit_code = 2;
@@ -480,10 +619,17 @@ impl Watcher {
     }
 
     /// Stops new runs and waits for the running ones: returns every suite's lock, held.
-    pub async fn drain(&self) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+    pub async fn drain(&self) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Ticks already started (claiming, or running) finish first.
+        let tasks = std::mem::take(&mut *self.tick_tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
         let mut guards = Vec::new();
         for slot in self.suites.values() {
-            guards.push(slot.running.lock().await);
+            guards.push(slot.running.clone().lock_owned().await);
         }
         guards
     }

@@ -274,6 +274,16 @@ fn the_api_contract() {
     let (s, body) = http.post(
         &w.url("/api/v1/runs"),
         Some(ADMIN),
+        json!({"suite": "quick", "only": ["S-SLEEP"]}),
+    );
+    assert_eq!(s, 422, "`only` reached outside its suite: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("S-SLEEP"),
+        "{body}"
+    );
+    let (s, body) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
         json!({"suite": "nightly"}),
     );
     assert_eq!(s, 422);
@@ -727,4 +737,35 @@ fn a_suite_running_on_one_watcher_is_busy_on_another_sharing_the_store() {
         json!({"suite": "slow"}),
     );
     assert_eq!(s, 200, "{body}");
+
+    // A client that gives up does not cut the run: it finishes, is recorded and releases its
+    // lease (the other watcher may run the suite right after).
+    let gave_up = http.rt.block_on(async {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(800))
+            .build()
+            .unwrap()
+            .post(a.url("/api/v1/runs"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"suite": "slow"}))
+            .send()
+            .await
+    });
+    assert!(gave_up.is_err(), "the 3 s run answered within 800 ms");
+    let (s, _) = http.post(
+        &b.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "slow"}),
+    );
+    assert_eq!(s, 409, "the abandoned run should still be running");
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, runs) = http.get(&b.url("/api/v1/runs?suite=slow"), Some(READ));
+    assert_eq!(s, 200);
+    assert_eq!(runs["items"].as_array().unwrap().len(), 3, "{runs}");
+    let (s, body) = http.post(
+        &b.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "slow"}),
+    );
+    assert_eq!(s, 200, "the lease was not released: {body}");
 }
