@@ -392,8 +392,8 @@ struct RunsParams {
     suite: Option<String>,
     /// Only runs started at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
-    /// Page cursor: runs started before this time (the `next_cursor` of the previous page).
-    cursor: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
     /// Page size (default 50, at most 1000).
     limit: Option<u32>,
 }
@@ -407,18 +407,49 @@ async fn list_runs(
     Query(p): Query<RunsParams>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(p.limit);
-    let runs = w
+    // The cursor is the last row's (start in ms, run id): the order is (started_at, run_id)
+    // descending, and runs may share a millisecond.
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => Some(
+            c.split_once('~')
+                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "invalid cursor `{c}`: pass the `next_cursor` of the previous page"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    // Rows sharing the cursor's millisecond are read again and skipped here.
+    const TIES: u32 = 64;
+    let mut runs = w
         .store
         .runs(&RunQuery {
             suite: p.suite,
             since: p.since,
-            until: p.cursor,
-            limit,
+            until: after
+                .as_ref()
+                .and_then(|(ms, _)| DateTime::from_timestamp_millis(ms + 1)),
+            limit: limit + TIES,
         })
         .await
         .map_err(ApiError::store)?;
+    if let Some((ms, id)) = &after {
+        runs.retain(|r| {
+            let t = r.started_at.timestamp_millis();
+            t < *ms || (t == *ms && r.run_id < *id)
+        });
+    }
+    runs.truncate(limit as usize);
     let next = (runs.len() == limit as usize)
-        .then(|| runs.last().map(|r| r.started_at))
+        .then(|| {
+            runs.last()
+                .map(|r| format!("{}~{}", r.started_at.timestamp_millis(), r.run_id))
+        })
         .flatten();
     Ok(Json(json!({ "items": runs, "next_cursor": next })))
 }
@@ -488,10 +519,27 @@ async fn list_violations(
             severity: p.severity,
             since: p.since,
             limit: limit(p.limit),
-            cursor: p.cursor,
+            cursor: p.cursor.clone(),
         })
         .await
         .map_err(ApiError::store)?;
+    // An empty page after a cursor whose row is gone (pruned by retention mid-walk) is not
+    // the end of the list: say so rather than end the walk silently.
+    if page.items.is_empty()
+        && let Some(id) = p.cursor.as_deref().and_then(|c| c.parse::<i64>().ok())
+        && w.store
+            .violation(id)
+            .await
+            .map_err(ApiError::store)?
+            .is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "cursor `{id}` no longer names a stored violation (pruned?): start again without a cursor"
+            ),
+        ));
+    }
     Ok(Json(
         json!({ "items": page.items, "next_cursor": page.next_cursor }),
     ))

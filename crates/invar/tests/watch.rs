@@ -337,6 +337,39 @@ fn the_api_contract() {
     );
 
     // The history reads: runs, one run, violations a page at a time, stats, incidents.
+    // Walking the runs a page at a time gives exactly the full list.
+    let (_, all) = http.get(&w.url("/api/v1/runs?limit=100"), Some(READ));
+    let all: Vec<J> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].clone())
+        .collect();
+    assert!(all.len() >= 2, "{all:?}");
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            None => w.url("/api/v1/runs?limit=1"),
+            Some(c) => w.url(&format!("/api/v1/runs?limit=1&cursor={c}")),
+        };
+        let (s, page) = http.get(&url, Some(READ));
+        assert_eq!(s, 200, "{page}");
+        walked.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["run_id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
+    let (s, _) = http.get(&w.url("/api/v1/runs?cursor=yesterday"), Some(READ));
+    assert_eq!(s, 422);
     let (s, runs) = http.get(&w.url("/api/v1/runs?suite=quick"), Some(READ));
     assert_eq!(s, 200);
     assert_eq!(runs["items"][0]["run_id"], api_report["run_id"]);
@@ -366,6 +399,9 @@ fn the_api_contract() {
     assert_ne!(page1["items"][0]["id"], page2["items"][0]["id"]);
     let (s, _) = http.get(&w.url("/api/v1/violations?cursor=zzz"), Some(READ));
     assert_eq!(s, 422);
+    // A cursor whose row is gone is said to be, not taken for the end of the list.
+    let (s, body) = http.get(&w.url("/api/v1/violations?cursor=999999999"), Some(READ));
+    assert_eq!(s, 422, "{body}");
     let vid = page1["items"][0]["id"].as_i64().unwrap();
     let (s, v) = http.get(&w.url(&format!("/api/v1/violations/{vid}")), Some(READ));
     assert_eq!((s, v["invariant"].as_str()), (200, Some("Q-FAIL")));
