@@ -448,6 +448,7 @@ fn the_api_contract() {
         text.contains("invar_invariant_outcome{id=\"Q-FAIL\""),
         "{text}"
     );
+    promtool_check(&text);
     let (s, ctype, html) = http.send("GET", &w.url("/"), None, None);
     assert_eq!(s, 200);
     assert!(ctype.starts_with("text/html"));
@@ -531,6 +532,45 @@ fn sigterm_lets_the_running_run_finish_and_exits_0() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(report["run_id"].as_str().unwrap()), "{text}");
+}
+
+/// `promtool check metrics` on a live `/metrics` answer (Debian `prometheus`; installed by
+/// `scripts/ensure-services.sh`). Missing: a CI failure, a loud skip elsewhere.
+fn promtool_check(text: &str) {
+    let found = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .iter()
+        .find(|p| Path::new(p).exists());
+    let Some(promtool) = found else {
+        assert!(
+            !invar_testkit::in_ci(),
+            "promtool is missing: run scripts/ensure-services.sh"
+        );
+        eprintln!("SKIPPED: promtool is missing (scripts/ensure-services.sh installs it)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
 }
 
 /// A minimal HTTP/1.1 receiver: answers 200 to every POST and keeps the bodies.
@@ -650,6 +690,15 @@ fn two_replicas_on_one_postgres_store_run_each_tick_once_and_alert_once() {
         .parse()
         .unwrap();
     assert!(ticks >= 12, "{ticks}");
+    // Every claimed tick was finished by its run, except those that found the suite running
+    // (SIGTERM let the ticks in flight finish).
+    let unfinished: i64 = psql(
+        &db,
+        "SELECT count(*) FROM schedule_ticks WHERE suite = 'every-minute' AND run_id IS NULL",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(unfinished, skipped, "claimed ticks without a recorded run");
     // Each claimed tick became exactly one recorded run (or a lock_skipped record), never two.
     assert_eq!(
         runs + skipped,
