@@ -167,7 +167,7 @@ def busy_seconds():
 
 def wait_quiet(max_wait, limit=0.25):
     """Waits (up to max_wait s) until the rest of the machine uses < `limit` cores over 3 s:
-    other engineers' builds share these 2 cores. Returns the last busy measure (cores)."""
+    other processes share these 2 cores. Returns the last busy measure (cores)."""
     t0 = time.time()
     while True:
         b0 = busy_seconds()
@@ -351,7 +351,7 @@ def machine_note(args, binp):
             f"-d{args.duration}s --latency per row (the 1-connection row: -t1 -c1), read token. RSS is VmRSS of the `invar watch` process "
             f"after {args.idle} s idle (VmHWM in parentheses). Cores: CPU time during the wrk run ÷ its "
             f"duration, for `invar watch`, wrk, and the rest of the machine (the Postgres server, and "
-            f"other engineers' builds on this shared box).")
+            f"other processes on this shared box).")
 
 
 def main():
