@@ -46,7 +46,10 @@ fn fake_env(name: &str) -> Option<String> {
     Some(if upper.contains("URL") || upper.contains("DSN") {
         if upper.contains("REDIS") || upper.contains("CACHE") {
             "redis://:p@127.0.0.1:6379/0".to_string()
-        } else if upper.contains("API") || upper.contains("HTTP") || upper.contains("BASE") {
+        } else if ["API", "HTTP", "BASE", "HOOK"]
+            .iter()
+            .any(|k| upper.contains(k))
+        {
             "https://api.example.com".to_string()
         } else if ["MYSQL", "MARIADB", "LEGACY", "LEDGER"]
             .iter()
@@ -56,6 +59,9 @@ fn fake_env(name: &str) -> Option<String> {
         } else {
             "postgres://u:p@127.0.0.1:5432/test".to_string()
         }
+    } else if upper.contains("TOKEN") {
+        // API tokens must be at least 16 characters.
+        "t".repeat(24)
     } else {
         "x".to_string()
     })
