@@ -593,8 +593,10 @@ macro_rules! store_impl {
                 $insert(
                     &mut tx,
                     "INSERT INTO remembered_states (invariant_id, key, state, seen_at)",
+                    // The newer observation wins: two runs of one `transitions` invariant
+                    // (two suites at once) may record out of order.
                     "ON CONFLICT (invariant_id, key) DO UPDATE SET state = excluded.state, \
-                     seen_at = excluded.seen_at",
+                     seen_at = excluded.seen_at WHERE excluded.seen_at >= remembered_states.seen_at",
                     4,
                     remembered,
                 )

@@ -932,6 +932,36 @@ async fn schedule_and_leases(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     })
     .await;
     assert_eq!(winners, 1);
+
+    // Remembered states: a run that records after a newer one (two suites running the same
+    // `transitions` invariant at once) does not roll the state back; the newer one wins.
+    let remember = |run: &'static str, state: &'static str, at: DateTime<Utc>| {
+        let a = a.clone();
+        async move {
+            let r = report(run, "weekly", at, vec![], &[]);
+            a.record_run(
+                &RunRecord {
+                    report: &r,
+                    sources: vec![],
+                    remembered: vec![RememberedState {
+                        invariant: "E-9".into(),
+                        key: "exec-1".into(),
+                        state: state.into(),
+                        seen_at: at,
+                    }],
+                },
+                &|_: &PlanInput| Plan::default(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    remember("rem-new", "success", t0() + TimeDelta::hours(4)).await;
+    remember("rem-old", "running", t0() + TimeDelta::hours(3)).await;
+    let rem = b.remembered("E-9").await.unwrap();
+    assert_eq!((rem.len(), rem[0].state.as_str()), (1, "success"));
+    remember("rem-newer", "failed", t0() + TimeDelta::hours(5)).await;
+    assert_eq!(b.remembered("E-9").await.unwrap()[0].state, "failed");
 }
 
 /// Runs `n` tasks at once (released together by a barrier), alternating between the stores;
