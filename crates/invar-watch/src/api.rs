@@ -495,7 +495,7 @@ struct ViolationsParams {
 async fn list_violations(
     State(w): State<AppState>,
     Query(p): Query<ViolationsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if let Some(s) = &p.severity
         && !["critical", "major", "minor"].contains(&s.as_str())
     {
@@ -540,9 +540,8 @@ async fn list_violations(
             ),
         ));
     }
-    Ok(Json(
-        json!({ "items": page.items, "next_cursor": page.next_cursor }),
-    ))
+    // Serialized straight from the rows (no intermediate JSON tree).
+    Ok(Json(page).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
