@@ -384,8 +384,9 @@ def main():
     finally:
         shutil.rmtree(bindir, ignore_errors=True)
     md = table(res, args) + "\n\n" + note + (
-        f" Command: `python3 bench/watch/api.py --stores {args.stores}" +
-        (f" --duration {args.duration}" if args.duration != 15 else "") + "`.")
+        " Command: `export CARGO_TARGET_DIR=$HOME/.cache/invar-target && cargo build --release -p invar"
+        f" && python3 bench/watch/api.py --stores {args.stores}" +
+        (f" --duration {args.duration}" if args.duration != 15 else "") + "` (`--write` puts the table here).")
     print(md)
     if args.json:
         with open(args.json, "w") as f:
