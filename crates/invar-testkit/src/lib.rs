@@ -1,6 +1,7 @@
-//! invar-testkit: what invar's tests share. Today: the one policy for tests that need a real
-//! server on loopback — under `CI` a missing server fails the test loudly (it must never be
-//! skipped quietly); on a developer's machine the test says, loudly, that it skipped.
+//! invar-testkit: what invar's tests share: a webhook receiver, and the one policy for tests
+//! that need a real server on loopback — under `CI` a missing server fails the test loudly
+//! (it must never be skipped quietly); on a developer's machine the test says, loudly, that
+//! it skipped.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -42,6 +43,45 @@ pub fn url_up(what: &str, url: &str, how_to_start: &str) -> bool {
         Some(addr) => server_up(what, &addr, how_to_start),
         None => server_up(what, "(no numeric host:port in its URL)", how_to_start),
     }
+}
+
+/// A minimal HTTP/1.1 receiver on 127.0.0.1 for alert sinks: answers 200 to every request
+/// and keeps each JSON body. Returns the URL (`http://ADDR{path}`) and the bodies so far.
+pub fn json_receiver(
+    path: &str,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(j) = serde_json::from_slice(&body) {
+                seen.lock().unwrap().push(j);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 
 use assert_cmd::Command;
 use serde_json::Value as J;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -17,39 +15,9 @@ fn invar(dir: &Path) -> Command {
     c
 }
 
-/// A minimal HTTP/1.1 receiver: answers 200 to every POST and keeps the bodies.
+/// A webhook receiver that keeps every JSON body.
 fn receiver() -> (String, Arc<Mutex<Vec<J>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/hook/s3cr3t-token",
-        listener.local_addr().unwrap()
-    );
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            if let Ok(j) = serde_json::from_slice(&body) {
-                seen.lock().unwrap().push(j);
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, bodies)
+    invar_testkit::json_receiver("/hook/s3cr3t-token")
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value as J, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -575,36 +574,9 @@ fn promtool_check(text: &str) {
     );
 }
 
-/// A minimal HTTP/1.1 receiver: answers 200 to every POST and keeps the bodies.
+/// A webhook receiver that keeps every JSON body.
 fn receiver() -> (String, Arc<Mutex<Vec<J>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            if let Ok(j) = serde_json::from_slice(&body) {
-                seen.lock().unwrap().push(j);
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, bodies)
+    invar_testkit::json_receiver("/hook")
 }
 
 fn psql(db: &str, sql: &str) -> String {
