@@ -15,7 +15,7 @@ use invar_core::incident::OVERDUE_TRIGGER;
 use invar_core::{Config, Counts, Outcome, RunReport, Suite};
 use invar_sources::{Engine, RunOptions};
 use invar_store::{IncidentQuery, RunQuery, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -295,13 +295,13 @@ impl Watcher {
     }
 
     /// Starts a scheduled tick as a task the shutdown waits for; `reclaim` as in
-    /// [`Watcher::tick_with`].
+    /// [`Watcher::tick`].
     pub fn spawn_tick(self: &Arc<Self>, suite: String, tick: DateTime<Utc>, reclaim: bool) {
         if self.is_draining() {
             return;
         }
         let w = self.clone();
-        let handle = tokio::spawn(async move { w.tick_with(&suite, tick, reclaim).await });
+        let handle = tokio::spawn(async move { w.tick(&suite, tick, reclaim).await });
         let mut tasks = self.tick_tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|h| !h.is_finished());
         tasks.push(handle);
@@ -336,14 +336,10 @@ impl Watcher {
     }
 
     /// One scheduled tick: claimed once across replicas, then run; a tick that finds its suite
-    /// still running is recorded as `lock_skipped`.
-    pub async fn tick(self: &Arc<Self>, suite: &str, tick: DateTime<Utc>) {
-        self.tick_with(suite, tick, false).await
-    }
-
-    /// [`Watcher::tick`]; `reclaim` also takes over the tick when an earlier claim is stale
-    /// and its run was never recorded (its replica died mid-run): the misfire catch-up.
-    pub async fn tick_with(self: &Arc<Self>, suite: &str, tick: DateTime<Utc>, reclaim: bool) {
+    /// still running is recorded as `lock_skipped`. `reclaim` also takes over the tick when an
+    /// earlier claim is stale and its run was never recorded (its replica died mid-run): the
+    /// misfire catch-up.
+    pub async fn tick(self: &Arc<Self>, suite: &str, tick: DateTime<Utc>, reclaim: bool) {
         let now = self.clock.now();
         let claimed = match self.store.claim_tick(suite, tick, &self.owner, now).await {
             Ok(false) if reclaim => {
@@ -632,11 +628,6 @@ impl Watcher {
             guards.push(slot.running.clone().lock_owned().await);
         }
         guards
-    }
-
-    /// Ids the config knows, for 422 answers.
-    pub fn invariant_ids(&self) -> BTreeSet<&str> {
-        self.cfg.invariants.iter().map(|i| i.id.as_str()).collect()
     }
 }
 
