@@ -165,6 +165,64 @@ pub struct RunReport {
     pub results: Vec<InvariantResult>,
 }
 
+impl RunReport {
+    /// A report with no results yet: status `pass`, exit 0, nothing counted.
+    pub fn new(
+        run_id: String,
+        suite: &str,
+        trigger: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> RunReport {
+        RunReport {
+            run_id,
+            suite: suite.to_string(),
+            trigger: trigger.to_string(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_ms: 0,
+            status: Outcome::Pass,
+            exit_code: 0,
+            counts: Counts::default(),
+            automation_error: false,
+            assessment_failures: 0,
+            lock_skipped: false,
+            skipped_budget: 0,
+            sources_unavailable: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    /// Sets the results and what the contract derives from them — counts, status, exit code,
+    /// `automation_error`, `assessment_failures` — the one way: a run that decided nothing
+    /// because sources were unavailable is an automation error (status `error`, exit 2).
+    pub fn set_results(
+        &mut self,
+        results: Vec<InvariantResult>,
+        sources_unavailable: Vec<SourceUnavailable>,
+        fail_on: FailOn,
+    ) {
+        let mut counts = Counts::default();
+        for r in &results {
+            counts.add(r.outcome);
+        }
+        let nothing_decided = results.is_empty() && !sources_unavailable.is_empty();
+        self.automation_error = counts.error > 0 || nothing_decided;
+        self.status = if nothing_decided {
+            Outcome::Error
+        } else {
+            run_status(&results)
+        };
+        self.exit_code = if nothing_decided {
+            2
+        } else {
+            exit_code(&counts, fail_on)
+        };
+        self.counts = counts;
+        self.assessment_failures = counts.fail;
+        self.sources_unavailable = sources_unavailable;
+        self.results = results;
+    }
+}
+
 /// The worst outcome, skip counting as pass.
 pub fn run_status(results: &[InvariantResult]) -> Outcome {
     results

@@ -11,9 +11,8 @@ use futures::future::{BoxFuture, Shared};
 use invar_core::KeyedProbe;
 use invar_core::MetricsProbe;
 use invar_core::eval::KeyedResult;
-use invar_core::report::{exit_code, run_status};
 use invar_core::{
-    Check, Config, Counts, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
+    Check, Config, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
     Remembered, RunReport, Snapshot, SourceKind, SourceUnavailable, Suite, Table, Value, Verdict,
     evaluate_with_memory, skip_if_decision,
 };
@@ -443,33 +442,14 @@ impl Engine {
             }
             let gate = gate_for(&[&p]);
             spent.insert(p.clone(), gate.spent.clone());
-            match keyed_sides.get(&p) {
-                Some(sides) => {
-                    let fut = self.probe_future(
-                        &p,
-                        &pools,
-                        &mut semaphores,
-                        &local,
-                        &down,
-                        now,
-                        gate,
-                        Sink::keys(sides),
-                    );
-                    keyed.insert(p, self.spawn_shared(as_keys(fut)));
-                }
-                None => {
-                    let fut = self.probe_future(
-                        &p,
-                        &pools,
-                        &mut semaphores,
-                        &local,
-                        &down,
-                        now,
-                        gate,
-                        Sink::table(),
-                    );
-                    probes.insert(p, self.spawn_shared(as_table(fut)));
-                }
+            let sides = keyed_sides.get(&p);
+            let sink = sides.map_or_else(Sink::table, |s| Sink::keys(s));
+            let fut =
+                self.probe_future(&p, &pools, &mut semaphores, &local, &down, now, gate, sink);
+            if sides.is_some() {
+                keyed.insert(p, self.spawn_shared(as_keys(fut)));
+            } else {
+                probes.insert(p, self.spawn_shared(as_table(fut)));
             }
         }
         // Joins: each distinct relation computed once, after its probes are in.
@@ -677,40 +657,17 @@ impl Engine {
         results: Vec<InvariantResult>,
         sources_unavailable: Vec<SourceUnavailable>,
     ) -> RunReport {
-        let mut counts = Counts::default();
-        for r in &results {
-            counts.add(r.outcome);
-        }
         let skipped_budget = results
             .iter()
             .filter(|r| {
                 r.outcome == Outcome::Skip && r.reason.as_deref().is_some_and(is_budget_skip)
             })
             .count() as u64;
-        let automation_error =
-            counts.error > 0 || (!sources_unavailable.is_empty() && results.is_empty());
-        let mut status = run_status(&results);
-        let mut code = exit_code(&counts, suite.fail_on);
-        if automation_error && results.is_empty() {
-            status = Outcome::Error;
-            code = 2;
-        }
-        RunReport {
-            run_id,
-            suite: suite.name.clone(),
-            trigger: opts.trigger.clone(),
-            started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            duration_ms: started.elapsed().as_millis() as u64,
-            status,
-            exit_code: code,
-            counts,
-            automation_error,
-            assessment_failures: counts.fail,
-            lock_skipped: false,
-            skipped_budget,
-            sources_unavailable,
-            results,
-        }
+        let mut report = RunReport::new(run_id, &suite.name, &opts.trigger, now);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report.skipped_budget = skipped_budget;
+        report.set_results(results, sources_unavailable, suite.fail_on);
+        report
     }
 
     async fn connect_all(&self, names: &[String]) -> Conns {

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{self, Observation, Policy, Signal, SubjectKind};
-use invar_core::{Counts, InvariantResult, Outcome, RunReport, Secret};
+use invar_core::{InvariantResult, Outcome, RunReport, Secret};
 use invar_store::*;
 use serde_json::json;
 use std::time::Instant;
@@ -15,7 +15,6 @@ use std::time::Instant;
 const INVARIANTS: usize = 1000;
 
 fn report(n: usize, at: DateTime<Utc>) -> RunReport {
-    let mut counts = Counts::default();
     let results: Vec<InvariantResult> = (0..INVARIANTS)
         .map(|i| {
             // 10% fail with 5 violations each; which ones shifts every run, so incidents
@@ -26,7 +25,6 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
             } else {
                 Outcome::Pass
             };
-            counts.add(outcome);
             InvariantResult {
                 id: format!("INV-{i:04}"),
                 title: format!("Invariant number {i} holds"),
@@ -52,22 +50,15 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
             }
         })
         .collect();
-    RunReport {
-        run_id: format!("bench-{n:06}-{}", uuid::Uuid::now_v7().simple()),
-        suite: "sweep".into(),
-        trigger: "schedule".into(),
-        started_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        duration_ms: 900,
-        status: invar_core::report::run_status(&results),
-        exit_code: 1,
-        counts,
-        automation_error: false,
-        assessment_failures: counts.fail,
-        lock_skipped: false,
-        skipped_budget: 0,
-        sources_unavailable: vec![],
-        results,
-    }
+    let mut report = RunReport::new(
+        format!("bench-{n:06}-{}", uuid::Uuid::now_v7().simple()),
+        "sweep",
+        "schedule",
+        at,
+    );
+    report.duration_ms = 900;
+    report.set_results(results, vec![], invar_core::FailOn::Fail);
+    report
 }
 
 async fn bench(store: &dyn Store, runs: usize) -> Vec<f64> {

@@ -11,7 +11,7 @@
 //! Env: `INVAR_TEST_POSTGRES` (default loopback `test`).
 
 use chrono::{DateTime, TimeDelta, Utc};
-use invar_core::{Counts, InvariantResult, Outcome, RunReport, Secret};
+use invar_core::{InvariantResult, Outcome, RunReport, Secret};
 use invar_store::*;
 use serde_json::json;
 use std::time::Instant;
@@ -29,7 +29,6 @@ fn severity(i: usize) -> &'static str {
 }
 
 fn report(n: usize, at: DateTime<Utc>) -> RunReport {
-    let mut counts = Counts::default();
     let results: Vec<InvariantResult> = (0..FAILING + PASSING)
         .map(|i| {
             let failing = i < FAILING;
@@ -38,7 +37,6 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
             } else {
                 Outcome::Pass
             };
-            counts.add(outcome);
             let violations: Vec<serde_json::Value> = if failing {
                 (0..PER_FAILING)
                     .map(|k| json!({"id": format!("exec-{n}-{k}"), "status": "running", "agent": "a-1", "age_s": 3600 + k}))
@@ -62,22 +60,10 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
             }
         })
         .collect();
-    RunReport {
-        run_id: format!("bench-{n:06}"),
-        suite: "sweep".into(),
-        trigger: "schedule".into(),
-        started_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        duration_ms: 900,
-        status: invar_core::report::run_status(&results),
-        exit_code: 1,
-        counts,
-        automation_error: false,
-        assessment_failures: counts.fail,
-        lock_skipped: false,
-        skipped_budget: 0,
-        sources_unavailable: vec![],
-        results,
-    }
+    let mut report = RunReport::new(format!("bench-{n:06}"), "sweep", "schedule", at);
+    report.duration_ms = 900;
+    report.set_results(results, vec![], invar_core::FailOn::Fail);
+    report
 }
 
 /// Records runs until `total` violations are stored; returns the time of the last run.

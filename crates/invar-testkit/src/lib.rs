@@ -84,6 +84,51 @@ pub fn json_receiver(
     (url, bodies)
 }
 
+/// What `promtool check metrics` says of `text`: (clean — exit 0 and nothing printed, its
+/// output). None when promtool (Debian `prometheus`, installed by
+/// `scripts/ensure-services.sh`) is missing: a failure under `CI`, a loud skip elsewhere.
+pub fn promtool_check_metrics(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    let debian = std::path::PathBuf::from("/usr/bin/promtool");
+    let Some(promtool) = on_path.or_else(|| debian.is_file().then_some(debian)) else {
+        assert!(
+            !in_ci(),
+            "promtool is not installed and CI is set; install it with \
+             `bash scripts/ensure-services.sh` (Debian package `prometheus`)"
+        );
+        eprintln!(
+            "\n!!!!!!!! WARNING: promtool is not installed; this check is SKIPPED. \
+             Install it with `bash scripts/ensure-services.sh` (Debian package `prometheus`) !!!!!!!!\n"
+        );
+        return None;
+    };
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success() && said.trim().is_empty(), said))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

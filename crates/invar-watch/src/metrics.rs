@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::status::{IncidentStatus, StatusSnapshot};
+use crate::status::{IncidentStatus, InvariantStatus, StatusSnapshot};
 
 /// The outcomes `invar_invariant_outcome` is one-hot over, in this order.
 pub const OUTCOMES: [&str; 5] = ["pass", "warn", "fail", "skip", "error"];
@@ -83,12 +83,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         "gauge",
         "1 while the invariant has an open incident, else 0.",
         inv.iter()
-            .map(|i| {
-                sample(
-                    &[("id", &i.id), ("severity", &i.severity)],
-                    flag(i.incident == IncidentStatus::Firing),
-                )
-            })
+            .map(|i| per_invariant(i, flag(i.incident == IncidentStatus::Firing)))
             .collect(),
     );
     family(
@@ -97,12 +92,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         "gauge",
         "Violations in the invariant's latest result.",
         inv.iter()
-            .map(|i| {
-                sample(
-                    &[("id", &i.id), ("severity", &i.severity)],
-                    i.violations.to_string(),
-                )
-            })
+            .map(|i| per_invariant(i, i.violations.to_string()))
             .collect(),
     );
     family(
@@ -113,10 +103,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         inv.iter()
             .filter_map(|i| {
                 let at = i.last_run_at?;
-                Some(sample(
-                    &[("id", &i.id), ("severity", &i.severity)],
-                    timestamp(at),
-                ))
+                Some(per_invariant(i, timestamp(at)))
             })
             .collect(),
     );
@@ -128,10 +115,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         inv.iter()
             .filter_map(|i| {
                 let at = i.last_change?;
-                Some(sample(
-                    &[("id", &i.id), ("severity", &i.severity)],
-                    timestamp(at),
-                ))
+                Some(per_invariant(i, timestamp(at)))
             })
             .collect(),
     );
@@ -246,6 +230,11 @@ pub fn render(s: &StatusSnapshot) -> String {
 struct Sample {
     labels: String,
     value: String,
+}
+
+/// A sample labelled with the invariant's id and severity.
+fn per_invariant(i: &InvariantStatus, value: String) -> Sample {
+    sample(&[("id", &i.id), ("severity", &i.severity)], value)
 }
 
 fn sample(labels: &[(&str, &str)], value: String) -> Sample {

@@ -12,7 +12,7 @@ use crate::status::{
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::OVERDUE_TRIGGER;
-use invar_core::{Config, Counts, Outcome, RunReport, Suite};
+use invar_core::{Config, RunReport, Suite};
 use invar_sources::{Engine, RunOptions};
 use invar_store::{IncidentQuery, RunQuery, Store};
 use std::collections::BTreeMap;
@@ -153,12 +153,7 @@ impl Watcher {
 
     /// Suites in config order (the implicit `all` last when the config has none by that name).
     pub fn slots(&self) -> Vec<&Arc<SuiteSlot>> {
-        let mut out: Vec<&Arc<SuiteSlot>> = Vec::new();
-        for s in &self.cfg.suites {
-            if let Some(slot) = self.suites.get(&s.name) {
-                out.push(slot);
-            }
-        }
+        let mut out = self.shown_slots();
         if self.cfg.suite("all").is_none()
             && let Some(slot) = self.suites.get("all")
         {
@@ -167,13 +162,13 @@ impl Watcher {
         out
     }
 
-    /// Suites to show and measure: the configured ones (the implicit `all` only when the
-    /// config has no suites of its own).
+    /// Suites to show and measure: the config's (a config without `suites:` has the one
+    /// implicit `all`; the `all` added for `only` runs is not shown beside real suites).
     fn shown_slots(&self) -> Vec<&Arc<SuiteSlot>> {
-        let configured_all = self.cfg.suites.len() == 1 && self.cfg.suites[0].name == "all";
-        self.slots()
-            .into_iter()
-            .filter(|s| s.suite.name != "all" || configured_all || self.cfg.suite("all").is_some())
+        self.cfg
+            .suites
+            .iter()
+            .filter_map(|s| self.suites.get(&s.name))
             .collect()
     }
 
@@ -600,15 +595,13 @@ impl Watcher {
                 due.format("%Y-%m-%d %H:%M UTC")
             );
             tracing::error!(suite, %due, "{msg}");
-            let mut report = lock_skipped_report(&suite, OVERDUE_TRIGGER);
-            report.lock_skipped = false;
-            report.status = Outcome::Error;
-            report.exit_code = 2;
-            report.automation_error = true;
-            report.sources_unavailable = vec![invar_core::SourceUnavailable {
+            // No results, the reason as an unavailable `schedule`: an automation error.
+            let mut report = new_report(&suite, OVERDUE_TRIGGER);
+            let reason = invar_core::SourceUnavailable {
                 source: "schedule".into(),
                 error: msg,
-            }];
+            };
+            report.set_results(Vec::new(), vec![reason], invar_core::FailOn::Fail);
             recorder::record(self.store.as_ref(), &self.cfg, &report, Default::default()).await?;
         }
         Ok(())
@@ -635,22 +628,14 @@ fn ttl() -> TimeDelta {
     TimeDelta::from_std(LEASE_TTL).unwrap_or(TimeDelta::MAX)
 }
 
+/// An empty report of a run of `suite` starting now.
+fn new_report(suite: &str, trigger: &str) -> RunReport {
+    RunReport::new(uuid::Uuid::now_v7().to_string(), suite, trigger, Utc::now())
+}
+
 /// The record of a tick that found its suite still running: no results, `lock_skipped`.
 pub fn lock_skipped_report(suite: &str, trigger: &str) -> RunReport {
-    RunReport {
-        run_id: uuid::Uuid::now_v7().to_string(),
-        suite: suite.to_string(),
-        trigger: trigger.to_string(),
-        started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        duration_ms: 0,
-        status: Outcome::Pass,
-        exit_code: 0,
-        counts: Counts::default(),
-        automation_error: false,
-        assessment_failures: 0,
-        lock_skipped: true,
-        skipped_budget: 0,
-        sources_unavailable: Vec::new(),
-        results: Vec::new(),
-    }
+    let mut report = new_report(suite, trigger);
+    report.lock_skipped = true;
+    report
 }

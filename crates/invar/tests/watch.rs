@@ -5,7 +5,7 @@
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value as J, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -535,43 +535,12 @@ fn sigterm_lets_the_running_run_finish_and_exits_0() {
     assert!(text.contains(report["run_id"].as_str().unwrap()), "{text}");
 }
 
-/// `promtool check metrics` on a live `/metrics` answer (Debian `prometheus`; installed by
-/// `scripts/ensure-services.sh`). Missing: a CI failure, a loud skip elsewhere.
+/// `promtool check metrics` on a live `/metrics` answer (skipped loudly without promtool,
+/// except under CI).
 fn promtool_check(text: &str) {
-    let found = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
-        .iter()
-        .find(|p| Path::new(p).exists());
-    let Some(promtool) = found else {
-        assert!(
-            !invar_testkit::in_ci(),
-            "promtool is missing: run scripts/ensure-services.sh"
-        );
-        eprintln!("SKIPPED: promtool is missing (scripts/ensure-services.sh installs it)");
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
-    );
+    if let Some((clean, said)) = invar_testkit::promtool_check_metrics(text) {
+        assert!(clean, "promtool: {said}\n{text}");
+    }
 }
 
 /// A webhook receiver that keeps every JSON body.
