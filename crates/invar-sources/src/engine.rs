@@ -732,37 +732,49 @@ impl Engine {
         m
     }
 
-    /// The pushed-down form of a subset check, with native key comparison where the key
-    /// columns' types allow it (learned by preparing both queries; nothing runs).
+    /// The pushed-down form of a subset check, when the key columns' types (learned by
+    /// preparing both queries; nothing runs) let the database compare keys exactly as
+    /// memory does (`pushdown.rs`). SQLite also needs its guard query to find no REAL or
+    /// BLOB key.
     async fn pushdown(&self, check: &invar_core::Check, pools: &Conns) -> Option<Probe> {
-        let crate::pushdown::Candidate {
-            source,
-            each_sql,
-            in_sql,
-            each_key,
-            in_key,
-        } = crate::pushdown::candidate(check)?;
-        let Some(Ok(Conn::Sql(pool))) = pools.get(source) else {
+        use crate::pushdown::{KeyPair, key_class};
+        let cand = crate::pushdown::candidate(check)?;
+        let Some(Ok(Conn::Sql(pool))) = pools.get(cand.source) else {
             return None;
         };
         let d = pool.dialect();
-        let mut native = vec![false; each_key.len()];
-        if d != Dialect::Sqlite
-            && let (Ok(et), Ok(it)) = (
-                pool.column_types(each_sql).await,
-                pool.column_types(in_sql).await,
-            )
-        {
-            let ty = |cols: &[(String, String)], name: &str| {
-                cols.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone())
-            };
-            for (i, (ek, ik)) in each_key.iter().zip(in_key).enumerate() {
-                if let (Some(a), Some(b)) = (ty(&et, ek), ty(&it, ik)) {
-                    native[i] = crate::pushdown::native_equal(d, &a, &b);
-                }
+        let (Ok(et), Ok(it)) = (
+            pool.column_types(cand.each_sql).await,
+            pool.column_types(cand.in_sql).await,
+        ) else {
+            return None;
+        };
+        let ty = |cols: &[(String, String)], name: &str| {
+            cols.iter()
+                .find(|(c, _)| c == name)
+                .and_then(|(_, t)| key_class(d, t))
+        };
+        let pairs = cand
+            .each_key
+            .iter()
+            .zip(cand.in_key)
+            .map(|(ek, ik)| KeyPair::new(ty(&et, ek)?, ty(&it, ik)?))
+            .collect::<Option<Vec<_>>>()?;
+        if d == Dialect::Sqlite {
+            let guard = pool
+                .query(&crate::pushdown::sqlite_guard(&cand))
+                .await
+                .ok()?;
+            let clean = guard
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .is_some_and(|v| v.as_f64() == Some(0.0));
+            if !clean {
+                return None;
             }
         }
-        crate::pushdown::subset_pushdown(check, d, &native)
+        crate::pushdown::subset_pushdown(check, d, &pairs)
     }
 
     /// Spawns a probe so it progresses on its own, shared by every invariant that needs it.

@@ -602,7 +602,8 @@ fn int_from_u64(u: u64) -> Value {
         .unwrap_or(Value::Float(u as f64))
 }
 
-/// NUMERIC/DECIMAL as a float: from the text when there is one (the nearest f64, and no
+/// NUMERIC/DECIMAL: an integer when integral and within i64, else a float from the text when
+/// there is one (the nearest f64, and no
 /// range limit), else through `rust_decimal`.
 fn decimal<'r, R>(row: &'r R, i: usize, text: Option<&str>) -> Option<Value>
 where
@@ -610,12 +611,30 @@ where
     usize: sqlx::ColumnIndex<R>,
     Decimal: Decode<'r, R::Database>,
 {
+    if let Some(n) = text.and_then(integral_decimal) {
+        return Some(Value::Int(n));
+    }
     match text.map(str::trim).map(str::parse::<f64>) {
         Some(Ok(f)) => Some(Value::Float(f)),
         _ => get::<R, Decimal>(row, i)
             .and_then(|d| d.to_f64())
             .map(Value::Float),
     }
+}
+
+/// An integral NUMERIC/DECIMAL (`5`, `-12.000`) that fits i64: exact as an integer, where a
+/// double would lose digits past 2^53 (sums of bigints are NUMERIC in Postgres).
+fn integral_decimal(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !frac.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    int.parse().ok()
 }
 
 fn float_text(s: &str) -> Value {
@@ -682,6 +701,8 @@ fn pg_value(row: &PgRow, i: usize) -> Value {
         // Parsed from the text, so a FLOAT4 `0.1` stays 0.1 rather than widening noise.
         "FLOAT4" | "FLOAT8" => text().map(float_text),
         "NUMERIC" => decimal(row, i, text()),
+        // `char(n)` padding is not part of the value (Postgres' own `::text` drops it).
+        "CHAR" | "BPCHAR" => text().map(|s| Value::Text(s.trim_end_matches(' ').to_string())),
         // The ISO text read by hand first (chrono's format parser dominates a million-row
         // read); anything unusual (BC, infinity, another DateStyle) goes to the driver.
         "TIMESTAMPTZ" => text()
@@ -931,6 +952,21 @@ fn sqlite_value(row: &SqliteRow, i: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integral_decimals_are_exact_integers() {
+        // sum(bigint) is NUMERIC in Postgres: past 2^53 a double would lose the last digit.
+        assert_eq!(
+            integral_decimal("9007199254740993"),
+            Some(9_007_199_254_740_993)
+        );
+        assert_eq!(integral_decimal("-12.000"), Some(-12));
+        assert_eq!(integral_decimal("5.00"), Some(5));
+        assert_eq!(integral_decimal("5.50"), None);
+        assert_eq!(integral_decimal("99999999999999999999"), None);
+        assert_eq!(integral_decimal("NaN"), None);
+        assert_eq!(integral_decimal("-"), None);
+    }
 
     #[test]
     fn pg_iso_timestamps_read_by_hand_match_chrono() {

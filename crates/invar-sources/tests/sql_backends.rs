@@ -157,7 +157,8 @@ async fn postgres_decodes_every_common_type() {
             ("ok", Value::Bool(true)),
             ("t", text("héllo")),
             ("v", text("varying")),
-            ("c", text("ab ")),
+            // char(n) padding is dropped, as Postgres' own `::text` does (keys compare alike).
+            ("c", text("ab")),
             ("ts", ts(2026, 3, 1, 10, 0, 0)),
             ("tz", ts(2026, 3, 1, 1, 0, 0)),
             ("d", date(2026, 3, 1)),
