@@ -1,7 +1,8 @@
 //! CEL conditions, compiled when the config is loaded and evaluated against a snapshot.
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct ConditionError {
 pub struct Condition {
     pub source: String,
     program: Arc<cel::Program>,
+    /// Every field name the expression selects (`row.hi` → `hi`): a NaN there is an error.
+    fields: Arc<HashSet<String>>,
 }
 
 impl fmt::Debug for Condition {
@@ -113,10 +116,59 @@ impl Condition {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut fields = HashSet::new();
+        walk(program.expression(), &mut |x| {
+            if let Expr::Select(sel) = &x.expr {
+                fields.insert(sel.field.clone());
+            }
+        });
         Ok(Condition {
             source: source.to_string(),
             program: Arc::new(program),
+            fields: Arc::new(fields),
         })
+    }
+
+    /// The first field this condition reads that holds NaN in one of `rows` of `table`, as
+    /// an error reason: CEL has no answer for `NaN > 0.5`, and a silent pass would hide it.
+    pub fn nan_read(
+        &self,
+        table: &crate::Table,
+        rows: impl IntoIterator<Item = usize>,
+    ) -> Option<String> {
+        let cols: Vec<(usize, &String)> = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| self.fields.contains(c.as_str()))
+            .collect();
+        if cols.is_empty() {
+            return None;
+        }
+        for r in rows {
+            for &(i, c) in &cols {
+                if let Some(crate::Value::Float(f)) = table.rows.get(r).and_then(|row| row.get(i))
+                    && f.is_nan()
+                {
+                    return Some(format!(
+                        "`{c}` is NaN (condition `{}`); test for it in the probe, e.g. `WHERE {c} = 'NaN'`",
+                        self.source
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the condition reads the whole table (`rows`), not only the first row.
+    pub fn reads_all_rows(&self) -> bool {
+        let mut all = false;
+        walk(self.program.expression(), &mut |x| {
+            if matches!(&x.expr, Expr::Ident(n) if n == "rows") {
+                all = true;
+            }
+        });
+        all
     }
 
     /// Evaluates to a bool; anything else (or a runtime error) is an error message.
@@ -131,6 +183,123 @@ impl Condition {
             Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
         }
     }
+}
+
+/// The context every condition is evaluated in: CEL's standard library, with `matches()`
+/// under RE2's rules.
+pub fn context<'a>() -> cel::Context<'a, 'a> {
+    let mut ctx = cel::Context::default();
+    // `cel`'s own `matches` is not compiled in (its `regex` feature is off), so the name is free.
+    let _ = ctx.add_function("matches", matches);
+    ctx
+}
+
+fn matches(
+    cel::extractors::This(this): cel::extractors::This<Arc<String>>,
+    pattern: Arc<String>,
+) -> cel::ResolveResult {
+    let re = cached_regex(&pattern).map_err(|message| cel::ExecutionError::FunctionError {
+        function: "matches".into(),
+        message,
+    })?;
+    Ok(cel::Value::Bool(re.is_match(&this)))
+}
+
+thread_local! {
+    /// Compiled patterns: an `every_row` over 100k rows compiles its pattern once.
+    static REGEXES: RefCell<HashMap<String, Result<Arc<regex::Regex>, String>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// At most this many distinct patterns are kept per thread (patterns built from row data
+/// could otherwise grow the cache without bound).
+const REGEX_CACHE: usize = 256;
+
+fn cached_regex(pattern: &str) -> Result<Arc<regex::Regex>, String> {
+    REGEXES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(r) = cache.get(pattern) {
+            return r.clone();
+        }
+        let compiled = regex::RegexBuilder::new(&re2_classes(pattern))
+            .size_limit(1 << 20)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| format!("`{pattern}` is not a valid regex: {e}"));
+        if cache.len() >= REGEX_CACHE {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), compiled.clone());
+        compiled
+    })
+}
+
+/// RE2 (CEL's regex dialect, and Postgres') has ASCII Perl classes: `\d` is `[0-9]`, `\w` is
+/// `[0-9A-Za-z_]`, `\s` is `[\t\n\f\r ]`, `\b` an ASCII word boundary. The `regex` crate's are
+/// Unicode; this rewrites them, inside and outside brackets, leaving everything else alone.
+pub fn re2_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars();
+    let mut depth = 0usize; // bracket nesting: inside a class, a class is written as a range
+    let mut class_start = false; // just after `[` or `[^`: a `]` here is a literal
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let (set, negated) = match e {
+                    'd' => ("0-9", false),
+                    'D' => ("0-9", true),
+                    'w' => ("0-9A-Za-z_", false),
+                    'W' => ("0-9A-Za-z_", true),
+                    's' => ("\\t\\n\\x0C\\r ", false),
+                    'S' => ("\\t\\n\\x0C\\r ", true),
+                    'b' if depth == 0 => {
+                        out.push_str("(?-u:\\b)");
+                        class_start = false;
+                        continue;
+                    }
+                    'B' if depth == 0 => {
+                        out.push_str("(?-u:\\B)");
+                        class_start = false;
+                        continue;
+                    }
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                        class_start = false;
+                        continue;
+                    }
+                };
+                match (depth, negated) {
+                    (0, false) => out.push_str(&format!("[{set}]")),
+                    (0, true) => out.push_str(&format!("[^{set}]")),
+                    (_, false) => out.push_str(set),
+                    (_, true) => out.push_str(&format!("[^{set}]")),
+                }
+            }
+            '[' => {
+                out.push(c);
+                // `[[:alpha:]]` keeps its POSIX form; a nested `[` opens a nested class.
+                depth += 1;
+                class_start = true;
+                continue;
+            }
+            ']' if depth > 0 && !class_start => {
+                out.push(c);
+                depth -= 1;
+            }
+            '^' if class_start => {
+                out.push(c);
+                continue;
+            }
+            _ => out.push(c),
+        }
+        class_start = false;
+    }
+    out
 }
 
 /// `5GB` → `5000000000.0` (outside string literals), so cost guards read naturally.
@@ -288,7 +457,7 @@ mod tests {
     #[test]
     fn compiles_and_evaluates() {
         let c = Condition::compile("row.missing / row.sample > 0.01", Scope::Probe).unwrap();
-        let mut ctx = cel::Context::default();
+        let mut ctx = context();
         let t = crate::Table {
             columns: vec!["missing".into(), "sample".into()],
             rows: vec![vec![crate::Value::Int(5), crate::Value::Int(100)]],
@@ -325,6 +494,52 @@ mod tests {
             "a1GB > 1u && b > 3"
         );
         Condition::compile("source.size_bytes > 5GB", Scope::SkipIf).unwrap();
+    }
+
+    fn eval(src: &str) -> Result<bool, String> {
+        Condition::compile(src, Scope::Probe)
+            .map_err(|e| format!("{e:?}"))?
+            .eval_bool(&context())
+    }
+
+    #[test]
+    fn matches_uses_re2_ascii_classes() {
+        // Arabic-Indic digits are not `\d` in RE2, Postgres or Soda.
+        assert_eq!(eval(r#"'١٢٣'.matches('^\\d+$')"#), Ok(false));
+        assert_eq!(eval(r#"'123'.matches('^\\d+$')"#), Ok(true));
+        assert_eq!(eval(r#"matches('123', '^\\d+$')"#), Ok(true));
+        assert_eq!(eval(r#"'é'.matches('^\\w$')"#), Ok(false));
+        assert_eq!(eval(r#"'a_1'.matches('^\\w+$')"#), Ok(true));
+        assert_eq!(eval(r#"'\u00a0'.matches('\\s')"#), Ok(false));
+        assert_eq!(eval(r#"'a b'.matches('a\\sb')"#), Ok(true));
+        assert_eq!(eval(r#"'éa'.matches('\\ba')"#), Ok(true));
+        assert_eq!(eval(r#"'x9'.matches('^[a-z\\d]+$')"#), Ok(true));
+        assert_eq!(eval(r#"'x٩'.matches('^[a-z\\d]+$')"#), Ok(false));
+        assert_eq!(eval(r#"'٩'.matches('^[\\D]$')"#), Ok(true));
+        assert_eq!(eval(r#"']'.matches('^[]a]$')"#), Ok(true));
+        // Non-ASCII text still matches itself; other escapes are untouched.
+        assert_eq!(eval(r#"'né'.matches('^n.$')"#), Ok(true));
+        assert_eq!(eval(r#"'a.b'.matches('^a\\.b$')"#), Ok(true));
+        assert!(
+            eval(r#"'x'.matches('(')"#)
+                .unwrap_err()
+                .contains("not a valid regex")
+        );
+    }
+
+    #[test]
+    fn a_read_nan_is_named() {
+        let c = Condition::compile("row.hi > 0.5", Scope::Probe).unwrap();
+        let t = crate::Table {
+            columns: vec!["hi".into(), "lo".into()],
+            rows: vec![vec![
+                crate::Value::Float(f64::NAN),
+                crate::Value::Float(1.0),
+            ]],
+        };
+        assert!(c.nan_read(&t, [0]).unwrap().starts_with("`hi` is NaN"));
+        let c = Condition::compile("row.lo > 0.5", Scope::Probe).unwrap();
+        assert_eq!(c.nan_read(&t, [0]), None);
     }
 
     #[test]

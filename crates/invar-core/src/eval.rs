@@ -84,7 +84,7 @@ pub fn skip_if_decision(
 ) -> Result<Option<String>, String> {
     let mut first_error = None;
     for f in facts {
-        let mut ctx = cel::Context::default();
+        let mut ctx = crate::condition::context();
         ctx.add_variable_from_value("source", Value::Map(f.clone()).to_cel());
         ctx.add_variable_from_value("now", now_cel(now));
         let held = match cond.eval_bool(&ctx) {
@@ -368,7 +368,7 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         || pc.skip_when.is_some()
         || pc.warn_when.is_some();
     let need_table_ctx = pc.skip_when.is_some() || pc.fail_when.is_some() || pc.warn_when.is_some();
-    let mut ctx = cel::Context::default();
+    let mut ctx = crate::condition::context();
     ctx.add_variable_from_value("now", now_cel(now));
     if need_table_ctx {
         let rows: Vec<cel::Value> = (0..count).map(|i| table.row_cel(i)).collect();
@@ -381,6 +381,23 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
     }
 
+    // A condition that reads a NaN has no answer: an error naming the column, never a pass.
+    for c in [pc.skip_when, pc.fail_when, pc.warn_when]
+        .into_iter()
+        .flatten()
+    {
+        let rows = if c.reads_all_rows() {
+            count
+        } else {
+            count.min(1)
+        };
+        if let Some(reason) = c.nan_read(table, 0..rows) {
+            return Verdict {
+                measured: v.measured,
+                ..Verdict::error(reason)
+            };
+        }
+    }
     if let Some(c) = pc.skip_when {
         match c.eval_bool(&ctx) {
             Ok(true) => {
@@ -425,6 +442,12 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         for i in 0..count {
             let mut rctx = ctx.new_inner_scope();
             rctx.add_variable_from_value("r", table.row_cel(i));
+            if let Some(reason) = c.nan_read(table, [i]) {
+                return Verdict {
+                    measured: v.measured,
+                    ..Verdict::error(format!("row {}: {reason}", i + 1))
+                };
+            }
             match c.eval_bool(&rctx) {
                 Ok(true) => {}
                 Ok(false) => broken.push(i),
@@ -651,9 +674,7 @@ impl KeySet {
         for (name, c) in self.names.iter().zip(self.components(at)) {
             let v = match c.tag {
                 TAG_INT => c.text.parse::<i64>().map(J::from).unwrap_or(J::Null),
-                TAG_FLOAT => serde_json::Number::from_f64(c.float)
-                    .map(J::Number)
-                    .unwrap_or(J::Null),
+                TAG_FLOAT => crate::value::float_json(c.float),
                 TAG_BOOL => J::Bool(c.text == "true"),
                 TAG_JSON => serde_json::from_str(c.text).unwrap_or(J::Null),
                 _ => J::String(c.text.to_string()),

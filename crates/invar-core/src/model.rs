@@ -721,7 +721,7 @@ impl Suite {
         let Some(cond) = &self.select else {
             return Ok(true);
         };
-        let mut ctx = cel::Context::default();
+        let mut ctx = crate::condition::context();
         ctx.add_variable_from_value("id", inv.id.clone());
         ctx.add_variable_from_value("severity", inv.severity.as_str().to_string());
         ctx.add_variable_from_value("tags", inv.tags.clone());

@@ -74,9 +74,7 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Float(f) => float_json(*f),
             Value::Text(s) => J::String(s.clone()),
             Value::Timestamp(_) | Value::Date(_) => J::String(self.key_text()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
@@ -128,6 +126,19 @@ impl Value {
                 cel::Value::Map(cel::objects::Map { map: Arc::new(hm) })
             }
         }
+    }
+}
+
+/// A double as JSON. JSON has no NaN or infinities: they are the strings `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` (as JavaScript and Postgres write them), never `null`,
+/// which would read as SQL NULL.
+pub fn float_json(f: f64) -> serde_json::Value {
+    use serde_json::Value as J;
+    match serde_json::Number::from_f64(f) {
+        Some(n) => J::Number(n),
+        None if f.is_nan() => J::String("NaN".into()),
+        None if f > 0.0 => J::String("Infinity".into()),
+        None => J::String("-Infinity".into()),
     }
 }
 
@@ -210,6 +221,20 @@ mod tests {
         assert_eq!(Value::Int(7).key_text(), Value::Text("7".into()).key_text());
         assert_eq!(Value::Float(7.0).key_text(), "7");
         assert_eq!(Value::Float(7.5).key_text(), "7.5");
+    }
+
+    #[test]
+    fn nan_and_infinities_are_named_not_null() {
+        assert_eq!(Value::Float(f64::NAN).to_json(), serde_json::json!("NaN"));
+        assert_eq!(
+            Value::Float(f64::INFINITY).to_json(),
+            serde_json::json!("Infinity")
+        );
+        assert_eq!(
+            Value::Float(f64::NEG_INFINITY).to_json(),
+            serde_json::json!("-Infinity")
+        );
+        assert_eq!(Value::Float(1.5).to_json(), serde_json::json!(1.5));
     }
 
     #[test]

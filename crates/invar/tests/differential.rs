@@ -417,3 +417,72 @@ fn sqlite_pushdown_and_memory_agree() {
         &["integer-text", "text-char", "bool-text", "integer-integer"],
     );
 }
+
+/// NaN and ±Infinity are named in the report (never `null`, which reads as SQL NULL), and a
+/// condition that reads a NaN is an `error` naming the column, never a silent pass.
+#[test]
+fn nan_is_shown_by_name_and_never_passes() {
+    let url = std::env::var("INVAR_TEST_POSTGRES_URL").unwrap_or_else(|_| PG_URL.into());
+    if !invar_testkit::url_up("PostgreSQL", &url, "scripts/ensure-services.sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"sources:
+  app: { type: postgres, url: "${INVAR_DIFF_URL}" }
+invariants:
+  - id: NAN-COND
+    title: A NaN ratio is not below the limit
+    probe: { source: app, sql: "SELECT 'NaN'::float8 AS hi, 1.0::float8 AS lo" }
+    fail_when: row.hi > 0.5
+  - id: NAN-OTHER
+    title: A condition not reading the NaN column decides
+    probe: { source: app, sql: "SELECT 'NaN'::float8 AS hi, 1.0::float8 AS lo" }
+    fail_when: row.lo > 0.5
+  - id: NAN-EVERY
+    title: every_row reading a NaN
+    probe: { source: app, sql: "SELECT x::float8 AS v FROM (VALUES ('1'), ('NaN')) t(x)" }
+    every_row: r.v < 10.0
+  - id: SUM-EXACT
+    title: A sum of bigints past 2^53 keeps every digit
+    probe: { source: app, sql: "SELECT sum(x) AS s FROM (VALUES (9007199254740993::int8), (2::int8)) t(x)" }
+    fail_when: row.s < 0.0
+  - id: INF-ROWS
+    title: Infinities are shown by name
+    probe: { source: app, sql: "SELECT 'Infinity'::float8 AS a, '-Infinity'::float8 AS b" }
+"#;
+    std::fs::write(dir.path().join("invar.yaml"), yaml).unwrap();
+    let r = run(dir.path(), Some(&url));
+    let get = |id: &str| {
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let c = get("NAN-COND");
+    assert_eq!(c["outcome"], "error", "{c}");
+    assert!(
+        c["reason"].as_str().unwrap().starts_with("`hi` is NaN"),
+        "{c}"
+    );
+    assert_eq!(c["measured"]["hi"], "NaN", "{c}");
+    assert_eq!(get("NAN-OTHER")["outcome"], "fail");
+    let e = get("NAN-EVERY");
+    assert_eq!(e["outcome"], "error", "{e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("row 2: `v` is NaN"),
+        "{e}"
+    );
+    assert_eq!(
+        get("SUM-EXACT")["measured"]["s"],
+        serde_json::json!(9_007_199_254_740_995_i64)
+    );
+    let i = get("INF-ROWS");
+    assert_eq!(i["violations"][0]["a"], "Infinity", "{i}");
+    assert_eq!(i["violations"][0]["b"], "-Infinity", "{i}");
+}
