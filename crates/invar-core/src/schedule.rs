@@ -9,10 +9,11 @@
 //! Exactly 5 fields, parsed by croner with seconds and years disallowed: numbers, `*`, ranges
 //! `a-b`, steps `*/n` and `a-b/n`, lists `a,b,c`, month names `JAN`…`DEC`, weekday names
 //! `SUN`…`SAT` (`0` and `7` are both Sunday), `?` as a synonym of `*` in the two day fields,
-//! and croner's `L`, `W` and `#` day extensions. As in Vixie cron, when both day-of-month and
-//! day-of-week are restricted (neither is `*` or `?`), a day matching **either** runs
-//! (`0 0 13 * FRI` is every Friday and every 13th). croner's `+` day-of-week prefix (AND
-//! instead of OR) is rejected so there is only one rule.
+//! and croner's `L`, `W` and `#` day extensions. The day fields combine as in cronie and
+//! Vixie cron (`cron.c`: `DOM_STAR`/`DOW_STAR`, set when the field's text starts with `*`):
+//! when neither starts with `*` (or `?`), a day matching **either** runs (`0 0 13 * FRI` is
+//! every Friday and every 13th); when one does, both must match (`0 0 */2 * 1` is the odd
+//! days that are Mondays). croner's `+` day-of-week prefix is rejected so there is one rule.
 //!
 //! # Daylight saving time
 //!
@@ -78,15 +79,23 @@ pub struct Schedule {
     fixed_time: bool,
 }
 
-/// The croner parser for invar's schedules: 5 fields, Vixie day-of-month/day-of-week OR.
-fn parser() -> CronParser {
+/// The croner parser for invar's schedules: 5 fields; `dom_and_dow` per [`days_and`].
+fn parser(dom_and_dow: bool) -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
-        .dom_and_dow(false)
+        .dom_and_dow(dom_and_dow)
         .alternative_weekdays(false)
         .sloppy_ranges(false)
         .build()
+}
+
+/// cronie's (and Vixie cron's) day rule: a day field whose text starts with `*` (or `?`)
+/// makes the two day fields combine with AND, so `0 0 */2 * 1` is odd days that are Mondays;
+/// only when neither starts with `*` does a day matching either one run (`0 0 13 * FRI`).
+pub fn days_and(day_of_month: &str, day_of_week: &str) -> bool {
+    let star = |f: &str| f.starts_with('*') || f.starts_with('?');
+    star(day_of_month) || star(day_of_week)
 }
 
 impl Schedule {
@@ -110,7 +119,7 @@ impl Schedule {
                 fields[4]
             ));
         }
-        let parser = parser();
+        let parser = parser(days_and(fields[2], fields[4]));
         let cron = parser.parse(expr).map_err(|err| {
             // Parse each field alone (the others `*`) to name the one that is wrong.
             for (i, field) in fields.iter().enumerate() {

@@ -7,6 +7,7 @@ mod history;
 mod hold;
 mod init;
 mod output;
+mod schedule_cmd;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -62,6 +63,20 @@ enum Command {
     },
     /// Write a starting invar.yaml: from a database's schema (--from URL), or a commented skeleton.
     Init(InitArgs),
+    /// Print the next fire times of a cron schedule in a time zone (one RFC 3339 line each).
+    Schedule {
+        /// A 5-field cron expression, e.g. `"0 2 * * SUN"`.
+        expr: String,
+        /// An IANA time zone [default: UTC].
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// Start here (RFC 3339, inclusive) [default: now].
+        #[arg(long, value_name = "RFC3339")]
+        from: Option<String>,
+        /// How many fire times.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        count: u32,
+    },
     /// Print a shell completion script: `invar completions bash > /etc/bash_completion.d/invar`.
     Completions {
         /// The shell to complete for.
@@ -389,6 +404,17 @@ fn real_main(cli: Cli) -> Result<i32> {
                 })
             })
         }
+        Command::Schedule {
+            expr,
+            timezone,
+            from,
+            count,
+        } => Ok(schedule_cmd::print(
+            expr,
+            timezone.as_deref(),
+            from.as_deref(),
+            *count,
+        )),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "invar", &mut std::io::stdout());
             Ok(0)

@@ -472,3 +472,32 @@ fn cost_guard_skips_before_probing_with_the_reason() {
         "a guarded check needs no source"
     );
 }
+
+/// `invar schedule` prints the next fire times with the zone's offset, cronie's day rule and
+/// the DST rules of `invar watch`; a bad expression is exit 3 naming the field.
+#[test]
+fn schedule_prints_the_next_fire_times() {
+    let out = invar()
+        .args(["schedule", "0 0 */2 * 1", "--timezone", "UTC"])
+        .args(["--from", "2026-01-01T00:00:00Z", "--count", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2026-01-05T00:00:00+00:00\n2026-01-19T00:00:00+00:00\n2026-02-09T00:00:00+00:00\n"
+    );
+    // The spring-forward gap in New York: 02:30 runs once, at 03:00 EDT.
+    let out = invar()
+        .args(["schedule", "30 2 * * *", "--timezone", "America/New_York"])
+        .args(["--from", "2026-03-07T12:00:00Z", "--count", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2026-03-08T03:00:00-04:00\n2026-03-09T02:30:00-04:00\n"
+    );
+    let out = invar().args(["schedule", "0 0 32 * *"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("day-of-month"));
+}
