@@ -179,6 +179,10 @@ struct RunArgs {
     /// Evaluate only: record nothing, alert nothing, write no artifact.
     #[arg(long)]
     dry_run: bool,
+    /// Exit 0 when the selection is empty instead of 3 ("no invariant selected"): a gate that
+    /// checks nothing must say so, unless that is expected.
+    #[arg(long)]
+    allow_empty: bool,
     /// Also write each run report to DIR/YYYY-MM-DD/<run_id>.json.
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
@@ -281,6 +285,17 @@ fn real_main(cli: Cli) -> Result<i32> {
         Command::Validate => {
             let path = config_path(&cli);
             let Some(cfg) = load(&path) else { return Ok(3) };
+            if cfg.invariants.is_empty() {
+                eprintln!(
+                    "warning: {}: no invariants: `invar run` would check nothing",
+                    path.display()
+                );
+            }
+            for suite in cfg.suites.iter().filter(|_| !cfg.invariants.is_empty()) {
+                if let Some(why) = empty_selection(&cfg, Some(&suite.name), &[]) {
+                    eprintln!("warning: {}: {why}", path.display());
+                }
+            }
             println!(
                 "{}: ok — {} sources, {} invariants, {} suites",
                 path.display(),
@@ -332,6 +347,15 @@ fn real_main(cli: Cli) -> Result<i32> {
                 dry_run: args.dry_run,
                 artifacts: args.artifacts.clone(),
             };
+            if !args.allow_empty
+                && let Some(why) = empty_selection(&cfg, args.suite.as_deref(), &args.only)
+            {
+                eprintln!(
+                    "error: no invariant selected ({why}): the run would check nothing; pass \
+                     --allow-empty if that is expected"
+                );
+                return Ok(3);
+            }
             run(
                 cfg,
                 args.suite.clone(),
@@ -440,6 +464,27 @@ fn real_main(cli: Cli) -> Result<i32> {
             );
             Ok(code)
         }
+    }
+}
+
+/// Why a run of `suite` (or every invariant) with `only` would select nothing, if it would.
+/// A `select` that cannot be evaluated is left to the run, which reports it as an error.
+fn empty_selection(
+    cfg: &invar_core::Config,
+    suite: Option<&str>,
+    only: &[String],
+) -> Option<String> {
+    let s = match suite {
+        Some(name) => cfg.suite(name)?.clone(),
+        None => invar_core::Suite::all(),
+    };
+    match invar_sources::engine::select(cfg, &s, only) {
+        Ok(sel) if sel.is_empty() => Some(match (suite, only.is_empty()) {
+            (_, false) => "`--only` names no invariant of the config".to_string(),
+            (Some(name), true) => format!("suite `{name}`: its `select` matches no invariant"),
+            (None, true) => "the config has no invariants".to_string(),
+        }),
+        _ => None,
     }
 }
 

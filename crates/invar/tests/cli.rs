@@ -501,3 +501,77 @@ fn schedule_prints_the_next_fire_times() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("day-of-month"));
 }
+
+/// A gate that checks nothing is not a pass: an empty config, a suite whose `select` matches
+/// nothing, exit 3 "no invariant selected" unless `--allow-empty`; `validate` warns.
+#[test]
+fn an_empty_selection_is_exit_3_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(dir.path(), "empty.yaml", "# only a comment\n");
+    let out = invar()
+        .args(["run", "--dry-run", "--config"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no invariant selected"));
+    let out = invar()
+        .args(["run", "--dry-run", "--allow-empty", "--config"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        r#"invariants:
+  - id: A-1
+    title: A literal list holds
+    tags: [gate]
+    probe: { values: [a, b] }
+    fail_when: count > 5.0
+suites:
+  gate: { select: "'gaet' in tags" }
+"#,
+    );
+    let out = invar()
+        .args(["run", "--dry-run", "--suite", "gate", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("suite `gate`: its `select` matches no invariant"),
+        "{err}"
+    );
+    let out = invar()
+        .args(["validate", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("suite `gate`"),
+        "{err}"
+    );
+    // The whole config still runs.
+    let out = invar()
+        .args(["run", "--dry-run", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
