@@ -472,3 +472,30 @@ fn cost_guard_skips_before_probing_with_the_reason() {
         "a guarded check needs no source"
     );
 }
+
+/// The 79 panics (exit 101) of mutated examples: a duration too large for
+/// `Duration::from_secs_f64`. Now exit 3 with the field, its position and the allowed range.
+#[test]
+fn huge_durations_are_exit_3_with_the_range_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "invar.yaml",
+        "invariants:\n  - id: A\n    title: a\n    timeout: 99999999999999999999s\n    transitions:\n      probe: { values: [a] }\n      key: id\n      state: s\n      allowed: { a: [] }\n      remember: 18446744073709551616s\n",
+    );
+    let out = invar()
+        .arg("validate")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("invar.yaml:4:14"), "{err}");
+    assert!(err.contains("invar.yaml:10:17"), "{err}");
+    assert!(
+        err.contains("`remember` is too long: at most 10 years (`3650d`)"),
+        "{err}"
+    );
+}
