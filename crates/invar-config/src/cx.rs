@@ -8,6 +8,17 @@ use invar_core::{Condition, Scope};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Ceilings of the config's counts, stated in their range errors. Each is far past any real
+/// use and small enough that nothing downstream overflows or allocates absurdly.
+/// `fire_after` / `resolve_after`: consecutive runs.
+pub(crate) const MAX_STREAK: u32 = 10_000;
+/// `tail`: lines read from the end of a file.
+pub(crate) const MAX_TAIL: u64 = 10_000_000;
+/// `max_keys`: keys a Redis pattern may match.
+pub(crate) const MAX_KEYS: u64 = 100_000_000;
+/// `max_connections`: a SQL source's pool.
+pub(crate) const MAX_CONNECTIONS: u32 = 1_000;
+
 /// One loaded config file.
 pub(crate) struct File {
     /// As given (includes are joined onto the including file's directory): shown in messages.
@@ -241,46 +252,71 @@ impl<'a> Cx<'a> {
         None
     }
 
-    /// A whole number of at least `min`.
-    pub fn uint(&mut self, node: &Node, path: &str, min: u64) -> Option<u64> {
-        let expected = format!("a whole number of at least {min}");
+    /// A whole number from `min` to `max`: every count has a ceiling, so no typo reaches an
+    /// allocation or a cast downstream.
+    pub fn uint(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
+        let expected = format!("a whole number from {min} to {max}");
         let (v, style) = self.scalar(node, path, &expected)?;
-        match v.parse::<u64>() {
-            Ok(n) if n >= min && style == Style::Plain => Some(n),
+        let n = v.parse::<u64>().ok().filter(|_| style == Style::Plain);
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) if n > max => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!(
+                        "`{}` is too large: at most {max}, found `{v}`",
+                        name_of(path)
+                    ),
+                    None,
+                );
+                None
+            }
             _ => {
-                self.err(
-                    node.pos,
-                    path,
-                    format!("`{}` must be {expected}, found `{v}`", name_of(path)),
-                    None,
-                );
+                // Digits past u64 are "too large" as well, not "not a number".
+                let too_large = n.is_none()
+                    && style == Style::Plain
+                    && !v.is_empty()
+                    && v.bytes().all(|b| b.is_ascii_digit());
+                let msg = if too_large {
+                    format!(
+                        "`{}` is too large: at most {max}, found `{v}`",
+                        name_of(path)
+                    )
+                } else {
+                    format!("`{}` must be {expected}, found `{v}`", name_of(path))
+                };
+                self.err(node.pos, path, msg, None);
                 None
             }
         }
     }
 
-    pub fn u32(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
-        let n = self.uint(node, path, u64::from(min))?;
-        match u32::try_from(n) {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.err(
-                    node.pos,
-                    path,
-                    format!("`{}` is too large: `{n}`", name_of(path)),
-                    None,
-                );
-                None
-            }
-        }
+    pub fn u32(&mut self, node: &Node, path: &str, min: u32, max: u32) -> Option<u32> {
+        let n = self.uint(node, path, u64::from(min), u64::from(max))?;
+        // `uint` kept `n` within `max`, a u32.
+        u32::try_from(n).ok()
     }
 
+    /// A duration of at most [`invar_core::units::MAX_DURATION`] (10 years).
     pub fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
         let v = self
             .scalar(node, path, "a duration like `30s`")
             .map(|(s, _)| s)?;
         match invar_core::units::parse_duration(&v) {
             Ok(d) => Some(d),
+            Err(e) if e.contains("at most 10 years") => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!(
+                        "`{}` is too long: at most 10 years (`3650d`), found `{v}`",
+                        name_of(path)
+                    ),
+                    None,
+                );
+                None
+            }
             Err(e) => {
                 self.err(
                     node.pos,

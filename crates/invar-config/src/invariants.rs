@@ -1,6 +1,6 @@
 //! `invariants:` — common fields plus exactly one check kind.
 
-use crate::cx::{Cx, Fields, sub};
+use crate::cx::{Cx, Fields, MAX_STREAK, sub};
 use crate::probes::{self, Keyed};
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node};
@@ -141,10 +141,10 @@ fn invariant(
         .and_then(|e| cx.condition(&e.value, &p("skip_if"), Scope::SkipIf));
     let fire_after = f
         .get("fire_after")
-        .and_then(|e| cx.u32(&e.value, &p("fire_after"), 1));
+        .and_then(|e| cx.u32(&e.value, &p("fire_after"), 1, MAX_STREAK));
     let resolve_after = f
         .get("resolve_after")
-        .and_then(|e| cx.u32(&e.value, &p("resolve_after"), 1));
+        .and_then(|e| cx.u32(&e.value, &p("resolve_after"), 1, MAX_STREAK));
     let alerts = f
         .get("alerts")
         .and_then(|e| cx.string_list(&e.value, &p("alerts")));

@@ -50,11 +50,10 @@ pub fn load_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Diagnostics> {
-    let mut diags = Vec::new();
-    let main = match std::fs::read_to_string(path) {
-        Ok(text) => parse_file(path.to_path_buf(), &text, &mut diags),
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_from_str(path, &text, env),
         Err(e) => {
-            diags.push(Diagnostic {
+            let diags = vec![Diagnostic {
                 file: path.to_path_buf(),
                 line: 1,
                 col: 1,
@@ -63,10 +62,22 @@ pub fn load_with_env(
                 hint: None,
                 len: 1,
                 source_line: None,
-            });
-            return Err(Diagnostics { items: diags });
+            }];
+            Err(Diagnostics { items: diags })
         }
-    };
+    }
+}
+
+/// Loads a config whose main file holds `text` and is named `path` (its includes and
+/// relative paths resolve against `path`'s directory, as for [`load_with_env`]). For tests
+/// and fuzzing: it reads no file but the includes.
+pub fn load_from_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Diagnostics> {
+    let mut diags = Vec::new();
+    let main = parse_file(path.to_path_buf(), text, &mut diags);
 
     let mut files = vec![main];
     let includes = {

@@ -1,7 +1,7 @@
 //! Probes: `sql`, `values`, `lines`, `command`, `metrics`, `redis`, `http` — and keyed probes
 //! for set checks.
 
-use crate::cx::{Cx, Fields, sub};
+use crate::cx::{Cx, Fields, MAX_KEYS, MAX_TAIL, sub};
 use crate::diag::did_you_mean;
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node, Pos};
@@ -383,7 +383,7 @@ fn lines(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable) -> Option<
     });
     let tail = f
         .get("tail")
-        .and_then(|e| cx.uint(&e.value, &sub(path, "tail"), 1));
+        .and_then(|e| cx.uint(&e.value, &sub(path, "tail"), 1, MAX_TAIL));
     let since = f
         .get("since")
         .and_then(|e| cx.duration(&e.value, &sub(path, "since")));
@@ -529,7 +529,7 @@ fn redis(cx: &mut Cx, node: &Node, path: &str, source: String) -> Option<RedisPr
     });
     let max_keys = f
         .get("max_keys")
-        .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1));
+        .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1, MAX_KEYS));
     if cx.count() > before {
         return None;
     }

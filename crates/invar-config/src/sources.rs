@@ -1,6 +1,6 @@
 //! `sources:` — named connections, `type`-tagged.
 
-use crate::cx::{Cx, sub};
+use crate::cx::{Cx, MAX_CONNECTIONS, MAX_KEYS, sub};
 use crate::diag::one_of_hint;
 use crate::yaml::{Entry, Kind, Node};
 use invar_core::{
@@ -140,7 +140,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
         .and_then(|e| cx.duration(&e.value, &sub(path, "timeout")));
     let max_connections = f
         .get("max_connections")
-        .and_then(|e| cx.u32(&e.value, &sub(path, "max_connections"), 1));
+        .and_then(|e| cx.u32(&e.value, &sub(path, "max_connections"), 1, MAX_CONNECTIONS));
     let kind = match ty {
         "postgres" | "mysql" => {
             // The URL is a secret: its value never goes into a message.
@@ -191,7 +191,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
             });
             let max_keys = f
                 .get("max_keys")
-                .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1));
+                .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1, MAX_KEYS));
             SourceKind::Redis(RedisSource {
                 url: Secret::new(url?),
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),

@@ -745,3 +745,148 @@ fn transitions_parse_with_positioned_errors() {
         "{at:?}"
     );
 }
+
+/// The 79 panics of mutated examples (`remember: 18446744073709551616s`): every number in the
+/// config is range-checked with a positioned error stating the allowed range. One case per
+/// kind of number: (field, config, line, message fragment).
+#[test]
+fn every_number_is_range_checked_with_its_position() {
+    const HUGE_S: &str = "18446744073709551616s";
+    let inv = |extra: &str| {
+        format!(
+            "sources:\n  db: {{ type: sqlite, path: a.db }}\ninvariants:\n  - id: A\n    title: a\n{extra}"
+        )
+    };
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        (
+            "timeout (invariant)",
+            inv(&format!("    timeout: {HUGE_S}\n    probe: {{ values: [1] }}\n")),
+            6,
+            "`timeout` is too long: at most 10 years (`3650d`), found `18446744073709551616s`",
+        ),
+        (
+            "timeout (source)",
+            "sources:\n  db: { type: postgres, url: \"postgres://h/d\", timeout: 99999999999999999999s }\n"
+                .to_string(),
+            2,
+            "`timeout` is too long: at most 10 years",
+        ),
+        (
+            "remember",
+            inv(&format!(
+                "    transitions:\n      probe: {{ values: [a] }}\n      key: id\n      state: s\n      allowed: {{ a: [] }}\n      remember: {HUGE_S}\n"
+            )),
+            11,
+            "`remember` is too long: at most 10 years",
+        ),
+        (
+            "grace",
+            inv(&format!(
+                "    same:\n      left: {{ values: [1], key: a }}\n      right: {{ values: [1], key: a }}\n      grace: {HUGE_S}\n"
+            )),
+            9,
+            "`grace` is too long",
+        ),
+        (
+            "since",
+            "sources:\n  log: { type: file, path: x.log }\ninvariants:\n  - id: A\n    title: a\n    probe: { lines: { source: log, since: 3651d } }\n"
+                .to_string(),
+            6,
+            "`since` is too long: at most 10 years",
+        ),
+        (
+            "budget",
+            format!("suites:\n  s: {{ select: \"true\", budget: {HUGE_S} }}\n"),
+            2,
+            "`budget` is too long",
+        ),
+        (
+            "overdue_after",
+            "server:\n  listen: 127.0.0.1:8080\n  overdue_after: 99999999999999999999999999999999m\n"
+                .to_string(),
+            3,
+            "`overdue_after` is too long",
+        ),
+        (
+            "retention",
+            format!("retention: {{ runs: {HUGE_S} }}\n"),
+            1,
+            "`runs` is too long",
+        ),
+        (
+            "fire_after",
+            inv("    fire_after: 10001\n    probe: { values: [1] }\n"),
+            6,
+            "`fire_after` is too large: at most 10000, found `10001`",
+        ),
+        (
+            "resolve_after",
+            inv("    resolve_after: 18446744073709551616\n    probe: { values: [1] }\n"),
+            6,
+            "`resolve_after` is too large: at most 10000, found `18446744073709551616`",
+        ),
+        (
+            "max_connections",
+            "sources:\n  db: { type: postgres, url: \"postgres://h/d\", max_connections: 4294967296 }\n"
+                .to_string(),
+            2,
+            "`max_connections` is too large: at most 1000",
+        ),
+        (
+            "max_keys (source)",
+            "sources:\n  c: { type: redis, url: \"redis://127.0.0.1/0\", max_keys: 100000001 }\n"
+                .to_string(),
+            2,
+            "`max_keys` is too large: at most 100000000",
+        ),
+        (
+            "tail",
+            "sources:\n  log: { type: file, path: x.log }\ninvariants:\n  - id: A\n    title: a\n    probe: { lines: { source: log, tail: 99999999999999999999999 } }\n"
+                .to_string(),
+            6,
+            "`tail` is too large: at most 10000000",
+        ),
+        (
+            "count below its minimum",
+            inv("    fire_after: 0\n    probe: { values: [1] }\n"),
+            6,
+            "`fire_after` must be a whole number from 1 to 10000, found `0`",
+        ),
+        (
+            "negative count",
+            inv("    fire_after: -3\n    probe: { values: [1] }\n"),
+            6,
+            "`fire_after` must be a whole number from 1 to 10000, found `-3`",
+        ),
+        (
+            "port",
+            "server:\n  listen: 127.0.0.1:65536\n".to_string(),
+            2,
+            "listen",
+        ),
+        (
+            "size literal in a condition",
+            "sources:\n  db: { type: sqlite, path: a.db }\ninvariants:\n  - id: A\n    title: a\n    skip_if: source.size_bytes > 99999999999999999999999TB\n    probe: { source: db, sql: SELECT 1 }\n"
+                .to_string(),
+            6,
+            "",
+        ),
+        (
+            "cron field",
+            "suites:\n  s: { select: \"true\", schedule: \"99999999999999999999 * * * *\" }\n"
+                .to_string(),
+            2,
+            "",
+        ),
+    ];
+    for (kind, yaml, line, fragment) in cases {
+        let d = errs(&[("invar.yaml", &yaml)]);
+        let hit = d
+            .iter()
+            .find(|x| x.line == line && x.message.contains(fragment));
+        assert!(
+            hit.is_some(),
+            "{kind}: expected line {line} `{fragment}`, got {d:#?}"
+        );
+    }
+}

@@ -106,17 +106,35 @@ enum Frame {
     },
 }
 
+/// The most nodes aliases may copy into one file's tree. A few lines of nested aliases
+/// ("billion laughs") would otherwise expand to billions of nodes; real configs copy a few
+/// hundred.
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+
+/// How many nodes `node` holds, itself included.
+fn node_count(node: &Node) -> usize {
+    1 + match &node.kind {
+        Kind::Map(entries) => entries.iter().map(|e| node_count(&e.value)).sum(),
+        Kind::Seq(items) => items.iter().map(node_count).sum(),
+        _ => 0,
+    }
+}
+
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node and its node count.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far (bounded by [`MAX_ALIAS_NODES`]).
+    alias_nodes: usize,
     errors: Vec<YamlError>,
 }
 
 impl Builder {
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors
+                .insert(anchor, (node.clone(), node_count(&node)));
         }
         match self.stack.last_mut() {
             None => {
@@ -180,6 +198,7 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
         stack: Vec::new(),
         root: None,
         anchors: HashMap::new(),
+        alias_nodes: 0,
         errors: Vec::new(),
     };
     let mut documents = 0;
@@ -237,10 +256,28 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
             }
             Event::Alias(id) => {
                 let node = match b.anchors.get(&id) {
-                    Some(n) => Node {
-                        kind: n.kind.clone(),
-                        pos,
-                    },
+                    Some((_, count)) if b.alias_nodes + count > MAX_ALIAS_NODES => {
+                        let err = YamlError {
+                            line: pos.line,
+                            col: pos.col,
+                            len: pos.len(),
+                            message: format!(
+                                "aliases expand to more than {MAX_ALIAS_NODES} nodes, the limit on \
+                                 alias expansion"
+                            ),
+                            hint: Some(
+                                "write the repeated parts out, or use fewer nested aliases".into(),
+                            ),
+                        };
+                        return (None, vec![err]);
+                    }
+                    Some((n, count)) => {
+                        b.alias_nodes += count;
+                        Node {
+                            kind: n.kind.clone(),
+                            pos,
+                        }
+                    }
                     None => {
                         b.errors.push(YamlError {
                             line: pos.line,
@@ -274,25 +311,37 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let (node, anchor) = match b.stack.pop() {
+                    // Amortized growth leaves up to half of each Vec unused; the tree lives
+                    // through the whole validation, so its maps and lists are trimmed.
                     Some(Frame::Map {
                         pos,
                         anchor,
-                        entries,
+                        mut entries,
                         ..
-                    }) => (
-                        Node {
-                            kind: Kind::Map(entries),
-                            pos,
-                        },
+                    }) => {
+                        entries.shrink_to_fit();
+                        (
+                            Node {
+                                kind: Kind::Map(entries),
+                                pos,
+                            },
+                            anchor,
+                        )
+                    }
+                    Some(Frame::Seq {
+                        pos,
                         anchor,
-                    ),
-                    Some(Frame::Seq { pos, anchor, items }) => (
-                        Node {
-                            kind: Kind::Seq(items),
-                            pos,
-                        },
-                        anchor,
-                    ),
+                        mut items,
+                    }) => {
+                        items.shrink_to_fit();
+                        (
+                            Node {
+                                kind: Kind::Seq(items),
+                                pos,
+                            },
+                            anchor,
+                        )
+                    }
                     None => continue,
                 };
                 b.finish(node, anchor);
@@ -367,6 +416,36 @@ mod tests {
         let root = parse("a: &x [1, 2]\nb: *x\n").0.unwrap();
         let m = map(&root);
         assert!(matches!(&m[1].value.kind, Kind::Seq(v) if v.len() == 2));
+    }
+
+    /// "Billion laughs": nine levels of nine aliases would copy 9^9 nodes. The copy stops at
+    /// the limit, at once, with the limit named.
+    #[test]
+    fn alias_bomb_is_bounded() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let t = std::time::Instant::now();
+        let (root, errs) = parse(&text);
+        assert!(root.is_none());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].message.contains("more than 100000 nodes"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(
+            errs[0].line, 6,
+            "the alias that crossed the limit (in `a5`)"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        // Below the limit, aliases still copy.
+        let (root, errs) = parse(&text.lines().take(5).collect::<Vec<_>>().join("\n"));
+        assert!(root.is_some() && errs.is_empty(), "{errs:?}");
     }
 
     #[test]

@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// The longest duration a config may give: 10 years (3650 days). Anything longer is a typo,
+/// and durations this size still add to an `Instant` or a timestamp without overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
+
+/// The largest size a config may give: 1 EB (10^18 bytes), well inside `u64` and exact in `f64`.
+pub const MAX_SIZE: u64 = 1_000_000_000_000_000_000;
+
 /// Parses `250ms`, `30s`, `5m`, `1h`, `7d` (also `1.5h`, and combined `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -45,6 +52,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += n * factor;
         rest = &after[unit_end..];
     }
+    // Digits alone can spell more than f64 holds (`1e400` is not accepted, but 400 nines
+    // are): an infinite or too-large total is a range error, never a panic in `from_secs_f64`.
+    if !total.is_finite() || total > MAX_DURATION.as_secs_f64() {
+        return Err(format!("`{t}` is too long: at most 10 years (`3650d`)"));
+    }
     Ok(Duration::from_secs_f64(total))
 }
 
@@ -79,7 +91,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ));
         }
     };
-    Ok((n * factor) as u64)
+    let bytes = n * factor;
+    // `as u64` would saturate silently; a size past the cap is a mistake to report.
+    if !bytes.is_finite() || bytes > MAX_SIZE as f64 {
+        return Err(format!("`{t}` is too large: at most 1 EB (`1000000TB`)"));
+    }
+    Ok(bytes as u64)
 }
 
 /// `90s` → `1m30s`, for messages.
@@ -117,6 +134,39 @@ mod tests {
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("").is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+    }
+
+    /// The bug behind 79 panics of mutated examples: `from_secs_f64` on a huge total.
+    #[test]
+    fn huge_durations_are_range_errors_not_panics() {
+        for s in [
+            "18446744073709551616s",
+            "99999999999999999999s",
+            "3651d",
+            "521w4d",
+            "1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000d",
+            "3650d1ms",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("at most 10 years"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert!(parse_duration("1.5.5s").is_err());
+        assert!(parse_duration("..s").is_err());
+    }
+
+    #[test]
+    fn huge_sizes_are_range_errors() {
+        for s in [
+            "18446744073709551616",
+            "1000001TB",
+            "99999999999999999999999TiB",
+        ] {
+            let e = parse_size(s).unwrap_err();
+            assert!(e.contains("at most 1 EB"), "{s}: {e}");
+        }
+        assert_eq!(parse_size("1000000TB").unwrap(), MAX_SIZE);
+        assert!(parse_size("1..2KB").is_err());
     }
 
     #[test]

@@ -574,4 +574,60 @@ suites:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+/// The 79 panics (exit 101) of mutated examples: a duration too large for
+/// `Duration::from_secs_f64`. Now exit 3 with the field, its position and the allowed range.
+#[test]
+fn huge_durations_are_exit_3_with_the_range_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "invar.yaml",
+        "invariants:\n  - id: A\n    title: a\n    timeout: 99999999999999999999s\n    transitions:\n      probe: { values: [a] }\n      key: id\n      state: s\n      allowed: { a: [] }\n      remember: 18446744073709551616s\n",
+    );
+    let out = invar()
+        .arg("validate")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("invar.yaml:4:14"), "{err}");
+    assert!(err.contains("invar.yaml:10:17"), "{err}");
+    assert!(
+        err.contains("`remember` is too long: at most 10 years (`3650d`)"),
+        "{err}"
+    );
+}
+
+/// "Billion laughs": ten lines of nested aliases ran `invar validate` past 10 s. Now exit 3
+/// in well under a second, naming the limit.
+#[test]
+fn yaml_alias_bomb_is_exit_3_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let a = format!("*a{}", i - 1);
+        text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![a; 9].join(", ")));
+    }
+    let cfg = write(dir.path(), "invar.yaml", &text);
+    let t = std::time::Instant::now();
+    let out = invar()
+        .arg("validate")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("more than 100000 nodes, the limit on alias expansion"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
 }
