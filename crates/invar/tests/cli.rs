@@ -574,6 +574,8 @@ suites:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
 /// The 79 panics (exit 101) of mutated examples: a duration too large for
 /// `Duration::from_secs_f64`. Now exit 3 with the field, its position and the allowed range.
 #[test]
