@@ -96,26 +96,50 @@ impl Outbox {
     /// One-shot delivery (`invar run`): attempts every pending delivery — old ones whose sink
     /// was down included, whether or not they are due — retrying failures with a short
     /// backoff until all are delivered or `within` has passed. What still fails stays queued
-    /// (with its next attempt time) for the next run or the watcher.
+    /// (with its next attempt time) for the next run or the watcher. Each sink is delivered
+    /// by its own future, so a hung or failing sink never delays another's notices, and an
+    /// attempt still running at the deadline is cut there (recorded as failed).
     pub async fn flush(&self, within: Duration) -> Result<FlushReport, StoreError> {
         let deadline = Instant::now() + within;
+        let per_sink =
+            futures::future::join_all(self.sinks.keys().map(|name| self.flush_sink(name, deadline)))
+                .await;
         let mut report = FlushReport::default();
+        let mut first_error = None;
+        for r in per_sink {
+            match r {
+                Ok((ok, failed)) => {
+                    report.delivered += ok;
+                    report.failed_attempts += failed;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        report.pending = self.store.pending(None, 10_000).await?.len();
+        Ok(report)
+    }
+
+    /// `flush` for one sink: (delivered, failed attempts).
+    async fn flush_sink(
+        &self,
+        sink: &str,
+        deadline: Instant,
+    ) -> Result<(usize, usize), StoreError> {
+        let (mut delivered, mut failures) = (0, 0);
         let mut round: u32 = 0;
         loop {
-            let all = self.store.pending(None, 1000).await?;
-            // Rows of a sink this config no longer has wait for it to come back.
-            let pending: Vec<Delivery> = all
-                .iter()
-                .filter(|d| self.sinks.contains_key(&d.sink))
-                .cloned()
-                .collect();
+            let pending = self.pending_of(sink, None).await?;
             if pending.is_empty() {
-                report.pending = all.len();
-                return Ok(report);
+                return Ok((delivered, failures));
             }
             let (ok, failed) = self.round(&pending, Some(deadline)).await?;
-            report.delivered += ok;
-            report.failed_attempts += failed;
+            delivered += ok;
+            failures += failed;
             if failed == 0 && ok == pending.len() {
                 continue;
             }
@@ -125,33 +149,68 @@ impl Outbox {
                 max: Duration::from_secs(2),
             }
             .delay(round);
-            let now = Instant::now();
-            if now + short >= deadline {
-                report.pending = self.store.pending(None, 10_000).await?.len();
-                return Ok(report);
+            if Instant::now() + short >= deadline {
+                return Ok((delivered, failures));
             }
             tokio::time::sleep(short).await;
         }
     }
 
-    /// The watcher's loop: delivers what is due, then sleeps until the next poll, until
-    /// `shutdown` resolves.
+    /// The pending rows of one sink, oldest first (`due`: only those due by then).
+    async fn pending_of(
+        &self,
+        sink: &str,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self
+            .store
+            .pending(due, 1000)
+            .await?
+            .into_iter()
+            .filter(|d| d.sink == sink)
+            .collect())
+    }
+
+    /// The watcher's loop: one loop per sink delivers what is due, then sleeps until the next
+    /// poll, until `shutdown` resolves; a sink's attempt in progress finishes first. Sinks
+    /// are independent: a hung one holds only its own loop.
     pub async fn run(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let loops = futures::future::join_all(
+            self.sinks
+                .keys()
+                .map(|name| self.run_sink(name, poll, stop_rx.clone())),
+        );
+        let trigger = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(loops, trigger);
+    }
+
+    async fn run_sink(
+        &self,
+        sink: &str,
+        poll: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
-            match self.store.pending(Some(Utc::now()), 1000).await {
+            if *stop.borrow() {
+                return;
+            }
+            match self.pending_of(sink, Some(Utc::now())).await {
                 Ok(due) if !due.is_empty() => {
                     if let Err(e) = self.round(&due, None).await {
-                        tracing::warn!(error = %e, "alert outbox: cannot record a delivery");
+                        tracing::warn!(sink, error = %e, "alert outbox: cannot record a delivery");
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "alert outbox: cannot read pending deliveries")
+                    tracing::warn!(sink, error = %e, "alert outbox: cannot read pending deliveries")
                 }
             }
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = stop.changed() => return,
                 _ = tokio::time::sleep(poll) => {}
             }
         }
@@ -173,7 +232,7 @@ impl Outbox {
             if deadline.is_some_and(|dl| Instant::now() >= dl) {
                 break;
             }
-            match self.attempt(d).await? {
+            match self.attempt(d, deadline).await? {
                 Some(true) => ok += 1,
                 Some(false) => {
                     failed += 1;
@@ -189,7 +248,12 @@ impl Outbox {
     }
 
     /// One attempt of one delivery: claim, send, record. None when another worker holds it.
-    async fn attempt(&self, d: &Delivery) -> Result<Option<bool>, StoreError> {
+    /// An attempt still running at `deadline` is cut there.
+    async fn attempt(
+        &self,
+        d: &Delivery,
+        deadline: Option<Instant>,
+    ) -> Result<Option<bool>, StoreError> {
         let sink = self.sinks.get(&d.sink).cloned();
         let timeout = sink
             .as_ref()
@@ -201,16 +265,18 @@ impl Outbox {
             return Ok(None);
         }
         let started = Instant::now();
+        let mut limit = timeout + Duration::from_secs(1);
+        if let Some(dl) = deadline {
+            limit = limit.min(dl.saturating_duration_since(started));
+        }
         let result = match &sink {
-            Some(s) => {
-                match tokio::time::timeout(timeout + Duration::from_secs(1), s.deliver(d)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(DeliveryError {
-                        code: None,
-                        message: format!("timed out after {}s", timeout.as_secs()),
-                    }),
-                }
-            }
+            Some(s) => match tokio::time::timeout(limit, s.deliver(d)).await {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryError {
+                    code: None,
+                    message: format!("timed out after {:.1}s", limit.as_secs_f64()),
+                }),
+            },
             None => Err(DeliveryError {
                 code: None,
                 message: format!("sink `{}` is not configured", d.sink),

@@ -759,3 +759,113 @@ async fn delivery_latency_from_run_end() {
     );
     assert_eq!(rx.received().len(), 6);
 }
+
+/// A listener that accepts connections and never answers (a hung receiver); it holds them
+/// until the test ends.
+async fn hung_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    port
+}
+
+fn hung_and_healthy(dir: &Path, hung: u16, ok: u16) -> Config {
+    config(
+        dir,
+        &format!(
+            "  a_hung: {{ type: webhook, url: \"http://127.0.0.1:{hung}/hook\", timeout: 10s }}\n  \
+             ok: {{ type: webhook, url: \"http://127.0.0.1:{ok}/hook\" }}"
+        ),
+    )
+}
+
+/// `invar run`'s flush: a sink that accepts and never answers delays neither the healthy
+/// sink's notice nor the end of the flush past its bound.
+#[tokio::test]
+async fn a_hung_sink_does_not_hold_the_others_in_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, port) = receiver().await;
+    let cfg = hung_and_healthy(dir.path(), hung_port().await, port);
+    let store = store(dir.path()).await;
+    let outbox = Outbox::new(store.clone(), &cfg.alerts).with_backoff(fast());
+    let r = run(0, vec![res("INV-1", Outcome::Fail)], &[]);
+    record_run(store.as_ref(), &cfg, &r).await.unwrap();
+    let started = Instant::now();
+    let f = outbox.flush(Duration::from_secs(3)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+    assert_eq!((f.delivered, f.pending), (1, 1), "{f:?}");
+    let got = rx.received();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].at - started < Duration::from_secs(2),
+        "the healthy sink waited {:?}",
+        got[0].at - started
+    );
+    // The hung sink's row stays queued, its cut attempt recorded.
+    let hung = store
+        .deliveries(&DeliveryQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.sink == "a_hung")
+        .unwrap();
+    assert_eq!(hung.status, DeliveryStatus::Pending);
+    let attempts = store.attempts(&hung.id).await.unwrap();
+    assert!(!attempts.is_empty() && attempts.iter().all(|a| !a.ok));
+}
+
+/// `invar watch`'s outbox loop: while the hung sink's attempt waits for its 10 s timeout,
+/// the healthy sink delivers a firing and then a resolve, each within 2 s of its run.
+#[tokio::test]
+async fn a_hung_sink_does_not_hold_the_others_in_the_watcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, port) = receiver().await;
+    let cfg = hung_and_healthy(dir.path(), hung_port().await, port);
+    let store = store(dir.path()).await;
+    let outbox = Arc::new(Outbox::new(store.clone(), &cfg.alerts).with_backoff(fast()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            outbox
+                .run(Duration::from_millis(100), async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+    for (i, outcome, want) in [(0, Outcome::Fail, 1), (1, Outcome::Pass, 2)] {
+        let r = run(i, vec![res("INV-1", outcome)], &[]);
+        record_run(store.as_ref(), &cfg, &r).await.unwrap();
+        let recorded = Instant::now();
+        while rx.received().len() < want && recorded.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = rx.received();
+        assert_eq!(got.len(), want, "run {i}");
+        assert!(
+            got[want - 1].at - recorded < Duration::from_secs(2),
+            "run {i}: the healthy sink waited {:?}",
+            got[want - 1].at - recorded
+        );
+    }
+    assert_eq!(
+        rx.notices(),
+        [
+            ("INV-1".into(), "firing".into(), "firing".into()),
+            ("INV-1".into(), "resolved".into(), "resolved".into())
+        ]
+    );
+    let _ = stop_tx.send(());
+    // Shutdown waits for the hung sink's attempt in progress (bounded by its timeout).
+    tokio::time::timeout(Duration::from_secs(15), worker)
+        .await
+        .unwrap()
+        .unwrap();
+}

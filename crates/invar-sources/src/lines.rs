@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use invar_core::value::parse_timestamp;
 use invar_core::{LinesProbe, Table, Value};
 use regex::Regex;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -46,25 +46,24 @@ pub fn read_lines_at(path: &Path, probe: &LinesProbe, now: DateTime<Utc>) -> Res
         Some(p) => Some(Regex::new(p).map_err(|e| format!("invalid regex: {e}"))?),
         None => None,
     };
+    let rd = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let mut file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let len = file
         .metadata()
         .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
         .len();
-    let (bytes, first_line_no) = match (probe.tail, cutoff) {
-        (Some(n), _) => read_tail(&mut file, len, n)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        (None, Some(cutoff)) => read_since(&mut file, len, cutoff)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        (None, None) => {
-            let mut buf = Vec::with_capacity(len as usize);
-            file.read_to_end(&mut buf)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            (buf, 1)
-        }
+    // Where the lines to read start; everything after it is streamed line by line, so memory
+    // is the kept rows plus one line, whatever the file's size.
+    let offset = match (probe.tail, cutoff) {
+        (Some(n), _) => tail_start(&mut file, len, n).map_err(rd)?,
+        (None, Some(cutoff)) => since_start(&mut file, len, cutoff).map_err(rd)?,
+        (None, None) => 0,
     };
-    let text = String::from_utf8_lossy(&bytes);
+    // Line numbers stay absolute: count the newlines before the window.
+    let first_line_no = count_newlines(&mut file, offset).map_err(rd)? + 1;
+    file.seek(SeekFrom::Start(offset)).map_err(rd)?;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
 
     let mut columns = vec!["line_no".to_string(), "text".to_string(), "ts".to_string()];
     let capture_names: Vec<String> = re
@@ -76,98 +75,119 @@ pub fn read_lines_at(path: &Path, probe: &LinesProbe, now: DateTime<Utc>) -> Res
             columns.push(c.clone());
         }
     }
+    // Each capture's column, resolved once.
+    let capture_cols: Vec<(usize, &str)> = capture_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let col = columns.iter().position(|c| c == name).unwrap_or(3 + i);
+            (col, name.as_str())
+        })
+        .collect();
+    let width = columns.len();
     let mut table = Table::new(columns);
     // The timestamp a line without one inherits (for `since`).
     let mut last_ts: Option<DateTime<Utc>> = None;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut row = vec![
-            Value::Int((first_line_no + i as u64) as i64),
-            Value::Text(line.to_string()),
-            Value::Null,
-        ];
-        row[2] = leading_timestamp(line).unwrap_or(Value::Null);
+    let mut raw: Vec<u8> = Vec::new();
+    let mut line_no = first_line_no;
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw).map_err(rd)? == 0 {
+            break;
+        }
+        let this_no = line_no;
+        line_no += 1;
+        let bytes = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let line = String::from_utf8_lossy(bytes);
+        let mut ts = None;
         if let Some(cutoff) = cutoff {
-            if let Value::Timestamp(t) = row[2] {
+            ts = Some(leading_timestamp(&line));
+            if let Some(Some(Value::Timestamp(t))) = ts {
                 last_ts = Some(t);
             }
             if last_ts.is_none_or(|t| t < cutoff) {
                 continue;
             }
         }
+        let mut row = Vec::with_capacity(width);
         match &re {
             Some(r) => {
-                let Some(caps) = r.captures(line) else {
+                let Some(caps) = r.captures(&line) else {
                     continue;
                 };
-                row.resize(table.columns.len(), Value::Null);
-                for name in &capture_names {
-                    let idx = table.column(name).expect("column added above");
-                    row[idx] = caps
-                        .name(name)
-                        .map(|m| Value::Text(m.as_str().to_string()))
-                        .unwrap_or(Value::Null);
+                row.resize(width, Value::Null);
+                for &(col, name) in &capture_cols {
+                    if let (Some(cell), Some(m)) = (row.get_mut(col), caps.name(name)) {
+                        *cell = Value::Text(m.as_str().to_string());
+                    }
                 }
             }
-            None => row.resize(table.columns.len(), Value::Null),
+            None => row.resize(width, Value::Null),
         }
+        row[0] = Value::Int(i64::try_from(this_no).unwrap_or(i64::MAX));
+        row[2] = ts
+            .unwrap_or_else(|| leading_timestamp(&line))
+            .unwrap_or(Value::Null);
+        row[1] = Value::Text(line.into_owned());
         table.rows.push(row);
     }
     Ok(table)
 }
 
-/// The lines from the end back to (and including) the first block that holds a line stamped
-/// before `cutoff`, read in blocks so a large log is not read whole. Returns the bytes
-/// (starting at a line start) and the 1-based number of their first line.
-fn read_since(
-    file: &mut std::fs::File,
-    len: u64,
-    cutoff: DateTime<Utc>,
-) -> std::io::Result<(Vec<u8>, u64)> {
-    const BLOCK: u64 = 64 * 1024;
+const BLOCK: u64 = 64 * 1024;
+/// Bytes of a line's head that can hold its timestamp.
+const HEAD: u64 = 64;
+
+/// The offset of the first line to read for `since`: blocks are read from the end until one
+/// holds a line stamped before `cutoff`; the window starts at that block's first whole line
+/// (lines before it cannot be in the window, logs being in time order). Reads only the part
+/// of the file from the window's start on, one block at a time: memory is one block.
+fn since_start(file: &mut std::fs::File, len: u64, cutoff: DateTime<Utc>) -> std::io::Result<u64> {
     let mut pos = len;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut start = 0usize;
+    let mut block = Vec::with_capacity((BLOCK + HEAD) as usize);
+    let mut start = 0u64;
     while pos > 0 {
         let read = BLOCK.min(pos);
         pos -= read;
+        // The block plus a line head's worth of the next one, so a head cut by the block's
+        // end is still whole.
+        let extra = HEAD.min(len - pos - read);
+        block.clear();
         file.seek(SeekFrom::Start(pos))?;
-        let mut block = vec![0u8; read as usize];
-        file.read_exact(&mut block)?;
-        let new_len = block.len();
-        block.extend_from_slice(&buf);
-        buf = block;
-        // Lines that start inside the new block (the first one may be cut: skip it unless the
+        file.by_ref().take(read + extra).read_to_end(&mut block)?;
+        let own = (read as usize).min(block.len());
+        // Lines that start inside the block (the first one may be cut: skip it unless the
         // block begins the file).
         let mut i = if pos == 0 {
             0
         } else {
-            match buf[..new_len].iter().position(|&b| b == b'\n') {
+            match block[..own].iter().position(|&b| b == b'\n') {
                 Some(j) => j + 1,
                 None => continue,
             }
         };
-        start = i;
+        start = pos + i as u64;
         let mut older = false;
-        while i < new_len {
-            let end = buf[i..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(buf.len(), |j| i + j);
-            let head = String::from_utf8_lossy(&buf[i..end.min(i + 64)]);
+        while i < own {
+            let next = block[i..].iter().position(|&b| b == b'\n').map(|j| i + j);
+            let head_end = next.unwrap_or(block.len()).min(i + HEAD as usize);
+            let head = String::from_utf8_lossy(&block[i..head_end]);
             if let Some(Value::Timestamp(t)) = leading_timestamp(&head) {
                 older = t < cutoff;
                 break;
             }
-            i = end + 1;
+            match next {
+                Some(n) => i = n + 1,
+                // The line runs past what was read: no other line starts in this block.
+                None => break,
+            }
         }
         if older {
             break;
         }
     }
-    let absolute_start = pos + start as u64;
-    let before = count_newlines(file, absolute_start)?;
-    Ok((buf.split_off(start), before + 1))
+    Ok(start)
 }
 
 /// The number of `\n` in the first `upto` bytes of `file`.
@@ -175,7 +195,7 @@ fn count_newlines(file: &mut std::fs::File, upto: u64) -> std::io::Result<u64> {
     let mut before = 0u64;
     if upto > 0 {
         file.seek(SeekFrom::Start(0))?;
-        let mut reader = std::io::BufReader::new(file.take(upto));
+        let mut reader = file.take(upto);
         let mut chunk = vec![0u8; 256 * 1024];
         loop {
             let k = reader.read(&mut chunk)?;
@@ -188,57 +208,37 @@ fn count_newlines(file: &mut std::fs::File, upto: u64) -> std::io::Result<u64> {
     Ok(before)
 }
 
-/// The last `n` lines, read from the end in blocks so a large log is not read whole.
-/// Returns the bytes and the 1-based number of their first line.
-fn read_tail(file: &mut std::fs::File, len: u64, n: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    const BLOCK: u64 = 64 * 1024;
+/// The offset of the last `n` lines, found by counting newlines from the end one block at a
+/// time (memory is one block, whatever `n`).
+fn tail_start(file: &mut std::fs::File, len: u64, n: u64) -> std::io::Result<u64> {
+    if n == 0 {
+        return Ok(len);
+    }
     let mut pos = len;
-    let mut buf: Vec<u8> = Vec::new();
-    // A trailing newline ends the last line; it does not start a new one.
+    let mut block = vec![0u8; BLOCK as usize];
     let mut newlines = 0u64;
-    let mut start_in_buf = None;
     while pos > 0 {
         let read = BLOCK.min(pos);
         pos -= read;
+        let buf = &mut block[..read as usize];
         file.seek(SeekFrom::Start(pos))?;
-        let mut block = vec![0u8; read as usize];
-        file.read_exact(&mut block)?;
-        block.extend_from_slice(&buf);
-        buf = block;
-        newlines = 0;
-        let trailing = buf.last() == Some(&b'\n') && pos + buf.len() as u64 == len;
-        let scan_end = if trailing { buf.len() - 1 } else { buf.len() };
+        file.read_exact(buf)?;
+        // A trailing newline ends the last line; it does not start a new one.
+        let scan_end = if pos + read == len && buf.last() == Some(&b'\n') {
+            buf.len() - 1
+        } else {
+            buf.len()
+        };
         for i in (0..scan_end).rev() {
             if buf[i] == b'\n' {
                 newlines += 1;
                 if newlines == n {
-                    start_in_buf = Some(i + 1);
-                    break;
+                    return Ok(pos + i as u64 + 1);
                 }
             }
         }
-        if start_in_buf.is_some() {
-            break;
-        }
     }
-    let start = start_in_buf.unwrap_or(0);
-    let absolute_start = pos + start as u64;
-    // Line numbers stay absolute: count the newlines before the window.
-    let mut before = 0u64;
-    if absolute_start > 0 {
-        file.seek(SeekFrom::Start(0))?;
-        let mut reader = std::io::BufReader::new(file.take(absolute_start));
-        let mut chunk = vec![0u8; 256 * 1024];
-        loop {
-            let k = reader.read(&mut chunk)?;
-            if k == 0 {
-                break;
-            }
-            before += chunk[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-    }
-    let _ = newlines;
-    Ok((buf.split_off(start), before + 1))
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -323,5 +323,54 @@ mod tests {
         assert_eq!(t.rows[2][1], Value::Text("line 200000".into()));
         let t = read_lines(f.path(), &probe(None, Some(10_000_000))).unwrap();
         assert_eq!(t.rows.len(), 200_000);
+    }
+
+    /// The window found by reading backwards equals a plain forward filter, across block
+    /// boundaries, lines longer than a block, unstamped runs and CRLF endings.
+    #[test]
+    fn since_matches_a_forward_filter_on_awkward_files() {
+        let now = parse_timestamp("2026-05-11 12:00:00").unwrap();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let mut expected = Vec::new();
+        let mut no = 0u64;
+        let mut stamp_of_last: Option<i64> = None;
+        for i in 0..30_000i64 {
+            no += 1;
+            // Seconds before `now`, falling over the file: from 2 h old to fresh.
+            let age = 7200 - i * 7200 / 30_000;
+            let line = match i % 97 {
+                0 => format!("  continuation {i} {}", "x".repeat(70_000)),
+                1 => format!("  at frame {i}\r"),
+                _ => {
+                    let t = now - chrono::Duration::seconds(age);
+                    format!("{} event {i}", t.format("%Y-%m-%d %H:%M:%S"))
+                }
+            };
+            if i % 97 > 1 {
+                stamp_of_last = Some(age);
+            }
+            writeln!(f, "{line}").unwrap();
+            if stamp_of_last.is_some_and(|a| a <= 1800) {
+                expected.push(no);
+            }
+        }
+        f.flush().unwrap();
+        let mut p = probe(None, None);
+        p.since = Some(std::time::Duration::from_secs(1800));
+        let t = read_lines_at(f.path(), &p, now).unwrap();
+        let got: Vec<u64> = t
+            .rows
+            .iter()
+            .map(|r| match r[0] {
+                Value::Int(n) => n as u64,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(got, expected);
+        assert!(t
+            .rows
+            .iter()
+            .all(|r| !matches!(&r[1], Value::Text(s) if s.ends_with('\r'))));
     }
 }
