@@ -6,20 +6,20 @@
 //! Errors are JSON `{"error": "..."}` with a message for the operator and no internals (no
 //! SQL, no store URL: store errors are logged and answered with a generic sentence).
 
+use crate::request::{IncidentsParams, RunRequest, RunsParams, StatsParams, ViolationsParams};
 use crate::watcher::{RunError, Watcher};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use invar_store::{IncidentQuery, RunQuery, ViolationQuery};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -326,16 +326,6 @@ async fn list_invariants(State(w): State<AppState>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RunRequest {
-    /// The suite to run (default: the implicit `all`).
-    suite: Option<String>,
-    /// Run only these invariant ids.
-    #[serde(default)]
-    only: Vec<String>,
-}
-
 /// Runs a suite now and answers its report — the same document as `invar run --format json`.
 #[utoipa::path(post, path = "/runs", tag = "api", security(("bearer" = [])),
     request_body(content = RunRequest, description = "Optional: `{}` runs the implicit suite `all`"),
@@ -383,19 +373,6 @@ async fn create_run(
         )),
         Err(RunError::Failed(e)) => Err(ApiError::store(format!("{e:#}"))),
     }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct RunsParams {
-    /// Only runs of this suite.
-    suite: Option<String>,
-    /// Only runs started at or after this time (RFC 3339).
-    since: Option<DateTime<Utc>>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size (default 50, at most 1000).
-    limit: Option<u32>,
 }
 
 /// Recorded runs, newest first.
@@ -472,21 +449,6 @@ async fn get_run(
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ViolationsParams {
-    /// Only violations of this invariant.
-    invariant: Option<String>,
-    /// Only violations of invariants of this severity.
-    severity: Option<String>,
-    /// Only violations recorded at or after this time (RFC 3339).
-    since: Option<DateTime<Utc>>,
-    /// Page size (default 50, at most 1000).
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// Recorded violations, newest first, a page at a time.
 #[utoipa::path(get, path = "/violations", tag = "api", security(("bearer" = [])),
     params(ViolationsParams),
@@ -544,13 +506,6 @@ async fn list_violations(
     Ok(Json(page).into_response())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct StatsParams {
-    /// Only violations recorded at or after this time (RFC 3339).
-    since: Option<DateTime<Utc>>,
-}
-
 /// Violation counts per invariant, with first and last times.
 #[utoipa::path(get, path = "/violations/stats", tag = "api", security(("bearer" = [])),
     params(StatsParams),
@@ -583,19 +538,6 @@ async fn get_violation(
             format!("no violation {id}"),
         )),
     }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct IncidentsParams {
-    /// Only open incidents.
-    open: Option<bool>,
-    /// Only incidents of this invariant (or `source:NAME`).
-    subject: Option<String>,
-    /// Only incidents opened at or after this time (RFC 3339).
-    since: Option<DateTime<Utc>>,
-    /// At most this many (default 50, at most 1000).
-    limit: Option<u32>,
 }
 
 /// Incidents, newest first.

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod metrics;
 pub mod page;
 pub mod recorder;
+pub mod request;
 pub mod scheduler;
 pub mod serve;
 pub mod status;
