@@ -58,6 +58,13 @@ pub fn scrub(secret: &Secret, text: &str) -> String {
             }
         }
     }
+    // What the split above misses (a password holding `/`, or `?token=`-style query secrets
+    // of an unparsable URL) the core's URL parsing finds.
+    for s in invar_core::secret::url_secrets(url) {
+        if s.chars().count() >= 3 {
+            out = out.replace(&s, "***");
+        }
+    }
     out
 }
 

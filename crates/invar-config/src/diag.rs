@@ -131,16 +131,30 @@ static URL_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
-/// Masks the password of any URL in a source line, keeping its length so columns stay true.
+static URL_TOKEN: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+"#).expect("valid regex")
+});
+
+/// Masks the password and secret query values (`?token=`, `sslpassword=`, …) of any URL in a
+/// source line, keeping their length so columns stay true. Passwords holding `@`, `:`, `/`
+/// or `%` escapes are found as `invar_core::secret::url_secrets` finds them.
 pub(crate) fn mask_secrets(line: &str) -> String {
     if !line.contains("://") {
         return line.to_string();
     }
-    URL_PASSWORD
+    let mut out = URL_PASSWORD
         .replace_all(line, |c: &regex::Captures| {
             format!("{}{}@", &c["head"], "*".repeat(c["pw"].chars().count()))
         })
-        .into_owned()
+        .into_owned();
+    for m in URL_TOKEN.find_iter(line) {
+        for secret in invar_core::secret::url_secrets(m.as_str()) {
+            if out.contains(&secret) {
+                out = out.replace(&secret, &"*".repeat(secret.chars().count()));
+            }
+        }
+    }
+    out
 }
 
 /// The candidate closest to `word` within edit distance 2, for "did you mean" hints.
@@ -199,6 +213,17 @@ mod tests {
             one_of_hint("sevrity", &["id", "severity"]),
             "did you mean `severity`? expected one of: id, severity"
         );
+    }
+
+    #[test]
+    fn masks_awkward_url_secrets_keeping_columns() {
+        let line =
+            r#"  db: { url: "postgres://app:p@ss:w/rd@[::1]:5432/app?sslpassword=k3y&token=t0k" }"#;
+        let m = mask_secrets(line);
+        for s in ["p@ss:w/rd", "k3y", "t0k"] {
+            assert!(!m.contains(s), "{m}");
+        }
+        assert_eq!(m.chars().count(), line.chars().count());
     }
 
     #[test]

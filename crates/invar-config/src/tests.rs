@@ -890,3 +890,25 @@ fn every_number_is_range_checked_with_its_position() {
         );
     }
 }
+
+/// `fail_when: "frobnicate(row.n)"` and `"row.n + 'a' && 3"` were accepted by `validate` and
+/// failed only at run time: now config errors positioned at the call and at the `&&`.
+#[test]
+fn unknown_cel_functions_and_visible_type_errors_are_config_errors() {
+    let d = errs(&[(
+        "invar.yaml",
+        "invariants:\n  - id: A\n    title: a\n    probe: { values: [1] }\n    fail_when: \"frobnicate(row.n)\"\n  - id: B\n    title: b\n    probe: { values: [1] }\n    fail_when: \"row.n + 'a' && 3\"\n",
+    )]);
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_eq!((d[0].line, d[0].col), (5, 27), "{d:#?}");
+    assert!(
+        d[0].message.starts_with("unknown function `frobnicate`"),
+        "{}",
+        d[0].message
+    );
+    assert_eq!((d[1].line, d[1].col), (9, 29), "{d:#?}"); // the `&&`
+    assert_eq!(
+        d[1].message,
+        "`&&` needs true or false on each side, found an int"
+    );
+}

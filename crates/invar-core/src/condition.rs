@@ -113,6 +113,21 @@ impl Condition {
                 ),
             });
         }
+        if errors.is_empty() {
+            // Unknown functions and type errors visible without data (cel_check.rs).
+            for p in crate::cel_check::check(program.expression(), scope) {
+                let offset = program
+                    .source_info()
+                    .offset_for(p.id)
+                    .map_or(0, |(s, _)| s as usize);
+                let (line, col) = line_col(source, offset);
+                errors.push(ConditionError {
+                    line,
+                    col,
+                    message: p.message,
+                });
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }

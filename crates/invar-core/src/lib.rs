@@ -5,6 +5,7 @@
 //! turns an invariant plus the tables it needs into a [`Verdict`]. That keeps every verdict
 //! testable without servers and deterministic for the same snapshot.
 
+pub mod cel_check;
 pub mod condition;
 pub mod eval;
 pub mod incident;
