@@ -101,9 +101,12 @@ impl Outbox {
     /// attempt still running at the deadline is cut there (recorded as failed).
     pub async fn flush(&self, within: Duration) -> Result<FlushReport, StoreError> {
         let deadline = Instant::now() + within;
-        let per_sink =
-            futures::future::join_all(self.sinks.keys().map(|name| self.flush_sink(name, deadline)))
-                .await;
+        let per_sink = futures::future::join_all(
+            self.sinks
+                .keys()
+                .map(|name| self.flush_sink(name, deadline)),
+        )
+        .await;
         let mut report = FlushReport::default();
         let mut first_error = None;
         for r in per_sink {

@@ -368,9 +368,10 @@ mod tests {
             .collect();
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);
-        assert!(t
-            .rows
-            .iter()
-            .all(|r| !matches!(&r[1], Value::Text(s) if s.ends_with('\r'))));
+        assert!(
+            t.rows
+                .iter()
+                .all(|r| !matches!(&r[1], Value::Text(s) if s.ends_with('\r')))
+        );
     }
 }
