@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """`lines` with and without `since` on a large stamped log, side by side.
 
+TODO(issue 11): not yet measured; the last try still got exit 3 from the binary under
+/usr/bin/time though each generated config validates by hand. No figures come from it yet.
+
 Generates a time-ordered log of SIZE MB spanning DAYS days up to now (one line in 5,000 is
 an ERROR), then runs the release binary on three probes over it: the plain scan (no
 `since`), `since: 3d` (part of the file) and `since: 3650d` (the whole file, the worst
@@ -51,7 +54,7 @@ for name, since in modes.items():
         f.write(f"""invariants:
   - id: LOG
     title: errors in the log
-    severity: warning
+    severity: minor
     probe:
       lines: {{ path: {log}, match: ' ERROR ' {extra} }}
 """)

@@ -35,7 +35,18 @@ const HTTP_KEYS: &[&str] = &[
     "follow_redirects",
 ];
 const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-const COMMAND_KEYS: &[&str] = &["run", "timeout", "cwd", "env", "parse"];
+const COMMAND_KEYS: &[&str] = &[
+    "run",
+    "timeout",
+    "cwd",
+    "env",
+    "parse",
+    "max_output",
+    "max_rows",
+];
+/// The range of a command's `max_output` (bytes of stdout, and of stderr) and `max_rows`.
+const MAX_OUTPUT_RANGE: (u64, u64) = (1024, 1024 * 1024 * 1024);
+const MAX_ROWS_RANGE: (u64, u64) = (1, 10_000_000);
 const SQL_TYPES: &[&str] = &["postgres", "mysql", "sqlite"];
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -459,10 +470,52 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
             &["lines", "json", "text"],
         )
     });
+    let max_output = f.get("max_output").and_then(|e| {
+        let mpath = sub(path, "max_output");
+        let v = cx.string(&e.value, &mpath)?;
+        let (lo, hi) = MAX_OUTPUT_RANGE;
+        match invar_core::units::parse_size(&v) {
+            Ok(n) if (lo..=hi).contains(&n) => Some(n),
+            Ok(_) => {
+                cx.err(
+                    e.value.pos,
+                    &mpath,
+                    format!("`max_output` must be between 1KiB and 1GiB, found `{v}`"),
+                    None,
+                );
+                None
+            }
+            Err(err) => {
+                cx.err(
+                    e.value.pos,
+                    &mpath,
+                    format!("invalid size `{v}` for `max_output`"),
+                    Some(err),
+                );
+                None
+            }
+        }
+    });
+    let max_rows = f.get("max_rows").and_then(|e| {
+        let mpath = sub(path, "max_rows");
+        let n = cx.uint(&e.value, &mpath, MAX_ROWS_RANGE.0)?;
+        if n > MAX_ROWS_RANGE.1 {
+            cx.err(
+                e.value.pos,
+                &mpath,
+                format!("`max_rows` must be at most 10000000, found `{n}`"),
+                None,
+            );
+            return None;
+        }
+        Some(n)
+    });
     if cx.count() > before {
         return None;
     }
     Some(CommandProbe {
+        max_output: max_output.unwrap_or(CommandProbe::DEFAULT_MAX_OUTPUT),
+        max_rows: max_rows.unwrap_or(CommandProbe::DEFAULT_MAX_ROWS),
         run: run?,
         timeout: timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         cwd,

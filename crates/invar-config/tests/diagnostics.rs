@@ -85,3 +85,52 @@ fn colour_only_when_asked() {
     assert!(d.render(true).contains('\x1b'));
     assert_eq!(d.to_string(), d.render(false));
 }
+
+/// A command's output caps are range-checked with their position; in range they load.
+#[test]
+fn command_output_caps_are_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invar.yaml");
+    let write = |caps: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "invariants:\n  - id: C\n    title: t\n    severity: minor\n    probe: {{ command: {{ run: [\"true\"], {caps} }} }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    for (caps, want) in [
+        (
+            "max_output: 10",
+            "`max_output` must be between 1KiB and 1GiB",
+        ),
+        (
+            "max_output: 2GiB",
+            "`max_output` must be between 1KiB and 1GiB",
+        ),
+        ("max_output: lots", "invalid size `lots` for `max_output`"),
+        (
+            "max_rows: 0",
+            "`max_rows` must be a whole number of at least 1",
+        ),
+        ("max_rows: 20000000", "`max_rows` must be at most 10000000"),
+    ] {
+        write(caps);
+        let out = match load_with_env(&path, &env) {
+            Ok(_) => panic!("{caps} should not load"),
+            Err(d) => d.render(false),
+        };
+        assert!(out.contains(want), "{caps}:\n{out}");
+        assert!(out.contains("invar.yaml:5:"), "{caps}: no position:\n{out}");
+    }
+    write("max_output: 1MiB, max_rows: 10");
+    let cfg = load_with_env(&path, &env).unwrap();
+    let invar_core::Check::Probe(pc) = &cfg.invariants[0].check else {
+        panic!("not a probe check");
+    };
+    let invar_core::Probe::Command(c) = &pc.probe else {
+        panic!("not a command probe");
+    };
+    assert_eq!((c.max_output, c.max_rows), (1024 * 1024, 10));
+}

@@ -444,6 +444,15 @@ pub struct CommandProbe {
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub parse: CommandParse,
+    /// Bytes kept of stdout and of stderr each; more cuts the probe (`error`).
+    pub max_output: u64,
+    /// Rows a parsed stdout may give; more cuts the probe (`error`).
+    pub max_rows: u64,
+}
+
+impl CommandProbe {
+    pub const DEFAULT_MAX_OUTPUT: u64 = 16 * 1024 * 1024;
+    pub const DEFAULT_MAX_ROWS: u64 = 100_000;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
