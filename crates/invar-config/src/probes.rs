@@ -498,17 +498,7 @@ fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<CommandProbe> {
     });
     let max_rows = f.get("max_rows").and_then(|e| {
         let mpath = sub(path, "max_rows");
-        let n = cx.uint(&e.value, &mpath, MAX_ROWS_RANGE.0)?;
-        if n > MAX_ROWS_RANGE.1 {
-            cx.err(
-                e.value.pos,
-                &mpath,
-                format!("`max_rows` must be at most 10000000, found `{n}`"),
-                None,
-            );
-            return None;
-        }
-        Some(n)
+        cx.uint(&e.value, &mpath, MAX_ROWS_RANGE.0, MAX_ROWS_RANGE.1)
     });
     if cx.count() > before {
         return None;
