@@ -26,6 +26,16 @@ pub fn print(expr: &str, timezone: Option<&str>, from: Option<&str>, count: u32)
             }
         },
     };
+    // Zone arithmetic far from today walks every transition in between: keep to the years a
+    // schedule can actually fire in (the watcher's ticks come from the clock).
+    use chrono::Datelike;
+    if !(1970..=2200).contains(&at.year()) {
+        eprintln!(
+            "error: --from must be between the years 1970 and 2200, found {}",
+            at.year()
+        );
+        return 3;
+    }
     // `--from` is inclusive: a tick exactly at it is the first line.
     at -= chrono::TimeDelta::milliseconds(1);
     let zone = jiff::tz::TimeZone::get(timezone.unwrap_or("UTC")).ok();
