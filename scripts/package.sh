@@ -67,6 +67,10 @@ cargo deb --locked --profile dist -p invar --no-build --no-strip --output "$out"
 
 step "maturin build --profile dist"
 rm -f "$out"/invar_cli-*.whl
-"$venv/bin/maturin" build --locked --profile dist -m packaging/python/pyproject.toml --out "$out" -q
+# The tag follows the glibc the binary needs (manylinux_2_34 built on bookworm); release.yml
+# builds in maturin-action's manylinux_2_28 containers instead.
+# maturin reads pyproject.toml from its working directory (its -m takes a Cargo.toml).
+(cd packaging/python && "$venv/bin/maturin" build --locked --profile dist --out "$out" \
+  --compatibility "${INVAR_WHEEL_COMPAT:-manylinux_2_34}")
 
 ls -l "$out"/invar "$out"/invar_*.deb "$out"/invar_cli-*.whl
