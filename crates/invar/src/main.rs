@@ -18,11 +18,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// `invar --version`: the crate version and the git commit it was built from (`build.rs`).
+/// `invar --version`: the crate version, the git commit it was built from and the build date
+/// (`build.rs`): `invar 0.1.0 (3f2a9c1d0e4b 2026-12-02)`.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("INVAR_GIT_COMMIT"),
+    " ",
+    env!("INVAR_BUILD_DATE"),
     ")"
 );
 

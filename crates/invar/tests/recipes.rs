@@ -329,13 +329,24 @@ fn invar_stdout(args: &[&str]) -> String {
 }
 
 #[test]
-fn version_names_the_crate_version_and_the_commit() {
+fn version_names_the_crate_version_the_commit_and_the_build_date() {
     let v = invar_stdout(&["--version"]);
     assert!(
         v.starts_with(&format!("invar {} (", env!("CARGO_PKG_VERSION"))),
         "{v}"
     );
-    let commit = v.trim().rsplit('(').next().unwrap().trim_end_matches(')');
+    let inner = v.trim().rsplit('(').next().unwrap().trim_end_matches(')');
+    let (commit, date) = inner.split_once(' ').expect("commit and date");
+    // YYYY-MM-DD, a plausible calendar date.
+    let parts: Vec<u32> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        date.len() == 10
+            && parts.len() == 3
+            && parts[0] >= 2025
+            && (1..=12).contains(&parts[1])
+            && (1..=31).contains(&parts[2]),
+        "{v}"
+    );
     assert!(
         commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{v}"
