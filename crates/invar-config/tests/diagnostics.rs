@@ -112,9 +112,12 @@ fn command_output_caps_are_range_checked() {
         ("max_output: lots", "invalid size `lots` for `max_output`"),
         (
             "max_rows: 0",
-            "`max_rows` must be a whole number of at least 1",
+            "`max_rows` must be a whole number from 1 to 10000000",
         ),
-        ("max_rows: 20000000", "`max_rows` must be at most 10000000"),
+        (
+            "max_rows: 20000000",
+            "`max_rows` is too large: at most 10000000",
+        ),
     ] {
         write(caps);
         let out = match load_with_env(&path, &env) {
