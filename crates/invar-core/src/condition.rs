@@ -45,6 +45,8 @@ pub struct Condition {
     program: Arc<cel::Program>,
     /// Every field name the expression selects (`row.hi` → `hi`): a NaN there is an error.
     fields: Arc<HashSet<String>>,
+    /// Whether it names `rows` (the whole table), not only `row` (the first).
+    all_rows: bool,
 }
 
 impl fmt::Debug for Condition {
@@ -132,25 +134,29 @@ impl Condition {
             return Err(errors);
         }
         let mut fields = HashSet::new();
-        walk(program.expression(), &mut |x| {
-            if let Expr::Select(sel) = &x.expr {
+        let mut all_rows = false;
+        walk(program.expression(), &mut |x| match &x.expr {
+            Expr::Select(sel) => {
                 fields.insert(sel.field.clone());
             }
+            Expr::Ident(n) if n == "rows" => all_rows = true,
+            _ => {}
         });
         Ok(Condition {
             source: source.to_string(),
             program: Arc::new(program),
             fields: Arc::new(fields),
+            all_rows,
         })
     }
 
-    /// The first field this condition reads that holds NaN in one of `rows` of `table`, as
-    /// an error reason: CEL has no answer for `NaN > 0.5`, and a silent pass would hide it.
+    /// The first of `rows` of `table` in which a field this condition reads holds NaN, with
+    /// the error reason: CEL has no answer for `NaN > 0.5`, and a silent pass would hide it.
     pub fn nan_read(
         &self,
         table: &crate::Table,
         rows: impl IntoIterator<Item = usize>,
-    ) -> Option<String> {
+    ) -> Option<(usize, String)> {
         let cols: Vec<(usize, &String)> = table
             .columns
             .iter()
@@ -165,9 +171,12 @@ impl Condition {
                 if let Some(crate::Value::Float(f)) = table.rows.get(r).and_then(|row| row.get(i))
                     && f.is_nan()
                 {
-                    return Some(format!(
-                        "`{c}` is NaN (condition `{}`); test for it in the probe, e.g. `WHERE {c} = 'NaN'`",
-                        self.source
+                    return Some((
+                        r,
+                        format!(
+                            "`{c}` is NaN (condition `{}`); test for it in the probe, e.g. `WHERE {c} = 'NaN'`",
+                            self.source
+                        ),
                     ));
                 }
             }
@@ -177,13 +186,7 @@ impl Condition {
 
     /// Whether the condition reads the whole table (`rows`), not only the first row.
     pub fn reads_all_rows(&self) -> bool {
-        let mut all = false;
-        walk(self.program.expression(), &mut |x| {
-            if matches!(&x.expr, Expr::Ident(n) if n == "rows") {
-                all = true;
-            }
-        });
-        all
+        self.all_rows
     }
 
     /// Evaluates to a bool; anything else (or a runtime error) is an error message.
@@ -284,7 +287,7 @@ pub fn re2_classes(pattern: &str) -> String {
                     other => {
                         out.push('\\');
                         out.push(other);
-                        class_start = false;
+                        class_start = false; // `continue` skips the reset below
                         continue;
                     }
                 };
@@ -552,7 +555,7 @@ mod tests {
                 crate::Value::Float(1.0),
             ]],
         };
-        assert!(c.nan_read(&t, [0]).unwrap().starts_with("`hi` is NaN"));
+        assert!(c.nan_read(&t, [0]).unwrap().1.starts_with("`hi` is NaN"));
         let c = Condition::compile("row.lo > 0.5", Scope::Probe).unwrap();
         assert_eq!(c.nan_read(&t, [0]), None);
     }

@@ -391,7 +391,7 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         } else {
             count.min(1)
         };
-        if let Some(reason) = c.nan_read(table, 0..rows) {
+        if let Some((_, reason)) = c.nan_read(table, 0..rows) {
             return Verdict {
                 measured: v.measured,
                 ..Verdict::error(reason)
@@ -438,16 +438,17 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
     if let Some(c) = pc.every_row {
+        // Looked for once, before any row is evaluated.
+        if let Some((row, reason)) = c.nan_read(table, 0..count) {
+            return Verdict {
+                measured: v.measured,
+                ..Verdict::error(format!("row {}: {reason}", row + 1))
+            };
+        }
         let mut broken = Vec::new();
         for i in 0..count {
             let mut rctx = ctx.new_inner_scope();
             rctx.add_variable_from_value("r", table.row_cel(i));
-            if let Some(reason) = c.nan_read(table, [i]) {
-                return Verdict {
-                    measured: v.measured,
-                    ..Verdict::error(format!("row {}: {reason}", i + 1))
-                };
-            }
             match c.eval_bool(&rctx) {
                 Ok(true) => {}
                 Ok(false) => broken.push(i),
