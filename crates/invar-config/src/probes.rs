@@ -13,9 +13,37 @@ use invar_core::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A probe's kind: the one key among [`KINDS`] it has. Matches on it are exhaustive, so a
+/// new kind cannot silently parse as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    Sql,
+    Values,
+    Lines,
+    Command,
+    Metrics,
+    Redis,
+    Http,
+}
+
 const KINDS: &[&str] = &[
     "sql", "values", "lines", "command", "metrics", "redis", "http",
 ];
+
+impl ProbeKind {
+    fn of(key: &str) -> Option<ProbeKind> {
+        Some(match key {
+            "sql" => ProbeKind::Sql,
+            "values" => ProbeKind::Values,
+            "lines" => ProbeKind::Lines,
+            "command" => ProbeKind::Command,
+            "metrics" => ProbeKind::Metrics,
+            "redis" => ProbeKind::Redis,
+            "http" => ProbeKind::Http,
+            _ => return None,
+        })
+    }
+}
 const PROBE_KEYS: &[&str] = &[
     "source", "sql", "values", "lines", "command", "metrics", "redis", "http",
 ];
@@ -107,10 +135,10 @@ pub(crate) fn keyed(cx: &mut Cx, node: &Node, path: &str, sources: &SourceTable)
 }
 
 fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Option<Probe> {
-    let kinds: Vec<&Entry> = f
+    let kinds: Vec<(&Entry, ProbeKind)> = f
         .entries
         .iter()
-        .filter(|e| KINDS.contains(&e.key.as_str()))
+        .filter_map(|e| Some((e, ProbeKind::of(&e.key)?)))
         .collect();
     let kind = match kinds.as_slice() {
         [] => {
@@ -123,8 +151,8 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             );
             return None;
         }
-        [one] => *one,
-        [first, second, ..] => {
+        [(one, k)] => (*one, *k),
+        [(first, _), (second, _), ..] => {
             let msg = format!(
                 "a probe has exactly one kind; found `{}` and `{}`",
                 first.key, second.key
@@ -138,9 +166,10 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             return None;
         }
     };
+    let (kind, pk) = kind;
     let kpath = sub(path, &kind.key);
-    match kind.key.as_str() {
-        "sql" => {
+    match pk {
+        ProbeKind::Sql => {
             let source = match f.get("source") {
                 Some(e) => resolve_source(cx, e, &sub(path, "source"), sources, SQL_TYPES, "`sql`"),
                 None => {
@@ -155,7 +184,7 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
                 sql: sql?,
             })
         }
-        "metrics" => {
+        ProbeKind::Metrics => {
             let source = match f.get("source") {
                 Some(e) => {
                     resolve_source(cx, e, &sub(path, "source"), sources, SQL_TYPES, "`metrics`")
@@ -170,7 +199,7 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             source?;
             m.map(Probe::Metrics)
         }
-        "redis" | "http" => {
+        ProbeKind::Redis | ProbeKind::Http => {
             let ty = kind.key.as_str();
             let source = match f.get("source") {
                 Some(e) => {
@@ -184,7 +213,7 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
                 }
             };
             let source_name = source.clone().unwrap_or_default();
-            let p = if ty == "redis" {
+            let p = if pk == ProbeKind::Redis {
                 redis(cx, &kind.value, &kpath, source_name).map(Probe::Redis)
             } else {
                 http(cx, &kind.value, &kpath, source_name).map(Probe::Http)
@@ -192,19 +221,32 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             source?;
             p
         }
-        other => {
-            if let Some(e) = f.get("source") {
-                let msg = format!("`source` is not used by a `{other}` probe");
-                let hint = (other == "lines")
-                    .then(|| "put it inside `lines:` (`lines: { source: …, match: … }`)".into());
-                cx.err(e.key_pos, &sub(path, "source"), msg, hint);
-            }
-            match other {
-                "values" => values(cx, &kind.value, &kpath).map(Probe::Values),
-                "lines" => lines(cx, &kind.value, &kpath, sources).map(Probe::Lines),
-                _ => command(cx, &kind.value, &kpath).map(Probe::Command),
-            }
+        ProbeKind::Values => {
+            unused_source(cx, f, path, "values", None);
+            values(cx, &kind.value, &kpath).map(Probe::Values)
         }
+        ProbeKind::Lines => {
+            let hint = "put it inside `lines:` (`lines: { source: …, match: … }`)";
+            unused_source(cx, f, path, "lines", Some(hint));
+            lines(cx, &kind.value, &kpath, sources).map(Probe::Lines)
+        }
+        ProbeKind::Command => {
+            unused_source(cx, f, path, "command", None);
+            command(cx, &kind.value, &kpath).map(Probe::Command)
+        }
+    }
+}
+
+/// A probe kind that reads no source, given a `source`: an error.
+fn unused_source(cx: &mut Cx, f: &Fields, path: &str, kind: &str, hint: Option<&str>) {
+    if let Some(e) = f.get("source") {
+        let msg = format!("`source` is not used by a `{kind}` probe");
+        cx.err(
+            e.key_pos,
+            &sub(path, "source"),
+            msg,
+            hint.map(str::to_string),
+        );
     }
 }
 

@@ -10,7 +10,54 @@ use invar_core::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub(crate) const SOURCE_TYPES: &[&str] = &["postgres", "mysql", "sqlite", "file", "redis", "http"];
+/// A source's `type`. Every kind is listed once in [`SourceType::ALL`]; each `match` on it
+/// is exhaustive, so a new kind cannot silently parse as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceType {
+    Postgres,
+    Mysql,
+    Sqlite,
+    File,
+    Redis,
+    Http,
+}
+
+impl SourceType {
+    pub const ALL: &[SourceType] = &[
+        SourceType::Postgres,
+        SourceType::Mysql,
+        SourceType::Sqlite,
+        SourceType::File,
+        SourceType::Redis,
+        SourceType::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceType::Postgres => "postgres",
+            SourceType::Mysql => "mysql",
+            SourceType::Sqlite => "sqlite",
+            SourceType::File => "file",
+            SourceType::Redis => "redis",
+            SourceType::Http => "http",
+        }
+    }
+
+    /// The keys a source of this type may have.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            SourceType::Postgres | SourceType::Mysql => SQL_KEYS,
+            SourceType::Sqlite => SQLITE_KEYS,
+            SourceType::File => FILE_KEYS,
+            SourceType::Redis => REDIS_KEYS,
+            SourceType::Http => HTTP_KEYS,
+        }
+    }
+
+    fn names() -> Vec<&'static str> {
+        SourceType::ALL.iter().map(|t| t.name()).collect()
+    }
+}
 const SQL_KEYS: &[&str] = &["type", "url", "read_only", "timeout", "max_connections"];
 const SQLITE_KEYS: &[&str] = &["type", "path", "read_only", "timeout", "max_connections"];
 const FILE_KEYS: &[&str] = &["type", "path"];
@@ -72,7 +119,9 @@ pub(crate) fn sources(
         }
         table.defined_at.insert(entry.key.clone(), here);
         let ty = source_type(cx, entry, &path);
-        table.types.insert(entry.key.clone(), ty);
+        table
+            .types
+            .insert(entry.key.clone(), ty.map(SourceType::name));
         if let Some(ty) = ty
             && let Some(kind) = source(cx, entry, &path, ty)
         {
@@ -88,7 +137,7 @@ pub(crate) fn sources(
 }
 
 /// The `type` of a source, when it is present and supported.
-fn source_type(cx: &mut Cx, entry: &Entry, path: &str) -> Option<&'static str> {
+fn source_type(cx: &mut Cx, entry: &Entry, path: &str) -> Option<SourceType> {
     let Kind::Map(fields) = &entry.value.kind else {
         let msg = format!(
             "source `{}` must be a map with a `type`, found {}",
@@ -104,34 +153,30 @@ fn source_type(cx: &mut Cx, entry: &Entry, path: &str) -> Option<&'static str> {
             entry.value.pos,
             path,
             msg,
-            Some(format!("expected one of: {}", SOURCE_TYPES.join(", "))),
+            Some(format!(
+                "expected one of: {}",
+                SourceType::names().join(", ")
+            )),
         );
         return None;
     };
     let tpath = sub(path, "type");
     let name = cx.string(&t.value, &tpath)?;
-    if let Some(ty) = SOURCE_TYPES.iter().find(|s| **s == name) {
-        return Some(ty);
+    if let Some(ty) = SourceType::ALL.iter().find(|t| t.name() == name) {
+        return Some(*ty);
     }
     cx.err(
         t.value.pos,
         &tpath,
         format!("unknown source type `{name}`"),
-        Some(one_of_hint(&name, SOURCE_TYPES)),
+        Some(one_of_hint(&name, &SourceType::names())),
     );
     None
 }
 
-fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind> {
+fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: SourceType) -> Option<SourceKind> {
     let before = cx.count();
-    let allowed = match ty {
-        "postgres" | "mysql" => SQL_KEYS,
-        "sqlite" => SQLITE_KEYS,
-        "redis" => REDIS_KEYS,
-        "http" => HTTP_KEYS,
-        _ => FILE_KEYS,
-    };
-    let f = cx.map(&entry.value, path, allowed, &[])?;
+    let f = cx.map(&entry.value, path, ty.keys(), &[])?;
     let read_only = f
         .get("read_only")
         .and_then(|e| cx.bool(&e.value, &sub(path, "read_only")));
@@ -142,7 +187,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
         .get("max_connections")
         .and_then(|e| cx.u32(&e.value, &sub(path, "max_connections"), 1, MAX_CONNECTIONS));
     let kind = match ty {
-        "postgres" | "mysql" => {
+        SourceType::Postgres | SourceType::Mysql => {
             // The URL is a secret: its value never goes into a message.
             let url = cx
                 .required(&f, "url", path)
@@ -153,13 +198,13 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
                 max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             };
-            if ty == "postgres" {
+            if ty == SourceType::Postgres {
                 SourceKind::Postgres(sql)
             } else {
                 SourceKind::Mysql(sql)
             }
         }
-        "sqlite" => {
+        SourceType::Sqlite => {
             let p = cx
                 .required(&f, "path", path)
                 .and_then(|e| cx.string(&e.value, &sub(path, "path")));
@@ -170,7 +215,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
                 max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             })
         }
-        "redis" => {
+        SourceType::Redis => {
             // The URL is a secret (it may hold a password): never in a message.
             let url = cx.required(&f, "url", path).and_then(|e| {
                 let upath = sub(path, "url");
@@ -198,7 +243,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
                 max_keys: max_keys.unwrap_or(DEFAULT_MAX_KEYS),
             })
         }
-        "http" => {
+        SourceType::Http => {
             let base_url = cx.required(&f, "base_url", path).and_then(|e| {
                 let upath = sub(path, "base_url");
                 let url = cx.string(&e.value, &upath)?;
@@ -218,7 +263,7 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: &str) -> Option<SourceKind
                 headers: headers.unwrap_or_default(),
             })
         }
-        _ => {
+        SourceType::File => {
             let p = cx
                 .required(&f, "path", path)
                 .and_then(|e| cx.string(&e.value, &sub(path, "path")));

@@ -204,6 +204,29 @@ fn parse_json_rows(stdout: &str, code: Value) -> Result<Table, String> {
     Ok(table)
 }
 
+/// `command` probes: run in the config's directory unless they say otherwise.
+#[derive(Debug)]
+pub struct CommandDriver;
+
+impl crate::SourceDriver for CommandDriver {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::Local
+    }
+
+    fn read(
+        self: std::sync::Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: crate::sink::RowSink,
+        cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        let invar_core::Probe::Command(cp) = probe else {
+            return crate::fail(format!("{} is not a command", probe.describe()));
+        };
+        let (cp, dir) = (cp.clone(), cx.base_dir.clone());
+        Box::pin(async move { Ok(sink.fill(run_command(&cp, &dir).await?)) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

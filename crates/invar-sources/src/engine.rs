@@ -1,25 +1,36 @@
-//! The run: select, guard, connect, read every distinct probe once (concurrently, bounded per
-//! source), evaluate each invariant as soon as its probes are in, and assemble the report.
+//! The run, in three phases:
+//!
+//! 1. **plan** ([`Engine::plan`] → `RunPlan`): connect the sources the selected checks need
+//!    (each through its kind's [`crate::SourceDriver`]), decide the cost guards, try subset
+//!    pushdown, and list every distinct probe with the checks reading it and its shape (a
+//!    table, or straight into key sets). Nothing is read.
+//! 2. **read** (`Engine::read` → `Reads`): one spawned, shared future per distinct probe,
+//!    metrics fused per source/table/filter, each waiting for its source's bound and the
+//!    suite's budget; joins after their inputs.
+//! 3. **decide** (`Engine::decide` → [`RunOutcome`]): each check awaits its reads within its
+//!    timeout and is evaluated (pure, in `invar-core`) as soon as they are in; the report,
+//!    the remembered states and the sources' costs are returned by value.
+//!
+//! The engine names no source kind: it asks drivers for their bound, their facts and their
+//! reads.
 
 use crate::fusion::FusedQuery;
-use crate::http::HttpConn;
-use crate::redis::RedisConn;
-use crate::sink::{Output, Sink};
-use crate::sql::{Dialect, SqlPool};
+use crate::sink::{Output, RowSink};
+use crate::sql::Dialect;
+use crate::{Concurrency, Driver, ReadCx};
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use invar_core::KeyedProbe;
-use invar_core::MetricsProbe;
 use invar_core::eval::KeyedResult;
 use invar_core::{
-    Check, Config, Invariant, InvariantResult, JoinRelation, Outcome, Probe, ProbeResult,
-    Remembered, RunReport, Snapshot, SourceKind, SourceUnavailable, Suite, Table, Value, Verdict,
+    Check, Config, Invariant, InvariantResult, JoinRelation, KeyedProbe, MetricsProbe, Outcome,
+    Probe, ProbeResult, Remembered, RunReport, Snapshot, SourceUnavailable, Suite, Value, Verdict,
     evaluate_with_memory, skip_if_decision,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -78,50 +89,40 @@ fn as_keys(fut: BoxFuture<'static, Result<Output, String>>) -> BoxFuture<'static
     .boxed()
 }
 
-/// Probes that are not SQL (commands, files) share one bound, so a wide run cannot fork-bomb.
+/// Local probes (commands, files) of one run share this bound, so a wide run cannot
+/// fork-bomb.
 const LOCAL_PROBE_CONCURRENCY: usize = 8;
-/// Probes read at once from one Redis or HTTP source (an HTTP probe's own requests are
-/// bounded again inside it).
-const REMOTE_PROBE_CONCURRENCY: usize = 4;
 /// A join's in-memory SQL is bounded by this (the invariant's `timeout` may cut it sooner).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A connected source. Files have none (they are opened per probe).
-#[derive(Debug, Clone)]
-enum Conn {
-    Sql(Arc<SqlPool>),
-    Redis(Arc<RedisConn>),
-    Http(Arc<HttpConn>),
-}
-
-impl Conn {
-    fn sql(&self) -> Option<&Arc<SqlPool>> {
-        match self {
-            Conn::Sql(p) => Some(p),
-            _ => None,
-        }
-    }
-}
-
-type Conns = HashMap<String, Result<Conn, String>>;
+/// The run's sources: connected, or why not.
+type Conns = HashMap<String, Result<Driver, String>>;
 
 /// Sources found unreachable while reading (an HTTP request without an answer, a Redis
-/// connection lost mid-run): source → the first reason.
+/// connection lost mid-run): source → the first reason. Local to one run.
 type DownDuringRun = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 
 pub struct Engine {
     config: Arc<Config>,
-    last_stats: std::sync::Mutex<RunStats>,
-    last_remembered: std::sync::Mutex<HashMap<String, Vec<Remembered>>>,
 }
 
-/// What the last run cost its sources.
+/// What a run cost its sources.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunStats {
     /// Statements sent per SQL source.
     pub queries: BTreeMap<String, u64>,
     /// Probes read per Redis source (each distinct probe once per run).
     pub redis_reads: BTreeMap<String, u64>,
+}
+
+/// Everything a run produced, by value.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    /// For each `transitions` invariant that was decided (not `error`, not skipped), every
+    /// key it saw, seen now. Invariants absent here keep what the store remembers untouched.
+    pub remembered: HashMap<String, Vec<Remembered>>,
+    pub stats: RunStats,
 }
 
 /// Invariants selected by a suite (and `--only`), in config order.
@@ -148,33 +149,70 @@ pub fn select<'a>(
     Ok(out)
 }
 
-impl Engine {
-    pub fn new(config: Arc<Config>) -> Engine {
-        Engine {
-            config,
-            last_stats: Default::default(),
-            last_remembered: Default::default(),
+/// One selected invariant, as planned.
+struct Planned<'c> {
+    inv: &'c Invariant,
+    /// Decided before anything is read: a cost guard's skip, or its error.
+    early: Option<Verdict>,
+    /// The subset check rewritten as one query, when the database can decide it.
+    pushed: Option<Probe>,
+    /// Set once one of its probes starts reading: past the budget's deadline its other
+    /// probes still run.
+    started: Arc<AtomicBool>,
+}
+
+impl Planned<'_> {
+    /// The probes this check reads.
+    fn reads(&self) -> Vec<&Probe> {
+        match &self.pushed {
+            Some(p) => vec![p],
+            None => self.inv.check.probes(),
         }
     }
+}
 
-    /// The states to remember from the most recent [`Engine::run`]: for each `transitions`
-    /// invariant that was decided (not `error`, not skipped), every key it saw, seen now.
-    /// Invariants absent here keep what the store remembers untouched.
-    pub fn take_remembered(&self) -> HashMap<String, Vec<Remembered>> {
-        std::mem::take(
-            &mut *self
-                .last_remembered
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
-    }
+/// How a probe is read: into a table, or (read only by set checks) straight into key sets.
+enum Shape {
+    Table,
+    Keys(Vec<KeyedProbe>),
+}
 
-    /// Statistics of the most recent [`Engine::run`].
-    pub fn last_stats(&self) -> RunStats {
-        self.last_stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+/// Phase 1's result: what will be read, for whom, and how.
+struct RunPlan<'c> {
+    run_id: String,
+    now: DateTime<Utc>,
+    started: Instant,
+    suite: Suite,
+    budget: Option<Budget>,
+    checks: Vec<Planned<'c>>,
+    conns: Conns,
+    /// Sources that could not be connected and that a check not skipped needed.
+    unavailable: Vec<SourceUnavailable>,
+    /// Every distinct probe, in first-seen order, with its shape.
+    probes: Vec<(Probe, Shape)>,
+    /// The checks reading each probe (by index into `checks`).
+    readers: HashMap<Probe, Vec<usize>>,
+}
+
+/// Phase 2's result: one shared future per distinct probe and join.
+struct Reads {
+    tables: HashMap<Probe, SharedProbe>,
+    keyed: HashMap<Probe, SharedKeyed>,
+    joins: HashMap<JoinRelation, SharedProbe>,
+    /// Per probe, set when the budget stopped it before it started.
+    spent: HashMap<Probe, Arc<AtomicBool>>,
+    down: DownDuringRun,
+}
+
+/// The run's bounds on concurrent reads: per source, and one for local work.
+struct Bounds {
+    per_source: HashMap<String, Arc<Semaphore>>,
+    local: Arc<Semaphore>,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>) -> Engine {
+        Engine { config }
     }
 
     fn base_dir(&self) -> PathBuf {
@@ -185,51 +223,52 @@ impl Engine {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// Runs one suite and returns the report. Never fails as a whole: whatever cannot be
-    /// evaluated becomes `error` on the invariants that needed it.
-    pub async fn run(&self, opts: &RunOptions) -> RunReport {
+    /// Runs one suite. Never fails as a whole: whatever cannot be evaluated becomes `error`
+    /// on the invariants that needed it.
+    pub async fn run(&self, opts: &RunOptions) -> RunOutcome {
         let started = Instant::now();
-        self.take_remembered();
-        let now = chrono::Utc::now();
+        let now = Utc::now();
         let run_id = uuid::Uuid::now_v7().to_string();
         let suite = self
             .config
             .suite(&opts.suite)
             .cloned()
             .unwrap_or_else(Suite::all);
-
-        let mut results: Vec<Option<InvariantResult>> = Vec::new();
         let selected = match select(&self.config, &suite, &opts.only) {
             Ok(s) => s,
             Err(e) => {
                 // A select that cannot be evaluated is an automation error for the whole run.
-                return self.report(
-                    run_id,
-                    &suite,
-                    opts,
-                    now,
-                    started,
-                    vec![],
-                    vec![SourceUnavailable {
-                        source: "suite".into(),
-                        error: e,
-                    }],
-                );
+                let problem = SourceUnavailable {
+                    source: "suite".into(),
+                    error: e,
+                };
+                let report = report(run_id, &suite, opts, now, started, vec![], vec![problem]);
+                return RunOutcome {
+                    report,
+                    remembered: HashMap::new(),
+                    stats: RunStats::default(),
+                };
             }
         };
-        results.resize(selected.len(), None);
-        let total = selected.len();
-        // The suite's budget: checks that have not started by then are skipped.
+        let plan = self.plan(selected, suite, run_id, now, started).await;
+        let reads = self.read(&plan);
+        self.decide(plan, reads, opts).await
+    }
+
+    /// Phase 1: connect what the checks need, decide the cost guards, try pushdown, and list
+    /// every distinct probe with its readers and shape. Nothing is read yet.
+    async fn plan<'c>(
+        &self,
+        selected: Vec<&'c Invariant>,
+        suite: Suite,
+        run_id: String,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> RunPlan<'c> {
         let budget = suite.budget.map(|b| Budget {
             deadline: started + b,
             budget: b,
         });
-        // Whether each invariant's check has started (one of its probes began reading).
-        let started_flags: Vec<Arc<AtomicBool>> = (0..total)
-            .map(|_| Arc::new(AtomicBool::new(false)))
-            .collect();
-
-        // Sources the selected checks need; connected once, concurrently.
         let mut needed: Vec<String> = Vec::new();
         for inv in &selected {
             for s in inv.check.sources() {
@@ -238,237 +277,133 @@ impl Engine {
                 }
             }
         }
-        let pools = self.connect_all(&needed).await;
-        // Cost guards, decided before any probe is read.
+        let conns = self.connect_all(&needed).await;
+        let early = self.cost_guards(&selected, &conns, now).await;
+        let conns_ref = &conns;
+        let pushed = futures::future::join_all(selected.iter().enumerate().map(|(i, inv)| {
+            let skipped = early[i].is_some();
+            async move {
+                match skipped {
+                    true => None,
+                    false => self.pushdown(&inv.check, conns_ref).await,
+                }
+            }
+        }))
+        .await;
+        let checks: Vec<Planned> = selected
+            .into_iter()
+            .zip(early)
+            .zip(pushed)
+            .map(|((inv, early), pushed)| Planned {
+                inv,
+                early,
+                pushed,
+                started: Arc::default(),
+            })
+            .collect();
+        let unavailable = needed
+            .iter()
+            .filter_map(|name| {
+                let e = conns.get(name)?.as_ref().err()?;
+                let used = checks
+                    .iter()
+                    .any(|c| c.early.is_none() && c.inv.check.sources().contains(&name.as_str()));
+                used.then(|| SourceUnavailable {
+                    source: name.clone(),
+                    error: e.clone(),
+                })
+            })
+            .collect();
+        let (probes, readers) = shapes(&checks);
+        RunPlan {
+            run_id,
+            now,
+            started,
+            suite,
+            budget,
+            checks,
+            conns,
+            unavailable,
+            probes,
+            readers,
+        }
+    }
+
+    /// The cost guards (`skip_if`), decided before any probe is read: per check, its early
+    /// verdict if it has one.
+    async fn cost_guards(
+        &self,
+        selected: &[&Invariant],
+        conns: &Conns,
+        now: DateTime<Utc>,
+    ) -> Vec<Option<Verdict>> {
         let mut facts_cache: HashMap<String, BTreeMap<String, Value>> = HashMap::new();
-        let mut skipped: HashMap<usize, Verdict> = HashMap::new();
-        for (i, inv) in selected.iter().enumerate() {
-            let Some(cond) = &inv.skip_if else { continue };
+        let mut out = Vec::with_capacity(selected.len());
+        for inv in selected {
+            let Some(cond) = &inv.skip_if else {
+                out.push(None);
+                continue;
+            };
             let mut facts = Vec::new();
             for s in inv.check.sources() {
                 if !facts_cache.contains_key(s) {
-                    let f = self.source_facts(s, pools.get(s)).await;
+                    let f = self.source_facts(s, conns.get(s)).await;
                     facts_cache.insert(s.to_string(), f);
                 }
                 facts.push(facts_cache[s].clone());
             }
-            match skip_if_decision(cond, &facts, now) {
-                Ok(Some(reason)) => {
-                    skipped.insert(i, Verdict::skip(reason));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    skipped.insert(i, Verdict::error(format!("skip_if: {e}")));
-                }
-            }
-        }
-
-        // A source counts as unavailable for this run when a check that was not skipped needed it.
-        let mut unavailable: Vec<SourceUnavailable> = Vec::new();
-        for name in &needed {
-            let used = selected.iter().enumerate().any(|(i, inv)| {
-                !skipped.contains_key(&i) && inv.check.sources().contains(&name.as_str())
+            out.push(match skip_if_decision(cond, &facts, now) {
+                Ok(reason) => reason.map(Verdict::skip),
+                Err(e) => Some(Verdict::error(format!("skip_if: {e}"))),
             });
-            if let Some(Err(e)) = pools.get(name)
-                && used
-            {
-                unavailable.push(SourceUnavailable {
-                    source: name.clone(),
-                    error: e.clone(),
-                });
-            }
         }
+        out
+    }
 
-        // One shared future per distinct probe; per-source semaphores bound the concurrency.
-        let mut semaphores: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        let local = Arc::new(Semaphore::new(LOCAL_PROBE_CONCURRENCY));
-        let mut probes: HashMap<Probe, SharedProbe> = HashMap::new();
-        let mut pushed: HashMap<usize, Probe> = HashMap::new();
-        let dialect_of = |s: &str| match pools.get(s) {
-            Some(Ok(Conn::Sql(p))) => Some(p.dialect()),
-            _ => None,
+    /// Phase 2: one spawned, shared future per distinct probe (metrics fused per source,
+    /// table and filter), each waiting for its source's bound; joins after their inputs.
+    fn read(&self, plan: &RunPlan<'_>) -> Reads {
+        let mut bounds = Bounds {
+            per_source: HashMap::new(),
+            local: Arc::new(Semaphore::new(LOCAL_PROBE_CONCURRENCY)),
         };
-        let down: DownDuringRun = Arc::default();
-        // In first-seen order; the set keeps planning linear in the number of probes.
-        let mut wanted: Vec<Probe> = Vec::new();
-        let mut seen: std::collections::HashSet<Probe> = std::collections::HashSet::new();
-        // Pushdown candidates learn their key types by preparing both queries: all at once,
-        // not one round trip after another before any probe starts.
-        let pools_ref = &pools;
-        let rewritten = futures::future::join_all(
-            selected
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !skipped.contains_key(i))
-                .map(|(i, inv)| async move { (i, self.pushdown(&inv.check, pools_ref).await) }),
-        )
-        .await;
-        for (i, p) in rewritten {
-            if let Some(p) = p {
-                pushed.insert(i, p);
-            }
-        }
-        // The invariants that read each probe (whose checks start when it starts).
-        let mut readers: HashMap<Probe, Vec<usize>> = HashMap::new();
-        for (i, inv) in selected.iter().enumerate() {
-            if skipped.contains_key(&i) {
-                continue;
-            }
-            let mine: Vec<Probe> = match pushed.get(&i) {
-                Some(p) => vec![p.clone()],
-                None => inv.check.probes().into_iter().cloned().collect(),
-            };
-            for p in mine {
-                let r = readers.entry(p.clone()).or_default();
-                if !r.contains(&i) {
-                    r.push(i);
-                }
-                if seen.insert(p.clone()) {
-                    wanted.push(p);
-                }
-            }
-        }
-        let gate_for = |probes: &[&Probe]| Gate {
-            budget,
-            readers: probes
-                .iter()
-                .filter_map(|p| readers.get(*p))
-                .flatten()
-                .map(|&i| started_flags[i].clone())
-                .collect(),
-            spent: Arc::default(),
+        let mut reads = Reads {
+            tables: HashMap::new(),
+            keyed: HashMap::new(),
+            joins: HashMap::new(),
+            spent: HashMap::new(),
+            down: Arc::default(),
         };
-        // Per probe, set when the budget stopped it before it started.
-        let mut spent: HashMap<Probe, Arc<AtomicBool>> = HashMap::new();
-        // Metrics probes over the same source, table and filter become one fused query.
-        let mut groups: Vec<(FusionKey, Vec<&MetricsProbe>)> = Vec::new();
-        for p in &wanted {
-            if let Probe::Metrics(m) = p {
-                match groups.iter_mut().find(|(k, _)| *k == m.fusion_key()) {
-                    Some((_, members)) => members.push(m),
-                    None => groups.push((m.fusion_key(), vec![m])),
-                }
-            }
-        }
-        for ((source, _, _), members) in &groups {
-            let member_probes: Vec<Probe> = members
-                .iter()
-                .map(|m| Probe::Metrics((*m).clone()))
-                .collect();
-            let gate = gate_for(&member_probes.iter().collect::<Vec<_>>());
-            let fused_spent = gate.spent.clone();
-            let fused = match dialect_of(source) {
-                Some(d) => {
-                    let q = Arc::new(FusedQuery::build(d, members));
-                    let sql = Probe::Sql {
-                        source: source.clone(),
-                        sql: q.sql.clone(),
-                    };
-                    Some((
-                        q,
-                        self.spawn_shared(as_table(self.probe_future(
-                            &sql,
-                            &pools,
-                            &mut semaphores,
-                            &local,
-                            &down,
-                            now,
-                            gate,
-                            Sink::table(),
-                        ))),
-                    ))
-                }
-                None => None,
-            };
-            for (m, probe) in members.iter().zip(member_probes) {
-                let shared = match &fused {
-                    Some((q, f)) => {
-                        let (q, f, m) = (q.clone(), f.clone(), (*m).clone());
-                        async move { f.await.and_then(|t| q.project(&t, &m).map(Arc::new)) }
-                            .boxed()
-                            .shared()
-                    }
-                    // The source is down: the same error as any other probe on it.
-                    None => self.spawn_shared(as_table(self.probe_future(
-                        &probe,
-                        &pools,
-                        &mut semaphores,
-                        &local,
-                        &down,
-                        now,
-                        Gate::default(),
-                        Sink::table(),
-                    ))),
-                };
-                spent.insert(probe.clone(), fused_spent.clone());
-                probes.insert(probe, shared);
-            }
-        }
-        // Probes read only by set checks (SQL, Redis) go straight into key sets: no table.
-        let mut keyed_sides: HashMap<Probe, Vec<KeyedProbe>> = HashMap::new();
-        let mut table_read: std::collections::HashSet<Probe> = Default::default();
-        for (i, inv) in selected.iter().enumerate() {
-            if skipped.contains_key(&i) {
+        self.read_fused(plan, &mut bounds, &mut reads);
+        for (p, shape) in &plan.probes {
+            if reads.tables.contains_key(p) {
                 continue;
             }
-            if let Some(p) = pushed.get(&i) {
-                table_read.insert(p.clone());
-                continue;
-            }
-            let sides = match &inv.check {
-                Check::Same(p) | Check::Disjoint(p) => [&p.left, &p.right],
-                Check::Subset(s) => [&s.each, &s.within],
-                other => {
-                    table_read.extend(other.probes().into_iter().cloned());
-                    continue;
+            let gate = gate_for(plan, &[p]);
+            reads.spent.insert(p.clone(), gate.spent.clone());
+            match shape {
+                Shape::Keys(sides) => {
+                    let fut = self.read_probe(p, plan, &mut bounds, &reads.down, gate, sides);
+                    reads.keyed.insert(p.clone(), spawn_shared(as_keys(fut)));
                 }
-            };
-            for kp in sides {
-                if matches!(kp.probe, Probe::Sql { .. } | Probe::Redis(_)) {
-                    keyed_sides
-                        .entry(kp.probe.clone())
-                        .or_default()
-                        .push(kp.clone());
-                } else {
-                    table_read.insert(kp.probe.clone());
+                Shape::Table => {
+                    let fut = self.read_probe(p, plan, &mut bounds, &reads.down, gate, &[]);
+                    reads.tables.insert(p.clone(), spawn_shared(as_table(fut)));
                 }
             }
         }
-        keyed_sides.retain(|p, _| !table_read.contains(p));
-        let mut keyed: HashMap<Probe, SharedKeyed> = HashMap::new();
-        for p in wanted {
-            if probes.contains_key(&p) || keyed.contains_key(&p) {
-                continue;
-            }
-            let gate = gate_for(&[&p]);
-            spent.insert(p.clone(), gate.spent.clone());
-            let sides = keyed_sides.get(&p);
-            let sink = sides.map_or_else(Sink::table, |s| Sink::keys(s));
-            let fut =
-                self.probe_future(&p, &pools, &mut semaphores, &local, &down, now, gate, sink);
-            if sides.is_some() {
-                keyed.insert(p, self.spawn_shared(as_keys(fut)));
-            } else {
-                probes.insert(p, self.spawn_shared(as_table(fut)));
-            }
-        }
-        // Joins: each distinct relation computed once, after its probes are in.
-        let mut joins: HashMap<JoinRelation, SharedProbe> = HashMap::new();
-        for (i, inv) in selected.iter().enumerate() {
-            let Check::Join(jc) = &inv.check else {
+        for c in &plan.checks {
+            let Check::Join(jc) = &c.inv.check else {
                 continue;
             };
-            if skipped.contains_key(&i) {
-                continue;
-            }
             let rel = jc.relation();
-            if joins.contains_key(&rel) {
+            if c.early.is_some() || reads.joins.contains_key(&rel) {
                 continue;
             }
             let inputs: Vec<(String, SharedProbe)> = rel
                 .tables
                 .iter()
-                .map(|(name, p)| (name.clone(), probes[p].clone()))
+                .filter_map(|(name, p)| Some((name.clone(), reads.tables.get(p)?.clone())))
                 .collect();
             let sql = rel.sql.clone();
             let fut = async move {
@@ -481,117 +416,104 @@ impl Engine {
                     .map(Arc::new)
             }
             .boxed();
-            joins.insert(rel, self.spawn_shared(fut));
+            reads.joins.insert(rel, spawn_shared(fut));
         }
-        // Each invariant: await its probes (within its timeout), then evaluate (pure).
-        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for (i, inv) in selected.iter().enumerate() {
-            if let Some(v) = skipped.remove(&i) {
-                results[i] = Some(to_result(inv, v, Duration::ZERO));
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if let Some(p) = &opts.progress {
-                    p(n, total);
+        reads
+    }
+
+    /// Metrics probes over the same source, table and filter: one fused query, projected
+    /// back to each member.
+    fn read_fused(&self, plan: &RunPlan<'_>, bounds: &mut Bounds, reads: &mut Reads) {
+        let mut groups: Vec<(FusionKey, Vec<&MetricsProbe>)> = Vec::new();
+        for (p, _) in &plan.probes {
+            if let Probe::Metrics(m) = p {
+                match groups.iter_mut().find(|(k, _)| *k == m.fusion_key()) {
+                    Some((_, members)) => members.push(m),
+                    None => groups.push((m.fusion_key(), vec![m])),
                 }
+            }
+        }
+        for ((source, _, _), members) in &groups {
+            let member_probes: Vec<Probe> = members
+                .iter()
+                .map(|m| Probe::Metrics((*m).clone()))
+                .collect();
+            let gate = gate_for(plan, &member_probes.iter().collect::<Vec<_>>());
+            let fused_spent = gate.spent.clone();
+            let dialect = match plan.conns.get(source) {
+                Some(Ok(d)) => d.sql().map(|p| p.dialect()),
+                _ => None,
+            };
+            let fused = dialect.map(|d| {
+                let q = Arc::new(FusedQuery::build(d, members));
+                let sql = Probe::Sql {
+                    source: source.clone(),
+                    sql: q.sql.clone(),
+                };
+                let fut = self.read_probe(&sql, plan, bounds, &reads.down, gate, &[]);
+                (q, spawn_shared(as_table(fut)))
+            });
+            for (m, probe) in members.iter().zip(member_probes) {
+                let shared = match &fused {
+                    Some((q, f)) => {
+                        let (q, f, m) = (q.clone(), f.clone(), (*m).clone());
+                        async move { f.await.and_then(|t| q.project(&t, &m).map(Arc::new)) }
+                            .boxed()
+                            .shared()
+                    }
+                    // Not an SQL source, or down: the driver's own answer.
+                    None => {
+                        let fut = self.read_probe(
+                            &probe,
+                            plan,
+                            bounds,
+                            &reads.down,
+                            Gate::default(),
+                            &[],
+                        );
+                        spawn_shared(as_table(fut))
+                    }
+                };
+                reads.spent.insert(probe.clone(), fused_spent.clone());
+                reads.tables.insert(probe, shared);
+            }
+        }
+    }
+
+    /// Phase 3: each check awaits its reads (within its timeout) and is evaluated (pure);
+    /// the report, the remembered states and the sources' costs come back by value.
+    async fn decide(&self, plan: RunPlan<'_>, reads: Reads, opts: &RunOptions) -> RunOutcome {
+        let total = plan.checks.len();
+        let done = Arc::new(AtomicUsize::new(0));
+        let tick = move |done: &AtomicUsize, progress: &Option<Progress>| {
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(p) = progress {
+                p(n, total);
+            }
+        };
+        let mut results: Vec<Option<InvariantResult>> = vec![None; total];
+        let mut tasks = Vec::new();
+        for (i, c) in plan.checks.iter().enumerate() {
+            if let Some(v) = &c.early {
+                results[i] = Some(to_result(c.inv, v.clone(), Duration::ZERO));
+                tick(&done, &opts.progress);
                 continue;
             }
-            let inv: Invariant = (*inv).clone();
-            let pushed_probe = pushed.get(&i).cloned();
-            let mut needed_probes: Vec<(Probe, SharedProbe)> = Vec::new();
-            let mut needed_keys: Vec<(Probe, SharedKeyed)> = Vec::new();
-            let mine: Vec<&Probe> = match &pushed_probe {
-                Some(p) => vec![p],
-                None => inv.check.probes(),
-            };
-            for p in mine {
-                match keyed.get(p) {
-                    Some(f) => needed_keys.push((p.clone(), f.clone())),
-                    None => needed_probes.push((p.clone(), probes[p].clone())),
-                }
-            }
-            let needed_join: Option<(JoinRelation, SharedProbe)> = match &inv.check {
-                Check::Join(jc) => {
-                    let rel = jc.relation();
-                    joins.get(&rel).cloned().map(|f| (rel, f))
-                }
-                _ => None,
-            };
-            let progress = opts.progress.clone();
-            let done = done.clone();
-            let previous = match &inv.check {
-                Check::Transitions(_) => opts.remembered.get(&inv.id).cloned(),
-                _ => None,
-            };
-            let my_spent: Vec<Arc<AtomicBool>> = needed_probes
-                .iter()
-                .map(|(p, _)| p)
-                .chain(needed_keys.iter().map(|(p, _)| p))
-                .filter_map(|p| spent.get(p).cloned())
-                .collect();
+            let task = CheckTask::new(c, &reads, plan.budget, opts, plan.now);
+            let (progress, done) = (opts.progress.clone(), done.clone());
             tasks.push(tokio::spawn(async move {
-                let t0 = Instant::now();
-                let read = async {
-                    let mut snap = Snapshot::new(now);
-                    if let Some(prev) = previous {
-                        snap.remembered.insert(inv.id.clone(), prev);
-                    }
-                    for (p, f) in needed_probes {
-                        let r = f.await;
-                        snap.probes.insert(p, r);
-                    }
-                    for (p, f) in needed_keys {
-                        let r = f.await;
-                        snap.keyed.insert(p, r);
-                    }
-                    if let Some((rel, f)) = needed_join {
-                        let r = f.await;
-                        snap.joins.insert(rel, r);
-                    }
-                    snap
-                };
-                let budget_spent = || {
-                    my_spent
-                        .iter()
-                        .any(|s| s.load(Ordering::SeqCst))
-                        .then(|| budget.map(|b| b.reason()))
-                        .flatten()
-                };
-                let (verdict, memory) = match inv.timeout {
-                    Some(limit) => match tokio::time::timeout(limit, read).await {
-                        Ok(snap) => match budget_spent() {
-                            Some(reason) => (Verdict::skip(reason), None),
-                            None => decide(&inv, &snap, pushed_probe.as_ref()),
-                        },
-                        Err(_) => (
-                            Verdict::error(format!(
-                                "timed out after {}",
-                                invar_core::units::format_duration(limit)
-                            )),
-                            None,
-                        ),
-                    },
-                    None => {
-                        let snap = read.await;
-                        match budget_spent() {
-                            Some(reason) => (Verdict::skip(reason), None),
-                            None => decide(&inv, &snap, pushed_probe.as_ref()),
-                        }
-                    }
-                };
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if let Some(p) = &progress {
-                    p(n, total);
-                }
-                (i, to_result(&inv, verdict, t0.elapsed()), memory)
+                let out = task.run().await;
+                tick(&done, &progress);
+                (i, out)
             }));
         }
-        // The tasks hold what they need: a probe's result is freed once the last check reading
-        // it is decided, not at the end of the run.
-        drop((probes, keyed, joins));
+        // The tasks hold what they need: a probe's result is freed once the last check
+        // reading it is decided, not at the end of the run.
+        let Reads { down, .. } = reads;
         let mut remembered: HashMap<String, Vec<Remembered>> = HashMap::new();
         for t in tasks {
             match t.await {
-                Ok((i, r, memory)) => {
+                Ok((i, (r, memory))) => {
                     if let Some(m) = memory {
                         remembered.insert(r.id.clone(), m);
                     }
@@ -602,34 +524,24 @@ impl Engine {
         }
         let results: Vec<InvariantResult> = results
             .into_iter()
-            .zip(&selected)
-            .map(|(r, inv)| {
+            .zip(&plan.checks)
+            .map(|(r, c)| {
                 r.unwrap_or_else(|| {
                     to_result(
-                        inv,
+                        c.inv,
                         Verdict::error("internal error: no verdict"),
                         Duration::ZERO,
                     )
                 })
             })
             .collect();
-        let stats = RunStats {
-            queries: pools
-                .iter()
-                .filter_map(|(name, p)| {
-                    let p = p.as_ref().ok()?.sql()?;
-                    Some((name.clone(), p.queries()))
-                })
-                .collect(),
-            redis_reads: pools
-                .iter()
-                .filter_map(|(name, c)| match c {
-                    Ok(Conn::Redis(r)) => Some((name.clone(), r.reads())),
-                    _ => None,
-                })
-                .collect(),
-        };
-        // Sources that went down while being read (HTTP without an answer, Redis lost).
+        let mut stats = RunStats::default();
+        for (name, c) in &plan.conns {
+            if let Ok(d) = c {
+                d.count(name, &mut stats);
+            }
+        }
+        let mut unavailable = plan.unavailable;
         for (source, error) in down.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             if !unavailable.iter().any(|u| &u.source == source) {
                 unavailable.push(SourceUnavailable {
@@ -638,75 +550,35 @@ impl Engine {
                 });
             }
         }
-        *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
-        *self
-            .last_remembered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = remembered;
-        self.report(run_id, &suite, opts, now, started, results, unavailable)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn report(
-        &self,
-        run_id: String,
-        suite: &Suite,
-        opts: &RunOptions,
-        now: chrono::DateTime<chrono::Utc>,
-        started: Instant,
-        results: Vec<InvariantResult>,
-        sources_unavailable: Vec<SourceUnavailable>,
-    ) -> RunReport {
-        let skipped_budget = results
-            .iter()
-            .filter(|r| {
-                r.outcome == Outcome::Skip && r.reason.as_deref().is_some_and(is_budget_skip)
-            })
-            .count() as u64;
-        let mut report = RunReport::new(run_id, &suite.name, &opts.trigger, now);
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        report.skipped_budget = skipped_budget;
-        report.set_results(results, sources_unavailable, suite.fail_on);
-        report
+        let report = report(
+            plan.run_id,
+            &plan.suite,
+            opts,
+            plan.now,
+            plan.started,
+            results,
+            unavailable,
+        );
+        RunOutcome {
+            report,
+            remembered,
+            stats,
+        }
     }
 
     async fn connect_all(&self, names: &[String]) -> Conns {
         let futs = names.iter().filter_map(|name| {
             let src = self.config.sources.get(name)?;
-            let name = name.clone();
-            let kind = src.kind.clone();
-            Some(async move {
-                let sql = |r: Result<SqlPool, String>| r.map(|p| Conn::Sql(Arc::new(p)));
-                let r = match &kind {
-                    SourceKind::Postgres(s) => sql(SqlPool::connect_postgres(s).await),
-                    SourceKind::Mysql(s) => sql(SqlPool::connect_mysql(s).await),
-                    SourceKind::Sqlite(s) => sql(SqlPool::connect_sqlite(s).await),
-                    SourceKind::Redis(r) => RedisConn::connect(r)
-                        .await
-                        .map(|c| Conn::Redis(Arc::new(c))),
-                    SourceKind::Http(h) => HttpConn::new(h).map(|c| Conn::Http(Arc::new(c))),
-                    SourceKind::File(f) => {
-                        if f.path.exists() {
-                            return None;
-                        }
-                        Err(format!("file {} does not exist", f.path.display()))
-                    }
-                };
-                Some((name, r))
-            })
+            Some(async move { (name.clone(), crate::connect(&src.kind).await) })
         });
-        futures::future::join_all(futs)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        futures::future::join_all(futs).await.into_iter().collect()
     }
 
     /// The `source` map a cost guard sees: `name`, `type`, `size_bytes` when known.
     async fn source_facts(
         &self,
         name: &str,
-        pool: Option<&Result<Conn, String>>,
+        conn: Option<&Result<Driver, String>>,
     ) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
         m.insert("name".to_string(), Value::Text(name.to_string()));
@@ -717,17 +589,14 @@ impl Engine {
             "type".to_string(),
             Value::Text(src.kind.type_name().to_string()),
         );
-        let size = match &src.kind {
-            SourceKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
-            SourceKind::File(f) => std::fs::metadata(&f.path).ok().map(|m| m.len()),
-            _ => match pool {
-                Some(Ok(Conn::Sql(p))) => p.size_bytes().await.ok(),
-                _ => None,
-            },
+        let size = match conn {
+            Some(Ok(d)) => d.size_bytes().await,
+            _ => None,
         };
         m.insert(
             "size_bytes".to_string(),
-            size.map(|s| Value::Int(s as i64)).unwrap_or(Value::Null),
+            size.map(|s| Value::Int(i64::try_from(s).unwrap_or(i64::MAX)))
+                .unwrap_or(Value::Null),
         );
         m
     }
@@ -736,12 +605,13 @@ impl Engine {
     /// preparing both queries; nothing runs) let the database compare keys exactly as
     /// memory does (`pushdown.rs`). SQLite also needs its guard query to find no REAL or
     /// BLOB key.
-    async fn pushdown(&self, check: &invar_core::Check, pools: &Conns) -> Option<Probe> {
+    async fn pushdown(&self, check: &invar_core::Check, conns: &Conns) -> Option<Probe> {
         use crate::pushdown::{KeyPair, key_class};
         let cand = crate::pushdown::candidate(check)?;
-        let Some(Ok(Conn::Sql(pool))) = pools.get(cand.source) else {
+        let Some(Ok(driver)) = conns.get(cand.source) else {
             return None;
         };
+        let pool = driver.sql()?;
         let d = pool.dialect();
         let (Ok(et), Ok(it)) = (
             pool.column_types(cand.each_sql).await,
@@ -777,199 +647,292 @@ impl Engine {
         crate::pushdown::subset_pushdown(check, d, &pairs)
     }
 
-    /// Spawns a probe so it progresses on its own, shared by every invariant that needs it.
-    fn spawn_shared<T: Clone + Send + Sync + 'static>(
-        &self,
-        fut: BoxFuture<'static, Result<T, String>>,
-    ) -> Shared<BoxFuture<'static, Result<T, String>>> {
-        let handle = tokio::spawn(fut);
-        async move {
-            handle
-                .await
-                .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
+    /// The driver that reads `probe`: its source's, or the local one for probes that name
+    /// none.
+    fn driver_for(&self, probe: &Probe, conns: &Conns) -> Result<Driver, String> {
+        match probe.source() {
+            Some(s) => match conns.get(s) {
+                Some(Ok(d)) => Ok(d.clone()),
+                Some(Err(e)) => Err(format!("source `{s}` is unavailable: {e}")),
+                None => Err(format!("unknown source `{s}`")),
+            },
+            None => crate::local_driver(probe)
+                .ok_or_else(|| format!("internal error: {} names no source", probe.describe())),
         }
-        .boxed()
-        .shared()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn probe_future(
+    /// One probe's read: waits for its source's bound (and the budget), then the driver
+    /// reads it into a table or, for `sides`, into key sets.
+    fn read_probe(
         &self,
         probe: &Probe,
-        pools: &Conns,
-        semaphores: &mut HashMap<String, Arc<Semaphore>>,
-        local: &Arc<Semaphore>,
+        plan: &RunPlan<'_>,
+        bounds: &mut Bounds,
         down: &DownDuringRun,
-        now: chrono::DateTime<chrono::Utc>,
         gate: Gate,
-        sink: Sink,
+        sides: &[KeyedProbe],
     ) -> BoxFuture<'static, Result<Output, String>> {
-        let probe = probe.clone();
-        // A connected source of the probe, or the probe's error.
-        let conn_of = |source: &str| -> Result<Conn, String> {
-            match pools.get(source) {
-                Some(Ok(c)) => Ok(c.clone()),
-                Some(Err(e)) => Err(format!("source `{source}` is unavailable: {e}")),
-                None => Err(format!("unknown source `{source}`")),
+        let driver = match self.driver_for(probe, &plan.conns) {
+            Ok(d) => d,
+            Err(msg) => return async move { Err(msg) }.boxed(),
+        };
+        let sem = match driver.concurrency() {
+            Concurrency::PerSource(n) => Some(
+                bounds
+                    .per_source
+                    .entry(probe.source().unwrap_or_default().to_string())
+                    .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
+                    .clone(),
+            ),
+            Concurrency::Local => Some(bounds.local.clone()),
+            Concurrency::Inline => None,
+        };
+        let sink = match sides {
+            [] => RowSink::table(),
+            sides => RowSink::keys(sides),
+        };
+        let cx = ReadCx {
+            now: plan.now,
+            base_dir: self.base_dir(),
+        };
+        let read = driver.read(probe, sink, &cx);
+        let (down, source) = (down.clone(), probe.source().map(str::to_string));
+        async move {
+            let _permit = match sem {
+                Some(sem) => Some(gate.acquire(sem).await?),
+                None => None,
+            };
+            read.await.map_err(|e| {
+                if let (Some(reason), Some(source)) = (e.down, source) {
+                    down.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(source)
+                        .or_insert(reason);
+                }
+                e.message
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Every distinct probe the checks read (first-seen order), its readers, and its shape:
+/// probes read only by set checks on SQL or Redis go straight into key sets (no table).
+fn shapes(checks: &[Planned<'_>]) -> (Vec<(Probe, Shape)>, HashMap<Probe, Vec<usize>>) {
+    let mut order: Vec<Probe> = Vec::new();
+    let mut readers: HashMap<Probe, Vec<usize>> = HashMap::new();
+    let mut keyed_sides: HashMap<Probe, Vec<KeyedProbe>> = HashMap::new();
+    let mut table_read: HashSet<Probe> = HashSet::new();
+    for (i, c) in checks.iter().enumerate() {
+        if c.early.is_some() {
+            continue;
+        }
+        for p in c.reads() {
+            let r = readers.entry(p.clone()).or_insert_with(|| {
+                order.push(p.clone());
+                Vec::new()
+            });
+            if !r.contains(&i) {
+                r.push(i);
+            }
+        }
+        if let Some(p) = &c.pushed {
+            table_read.insert(p.clone());
+            continue;
+        }
+        let sides = match &c.inv.check {
+            Check::Same(p) | Check::Disjoint(p) => [&p.left, &p.right],
+            Check::Subset(s) => [&s.each, &s.within],
+            other => {
+                table_read.extend(other.probes().into_iter().cloned());
+                continue;
             }
         };
-        let mut remote_sem = |source: &str| {
-            semaphores
-                .entry(source.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(REMOTE_PROBE_CONCURRENCY)))
-                .clone()
-        };
-        match &probe {
-            Probe::Redis(rp) => {
-                let conn = match conn_of(&rp.source) {
-                    Ok(Conn::Redis(c)) => c,
-                    Ok(_) => {
-                        let msg = format!("`{}` is not a redis source", rp.source);
-                        return async move { Err(msg) }.boxed();
-                    }
-                    Err(msg) => return async move { Err(msg) }.boxed(),
-                };
-                let sem = remote_sem(&rp.source);
-                let (rp, down) = (rp.clone(), down.clone());
-                async move {
-                    let _permit = gate.acquire(sem).await?;
-                    match conn.read_into(&rp, sink).await {
-                        Ok(s) => s.finish_blocking().await,
-                        Err(e) => {
-                            let msg = format!("`{}`: {}", rp.source, e.message);
-                            if e.source_down {
-                                down.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .entry(rp.source.clone())
-                                    .or_insert_with(|| e.message.clone());
-                            }
-                            Err(msg)
-                        }
-                    }
-                }
-                .boxed()
-            }
-            Probe::Http(hp) => {
-                let conn = match conn_of(&hp.source) {
-                    Ok(Conn::Http(c)) => c,
-                    Ok(_) => {
-                        let msg = format!("`{}` is not an http source", hp.source);
-                        return async move { Err(msg) }.boxed();
-                    }
-                    Err(msg) => return async move { Err(msg) }.boxed(),
-                };
-                let sem = remote_sem(&hp.source);
-                let (hp, down) = (hp.clone(), down.clone());
-                async move {
-                    let _permit = gate.acquire(sem).await?;
-                    match conn.read(&hp).await {
-                        Ok(t) => Ok(sink.fill(t)),
-                        Err(e) => {
-                            // No answer: the source is down for this run.
-                            down.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .entry(hp.source.clone())
-                                .or_insert_with(|| e.clone());
-                            Err(format!("`{}`: {e}", hp.source))
-                        }
-                    }
-                }
-                .boxed()
-            }
-            Probe::Sql { source, sql } => {
-                let pool = match pools.get(source) {
-                    Some(Ok(Conn::Sql(p))) => p.clone(),
-                    Some(Ok(_)) => {
-                        let msg = format!("`{source}` is not an sql source");
-                        return async move { Err(msg) }.boxed();
-                    }
-                    Some(Err(e)) => {
-                        let msg = format!("source `{source}` is unavailable: {e}");
-                        return async move { Err(msg) }.boxed();
-                    }
-                    None => {
-                        let msg = format!("unknown source `{source}`");
-                        return async move { Err(msg) }.boxed();
-                    }
-                };
-                let limit = match self.config.sources.get(source).map(|s| &s.kind) {
-                    Some(SourceKind::Postgres(s)) | Some(SourceKind::Mysql(s)) => s.max_connections,
-                    Some(SourceKind::Sqlite(s)) => s.max_connections,
-                    _ => 4,
-                }
-                .max(1) as usize;
-                let sem = semaphores
-                    .entry(source.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-                    .clone();
-                let sql = sql.clone();
-                let source = source.clone();
-                async move {
-                    let _permit = gate.acquire(sem).await?;
-                    pool.query_into(&sql, sink)
-                        .await
-                        .map_err(|e| format!("`{source}`: {e}"))?
-                        .finish_blocking()
-                        .await
-                }
-                .boxed()
-            }
-            Probe::Metrics(m) => {
-                // Reached only when the source has no pool (fused queries go through `Sql`).
-                let msg = match pools.get(&m.source) {
-                    Some(Err(e)) => format!("source `{}` is unavailable: {e}", m.source),
-                    _ => format!("source `{}` cannot run metrics", m.source),
-                };
-                async move { Err(msg) }.boxed()
-            }
-            Probe::Values(vals) => {
-                let t = Table {
-                    columns: vec!["value".into()],
-                    rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect(),
-                };
-                async move { Ok(sink.fill(t)) }.boxed()
-            }
-            Probe::Lines(lp) => {
-                let path = match &lp.file {
-                    invar_core::FileRef::Path(p) => Ok(self.base_dir().join(p)),
-                    invar_core::FileRef::Source(s) => {
-                        match self.config.sources.get(s).map(|s| &s.kind) {
-                            Some(SourceKind::File(f)) => match pools.get(s) {
-                                Some(Err(e)) => Err(format!("source `{s}` is unavailable: {e}")),
-                                _ => Ok(f.path.clone()),
-                            },
-                            _ => Err(format!("`{s}` is not a file source")),
-                        }
-                    }
-                };
-                let lp = lp.clone();
-                let sem = local.clone();
-                async move {
-                    let path = path?;
-                    let _permit = gate.acquire(sem).await?;
-                    tokio::task::spawn_blocking(move || {
-                        crate::lines::read_lines_at(&path, &lp, now)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|t| sink.fill(t))
-                }
-                .boxed()
-            }
-            Probe::Command(cp) => {
-                let cp = cp.clone();
-                let dir = self.base_dir();
-                let sem = local.clone();
-                async move {
-                    let _permit = gate.acquire(sem).await?;
-                    crate::command::run_command(&cp, &dir)
-                        .await
-                        .map(|t| sink.fill(t))
-                }
-                .boxed()
+        for kp in sides {
+            if matches!(kp.probe, Probe::Sql { .. } | Probe::Redis(_)) {
+                keyed_sides
+                    .entry(kp.probe.clone())
+                    .or_default()
+                    .push(kp.clone());
+            } else {
+                table_read.insert(kp.probe.clone());
             }
         }
     }
+    let probes = order
+        .into_iter()
+        .map(|p| {
+            let shape = match keyed_sides.remove(&p) {
+                Some(sides) if !table_read.contains(&p) => Shape::Keys(sides),
+                _ => Shape::Table,
+            };
+            (p, shape)
+        })
+        .collect();
+    (probes, readers)
+}
+
+/// The gate of a read shared by these probes' readers.
+fn gate_for(plan: &RunPlan<'_>, probes: &[&Probe]) -> Gate {
+    Gate {
+        budget: plan.budget,
+        readers: probes
+            .iter()
+            .filter_map(|p| plan.readers.get(*p))
+            .flatten()
+            .map(|&i| plan.checks[i].started.clone())
+            .collect(),
+        spent: Arc::default(),
+    }
+}
+
+/// Spawns a read so it progresses on its own, shared by every check that needs it.
+fn spawn_shared<T: Clone + Send + Sync + 'static>(
+    fut: BoxFuture<'static, Result<T, String>>,
+) -> Shared<BoxFuture<'static, Result<T, String>>> {
+    let handle = tokio::spawn(fut);
+    async move {
+        handle
+            .await
+            .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
+    }
+    .boxed()
+    .shared()
+}
+
+type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// One check's wait and evaluation, owning what it needs (it runs on its own task).
+struct CheckTask {
+    inv: Invariant,
+    now: DateTime<Utc>,
+    pushed: Option<Probe>,
+    tables: Vec<(Probe, SharedProbe)>,
+    keyed: Vec<(Probe, SharedKeyed)>,
+    join: Option<(JoinRelation, SharedProbe)>,
+    previous: Option<Vec<Remembered>>,
+    spent: Vec<Arc<AtomicBool>>,
+    budget: Option<Budget>,
+}
+
+impl CheckTask {
+    fn new(
+        c: &Planned<'_>,
+        reads: &Reads,
+        budget: Option<Budget>,
+        opts: &RunOptions,
+        now: DateTime<Utc>,
+    ) -> CheckTask {
+        let mut tables = Vec::new();
+        let mut keyed = Vec::new();
+        let mut spent = Vec::new();
+        for p in c.reads() {
+            match (reads.keyed.get(p), reads.tables.get(p)) {
+                (Some(f), _) => keyed.push((p.clone(), f.clone())),
+                (None, Some(f)) => tables.push((p.clone(), f.clone())),
+                // Never planned: the evaluator reports the probe as not read.
+                (None, None) => {}
+            }
+            spent.extend(reads.spent.get(p).cloned());
+        }
+        let join = match &c.inv.check {
+            Check::Join(jc) => {
+                let rel = jc.relation();
+                reads.joins.get(&rel).cloned().map(|f| (rel, f))
+            }
+            _ => None,
+        };
+        let previous = match &c.inv.check {
+            Check::Transitions(_) => opts.remembered.get(&c.inv.id).cloned(),
+            _ => None,
+        };
+        CheckTask {
+            inv: c.inv.clone(),
+            now,
+            pushed: c.pushed.clone(),
+            tables,
+            keyed,
+            join,
+            previous,
+            spent,
+            budget,
+        }
+    }
+
+    async fn run(self) -> (InvariantResult, Option<Vec<Remembered>>) {
+        let t0 = Instant::now();
+        let CheckTask {
+            inv,
+            now,
+            pushed,
+            tables,
+            keyed,
+            join,
+            previous,
+            spent,
+            budget,
+        } = self;
+        let read = async {
+            let mut snap = Snapshot::new(now);
+            if let Some(prev) = previous {
+                snap.remembered.insert(inv.id.clone(), prev);
+            }
+            for (p, f) in tables {
+                snap.probes.insert(p, f.await);
+            }
+            for (p, f) in keyed {
+                snap.keyed.insert(p, f.await);
+            }
+            if let Some((rel, f)) = join {
+                snap.joins.insert(rel, f.await);
+            }
+            snap
+        };
+        let budget_spent = || {
+            spent
+                .iter()
+                .any(|s| s.load(Ordering::SeqCst))
+                .then(|| budget.map(|b| b.reason()))
+                .flatten()
+        };
+        let snap = match inv.timeout {
+            Some(limit) => tokio::time::timeout(limit, read).await.ok(),
+            None => Some(read.await),
+        };
+        let (verdict, memory) = match (snap, budget_spent()) {
+            (None, _) => (
+                Verdict::error(format!(
+                    "timed out after {}",
+                    invar_core::units::format_duration(inv.timeout.unwrap_or_default())
+                )),
+                None,
+            ),
+            (Some(_), Some(reason)) => (Verdict::skip(reason), None),
+            (Some(snap), None) => decide(&inv, &snap, pushed.as_ref()),
+        };
+        (to_result(&inv, verdict, t0.elapsed()), memory)
+    }
+}
+
+/// The report of a run.
+fn report(
+    run_id: String,
+    suite: &Suite,
+    opts: &RunOptions,
+    now: DateTime<Utc>,
+    started: Instant,
+    results: Vec<InvariantResult>,
+    sources_unavailable: Vec<SourceUnavailable>,
+) -> RunReport {
+    let skipped_budget = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Skip && r.reason.as_deref().is_some_and(is_budget_skip))
+        .count() as u64;
+    let mut report = RunReport::new(run_id, &suite.name, &opts.trigger, now);
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.skipped_budget = skipped_budget;
+    report.set_results(results, sources_unavailable, suite.fail_on);
+    report
 }
 
 /// The suite's budget for one run.

@@ -215,3 +215,35 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let keep = all.len().saturating_sub(2);
     all[keep..].join(": ")
 }
+
+/// Probes read at once from one HTTP source (each probe's own requests are bounded again by
+/// [`CONCURRENCY`]).
+const PROBE_CONCURRENCY: usize = 4;
+
+impl crate::SourceDriver for HttpConn {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::PerSource(PROBE_CONCURRENCY)
+    }
+
+    fn read(
+        self: std::sync::Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: crate::sink::RowSink,
+        _cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        let invar_core::Probe::Http(hp) = probe else {
+            return crate::not_mine(probe, "an http");
+        };
+        let hp = hp.clone();
+        Box::pin(async move {
+            match HttpConn::read(&self, &hp).await {
+                Ok(t) => Ok(sink.fill(t)),
+                // No answer: the source is down for this run.
+                Err(e) => Err(crate::ReadError {
+                    message: format!("`{}`: {e}", hp.source),
+                    down: Some(e),
+                }),
+            }
+        })
+    }
+}

@@ -241,6 +241,87 @@ fn tail_start(file: &mut std::fs::File, len: u64, n: u64) -> std::io::Result<u64
     Ok(0)
 }
 
+/// A `file` source: the file must exist when the run starts.
+#[derive(Debug)]
+pub struct FileDriver {
+    path: std::path::PathBuf,
+}
+
+impl FileDriver {
+    pub fn open(f: &invar_core::FileSource) -> Result<FileDriver, String> {
+        if !f.path.exists() {
+            return Err(format!("file {} does not exist", f.path.display()));
+        }
+        Ok(FileDriver {
+            path: f.path.clone(),
+        })
+    }
+}
+
+impl crate::SourceDriver for FileDriver {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::Local
+    }
+
+    fn size_bytes(&self) -> futures::future::BoxFuture<'_, Option<u64>> {
+        let size = std::fs::metadata(&self.path).ok().map(|m| m.len());
+        Box::pin(async move { size })
+    }
+
+    fn read(
+        self: std::sync::Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: crate::sink::RowSink,
+        cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        match probe {
+            invar_core::Probe::Lines(lp) => read_file(self.path.clone(), lp, sink, cx),
+            other => crate::not_mine(other, "a file"),
+        }
+    }
+}
+
+/// `lines` probes that name a path (resolved against the config's directory), not a source.
+#[derive(Debug)]
+pub struct PathDriver;
+
+impl crate::SourceDriver for PathDriver {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::Local
+    }
+
+    fn read(
+        self: std::sync::Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: crate::sink::RowSink,
+        cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        match probe {
+            invar_core::Probe::Lines(lp) => match &lp.file {
+                invar_core::FileRef::Path(p) => read_file(cx.base_dir.join(p), lp, sink, cx),
+                invar_core::FileRef::Source(s) => crate::fail(format!("unknown source `{s}`")),
+            },
+            other => crate::not_mine(other, "a file"),
+        }
+    }
+}
+
+/// Reads a file off the runtime's threads.
+fn read_file(
+    path: std::path::PathBuf,
+    lp: &LinesProbe,
+    sink: crate::sink::RowSink,
+    cx: &crate::ReadCx,
+) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+    let (lp, now) = (lp.clone(), cx.now);
+    Box::pin(async move {
+        let t = tokio::task::spawn_blocking(move || read_lines_at(&path, &lp, now))
+            .await
+            .map_err(|e| e.to_string())??;
+        Ok(sink.fill(t))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 //!   streams in (no reply tree, no table).
 //! - Every error passes through [`Secret::scrub`]: the URL's password never appears.
 
-use crate::sink::Sink;
+use crate::sink::RowSink;
 use invar_core::{RedisKind, RedisPattern, RedisProbe, RedisSource, Secret, Table, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashSet;
@@ -109,7 +109,7 @@ impl RedisConn {
 
     /// Reads one probe into a table: `key`, the kind's columns, then one column per capture.
     pub async fn read(&self, probe: &RedisProbe) -> Result<Table, RedisError> {
-        let sink = self.read_into(probe, Sink::table()).await?;
+        let sink = self.read_into(probe, RowSink::table()).await?;
         Ok(sink.into_table().unwrap_or_default())
     }
 
@@ -118,7 +118,11 @@ impl RedisConn {
     /// streams in ([`RedisConn::zrange_stream`]); over a unix socket or TLS it is walked with
     /// `ZSCAN` pages instead (every member present for the whole walk is read; a member moved
     /// by a concurrent write may be read twice, and key sets count it once).
-    pub async fn read_into(&self, probe: &RedisProbe, mut sink: Sink) -> Result<Sink, RedisError> {
+    pub async fn read_into(
+        &self,
+        probe: &RedisProbe,
+        mut sink: RowSink,
+    ) -> Result<RowSink, RedisError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let pattern = RedisPattern::parse(&probe.pattern).map_err(|m| RedisError {
             message: m,
@@ -144,7 +148,7 @@ impl RedisConn {
         sink.begin(columns);
         if probe.kind == RedisKind::Zset
             && pattern.glob.is_none()
-            && matches!(sink, Sink::Keys { .. })
+            && matches!(sink, RowSink::Keys { .. })
         {
             match self.info.addr() {
                 redis::ConnectionAddr::Tcp(host, port) => {
@@ -171,7 +175,7 @@ impl RedisConn {
         host: &str,
         port: u16,
         key: &[u8],
-        sink: &mut Sink,
+        sink: &mut RowSink,
     ) -> Result<(), RedisError> {
         let key_text = String::from_utf8_lossy(key).into_owned();
         let down = |what: String| RedisError {
@@ -262,7 +266,7 @@ impl RedisConn {
     }
 
     /// Walks one sorted set with `ZSCAN … COUNT`, each page's rows into `sink`.
-    async fn zscan(&self, key: &[u8], sink: &mut Sink) -> Result<(), RedisError> {
+    async fn zscan(&self, key: &[u8], sink: &mut RowSink) -> Result<(), RedisError> {
         let mut conn = self.manager.clone();
         let key_text = String::from_utf8_lossy(key).into_owned();
         let mut row = vec![Value::Text(key_text.clone()), Value::Null, Value::Null];
@@ -383,7 +387,7 @@ impl RedisConn {
         &self,
         kind: RedisKind,
         keys: &[(Vec<u8>, Vec<String>)],
-        sink: &mut Sink,
+        sink: &mut RowSink,
     ) -> Result<(), RedisError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -512,6 +516,40 @@ impl RedisConn {
             message: self.secret.scrub(&format!("{doing}: {}{limit}", reason(e))),
             source_down: down,
         }
+    }
+}
+
+/// Probes read at once from one Redis source.
+const PROBE_CONCURRENCY: usize = 4;
+
+impl crate::SourceDriver for RedisConn {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::PerSource(PROBE_CONCURRENCY)
+    }
+
+    fn read(
+        self: Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: RowSink,
+        _cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        let invar_core::Probe::Redis(rp) = probe else {
+            return crate::not_mine(probe, "a redis");
+        };
+        let rp = rp.clone();
+        Box::pin(async move {
+            match self.read_into(&rp, sink).await {
+                Ok(s) => Ok(s.finish_blocking().await?),
+                Err(e) => Err(crate::ReadError {
+                    message: format!("`{}`: {}", rp.source, e.message),
+                    down: e.source_down.then_some(e.message),
+                }),
+            }
+        })
+    }
+
+    fn count(&self, name: &str, stats: &mut crate::RunStats) {
+        stats.redis_reads.insert(name.to_string(), self.reads());
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 /// A probe's rows, as they arrive.
 #[derive(Debug)]
-pub enum Sink {
+pub enum RowSink {
     Table(Table),
     Keys {
         builders: Vec<(KeySpec, KeySetBuilder)>,
@@ -16,7 +16,7 @@ pub enum Sink {
     },
 }
 
-/// What a [`Sink`] holds once the probe is read.
+/// What a [`RowSink`] holds once the probe is read.
 #[derive(Debug)]
 pub enum Output {
     Table(Table),
@@ -32,13 +32,13 @@ impl Output {
     }
 }
 
-impl Sink {
-    pub fn table() -> Sink {
-        Sink::Table(Table::default())
+impl RowSink {
+    pub fn table() -> RowSink {
+        RowSink::Table(Table::default())
     }
 
     /// Key sets for these sides (one per distinct key spec).
-    pub fn keys(sides: &[KeyedProbe]) -> Sink {
+    pub fn keys(sides: &[KeyedProbe]) -> RowSink {
         let mut builders: Vec<(KeySpec, KeySetBuilder)> = Vec::new();
         for kp in sides {
             let spec = KeySpec::of(kp);
@@ -46,7 +46,7 @@ impl Sink {
                 builders.push((spec, KeySetBuilder::new(kp)));
             }
         }
-        Sink::Keys {
+        RowSink::Keys {
             builders,
             columns: None,
         }
@@ -55,8 +55,8 @@ impl Sink {
     /// A result with these columns starts; rows pushed before are dropped.
     pub fn begin(&mut self, cols: Vec<String>) {
         match self {
-            Sink::Table(t) => *t = Table::new(cols),
-            Sink::Keys { builders, columns } => {
+            RowSink::Table(t) => *t = Table::new(cols),
+            RowSink::Keys { builders, columns } => {
                 for (_, b) in builders.iter_mut() {
                     b.begin(&cols);
                 }
@@ -67,8 +67,8 @@ impl Sink {
 
     pub fn push(&mut self, row: Vec<Value>) {
         match self {
-            Sink::Table(t) => t.rows.push(row),
-            Sink::Keys { builders, .. } => {
+            RowSink::Table(t) => t.rows.push(row),
+            RowSink::Keys { builders, .. } => {
                 for (_, b) in builders.iter_mut() {
                     b.push(&row);
                 }
@@ -76,11 +76,11 @@ impl Sink {
         }
     }
 
-    /// [`Sink::push`] for a row the caller reuses.
+    /// [`RowSink::push`] for a row the caller reuses.
     pub fn push_ref(&mut self, row: &[Value]) {
         match self {
-            Sink::Table(t) => t.rows.push(row.to_vec()),
-            Sink::Keys { builders, .. } => {
+            RowSink::Table(t) => t.rows.push(row.to_vec()),
+            RowSink::Keys { builders, .. } => {
                 for (_, b) in builders.iter_mut() {
                     b.push(row);
                 }
@@ -91,14 +91,14 @@ impl Sink {
     /// The table of a table sink.
     pub fn into_table(self) -> Option<Table> {
         match self {
-            Sink::Table(t) => Some(t),
-            Sink::Keys { .. } => None,
+            RowSink::Table(t) => Some(t),
+            RowSink::Keys { .. } => None,
         }
     }
 
     /// A whole table at once (sources that are not streamed).
     pub fn fill(mut self, t: Table) -> Output {
-        if let Sink::Table(_) = self {
+        if let RowSink::Table(_) = self {
             return Output::Table(t);
         }
         self.begin(t.columns);
@@ -108,10 +108,10 @@ impl Sink {
         self.finish()
     }
 
-    /// [`Sink::finish`] off the runtime's threads (a million keys take a moment to sort).
+    /// [`RowSink::finish`] off the runtime's threads (a million keys take a moment to sort).
     pub async fn finish_blocking(self) -> Result<Output, String> {
         match self {
-            Sink::Table(t) => Ok(Output::Table(t)),
+            RowSink::Table(t) => Ok(Output::Table(t)),
             keys => tokio::task::spawn_blocking(move || keys.finish())
                 .await
                 .map_err(|e| format!("key set task failed: {e}")),
@@ -121,13 +121,39 @@ impl Sink {
     /// The table, or each key set (sorted and deduplicated here).
     pub fn finish(self) -> Output {
         match self {
-            Sink::Table(t) => Output::Table(t),
-            Sink::Keys { builders, .. } => Output::Keys(
+            RowSink::Table(t) => Output::Table(t),
+            RowSink::Keys { builders, .. } => Output::Keys(
                 builders
                     .into_iter()
                     .map(|(spec, b)| (spec, b.finish()))
                     .collect(),
             ),
         }
+    }
+}
+
+/// `values` probes: the literal list, one row each in column `value`.
+#[derive(Debug)]
+pub struct ValuesDriver;
+
+impl crate::SourceDriver for ValuesDriver {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::Inline
+    }
+
+    fn read(
+        self: std::sync::Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: RowSink,
+        _cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<Output, crate::ReadError>> {
+        let invar_core::Probe::Values(vals) = probe else {
+            return crate::fail(format!("{} is not a list of values", probe.describe()));
+        };
+        let t = Table {
+            columns: vec!["value".into()],
+            rows: vals.iter().map(|v| vec![Value::Text(v.clone())]).collect(),
+        };
+        Box::pin(async move { Ok(sink.fill(t)) })
     }
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sink::Sink;
+use crate::sink::RowSink;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::StreamExt;
 use invar_core::secret::loopback_without_tls_request;
@@ -288,13 +288,13 @@ impl SqlPool {
     /// Runs user SQL with `raw_sql` and returns the rows of the last statement that returned
     /// rows, every value typed.
     pub async fn query(&self, sql: &str) -> Result<Table, String> {
-        let sink = self.query_into(sql, Sink::table()).await?;
+        let sink = self.query_into(sql, RowSink::table()).await?;
         Ok(sink.into_table().unwrap_or_default())
     }
 
     /// [`SqlPool::query`], each row decoded into `sink` as it arrives (the driver's rows are
     /// never all held at once).
-    pub async fn query_into(&self, sql: &str, mut sink: Sink) -> Result<Sink, String> {
+    pub async fn query_into(&self, sql: &str, mut sink: RowSink) -> Result<RowSink, String> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Postgres(pool, opts) => {
@@ -491,7 +491,7 @@ async fn mysql_session(
 async fn stream<DB: Database>(
     conn: &mut DB::Connection,
     sql: &str,
-    sink: &mut Sink,
+    sink: &mut RowSink,
     decode: fn(&DB::Row, usize) -> Value,
 ) -> Result<(), sqlx::Error>
 where
@@ -947,6 +947,65 @@ fn sqlite_value(row: &SqliteRow, i: usize) -> Value {
         _ => None,
     };
     decoded.unwrap_or_else(|| fallback(row, i, &runtime))
+}
+
+/// SQL sources read `sql` probes and (normally fused by the engine) `metrics` probes.
+impl crate::SourceDriver for SqlPool {
+    fn concurrency(&self) -> crate::Concurrency {
+        crate::Concurrency::PerSource(self.max_connections.max(1) as usize)
+    }
+
+    fn size_bytes(&self) -> futures::future::BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            match self.dialect() {
+                // The file, not its pages: what the disk holds (a WAL included in neither).
+                Dialect::Sqlite => std::fs::metadata(&self.target).ok().map(|m| m.len()),
+                _ => SqlPool::size_bytes(self).await.ok(),
+            }
+        })
+    }
+
+    fn read(
+        self: Arc<Self>,
+        probe: &invar_core::Probe,
+        sink: RowSink,
+        _cx: &crate::ReadCx,
+    ) -> futures::future::BoxFuture<'static, Result<crate::sink::Output, crate::ReadError>> {
+        use invar_core::Probe;
+        match probe {
+            Probe::Sql { source, sql } => {
+                let (source, sql) = (source.clone(), sql.clone());
+                Box::pin(async move {
+                    let sink = self
+                        .query_into(&sql, sink)
+                        .await
+                        .map_err(|e| format!("`{source}`: {e}"))?;
+                    Ok(sink.finish_blocking().await?)
+                })
+            }
+            // The engine fuses metrics probes; one read alone is a fused query of one.
+            Probe::Metrics(m) => {
+                let m = m.clone();
+                Box::pin(async move {
+                    let q = crate::fusion::FusedQuery::build(self.dialect(), &[&m]);
+                    let t = self
+                        .query(&q.sql)
+                        .await
+                        .map_err(|e| format!("`{}`: {e}", m.source))?;
+                    Ok(sink.fill(q.project(&t, &m)?))
+                })
+            }
+            other => crate::not_mine(other, "an sql"),
+        }
+    }
+
+    fn sql(&self) -> Option<&SqlPool> {
+        Some(self)
+    }
+
+    fn count(&self, name: &str, stats: &mut crate::RunStats) {
+        stats.queries.insert(name.to_string(), self.queries());
+    }
 }
 
 #[cfg(test)]

@@ -31,10 +31,12 @@ fn checks_not_started_when_the_budget_is_spent_are_skipped() {
         .unwrap();
     let engine = Engine::new(Arc::new(cfg));
     let t0 = Instant::now();
-    let report = rt.block_on(engine.run(&RunOptions {
-        suite: "quick".into(),
-        ..RunOptions::default()
-    }));
+    let report = rt
+        .block_on(engine.run(&RunOptions {
+            suite: "quick".into(),
+            ..RunOptions::default()
+        }))
+        .report;
     let took = t0.elapsed();
 
     let skipped: Vec<_> = report
@@ -80,10 +82,12 @@ fn a_budget_not_spent_skips_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(Engine::new(Arc::new(cfg)).run(&RunOptions {
-        suite: "quick".into(),
-        ..RunOptions::default()
-    }));
+    let report = rt
+        .block_on(Engine::new(Arc::new(cfg)).run(&RunOptions {
+            suite: "quick".into(),
+            ..RunOptions::default()
+        }))
+        .report;
     assert_eq!(report.counts.pass, 10, "{report:#?}");
     assert_eq!(report.skipped_budget, 0);
 }

@@ -73,8 +73,11 @@ fn run(dir: &Path, yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> (RunRepo
         .build()
         .unwrap();
     let engine = Engine::new(Arc::new(cfg));
-    let report = rt.block_on(engine.run(&RunOptions::default()));
-    let queries = engine.last_stats().queries.get("db").copied().unwrap_or(0);
+    let out = rt.block_on(engine.run(&RunOptions::default()));
+    let (report, queries) = (
+        out.report,
+        out.stats.queries.get("db").copied().unwrap_or(0),
+    );
     (report, queries)
 }
 

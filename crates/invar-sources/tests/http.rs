@@ -116,7 +116,10 @@ async fn run(yaml: &str) -> RunReport {
     std::fs::write(&path, yaml).unwrap();
     let cfg = invar_config::load_with_env(&path, &|_| None)
         .unwrap_or_else(|d| panic!("{}", d.render(false)));
-    Engine::new(Arc::new(cfg)).run(&RunOptions::default()).await
+    Engine::new(Arc::new(cfg))
+        .run(&RunOptions::default())
+        .await
+        .report
 }
 
 fn result<'a>(r: &'a RunReport, id: &str) -> &'a invar_core::InvariantResult {

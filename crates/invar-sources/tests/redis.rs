@@ -343,7 +343,10 @@ async fn run(yaml: &str) -> RunReport {
     std::fs::write(&path, yaml).unwrap();
     let cfg = invar_config::load_with_env(&path, &|_| None)
         .unwrap_or_else(|d| panic!("{}", d.render(false)));
-    Engine::new(Arc::new(cfg)).run(&RunOptions::default()).await
+    Engine::new(Arc::new(cfg))
+        .run(&RunOptions::default())
+        .await
+        .report
 }
 
 fn result<'a>(r: &'a RunReport, id: &str) -> &'a invar_core::InvariantResult {
@@ -657,7 +660,8 @@ invariants:
     let cfg = invar_config::load_with_env(&path, &|_| None)
         .unwrap_or_else(|d| panic!("{}", d.render(false)));
     let engine = Engine::new(Arc::new(cfg));
-    let report = engine.run(&RunOptions::default()).await;
+    let out = engine.run(&RunOptions::default()).await;
+    let report = out.report;
 
     assert_eq!(result(&report, "A-same").outcome, Outcome::Pass);
     assert_eq!(result(&report, "A-same").examined, 6);
@@ -688,7 +692,7 @@ invariants:
         "{reason}"
     );
     // Three distinct probes, each read once.
-    assert_eq!(engine.last_stats().redis_reads.get("cache"), Some(&3));
+    assert_eq!(out.stats.redis_reads.get("cache"), Some(&3));
 }
 
 /// The streamed sorted-set read opens its own connection: it must authenticate and select the

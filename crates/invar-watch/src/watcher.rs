@@ -316,8 +316,9 @@ impl Watcher {
             progress: None,
             remembered,
         };
-        let report = slot.engine.run(&opts).await;
-        let remembered = slot.engine.take_remembered();
+        let invar_sources::RunOutcome {
+            report, remembered, ..
+        } = slot.engine.run(&opts).await;
         recorder::record(self.store.as_ref(), &self.cfg, &report, remembered).await?;
         tracing::info!(
             suite = %report.suite,

@@ -607,9 +607,9 @@ fn run(
         }
     };
     let mut record_failed = !record.dry_run && store.is_none();
-    let after_run = |report: &invar_core::RunReport| -> bool {
+    let after_run = |out: invar_sources::RunOutcome| -> (bool, invar_core::RunReport) {
         let mut ok = true;
-        let remembered = engine.take_remembered();
+        let (report, remembered) = (&out.report, out.remembered);
         if let Some(store) = &store
             && let Err(e) = rt.block_on(history::record(store, &cfg, report, remembered))
         {
@@ -623,7 +623,7 @@ fn run(
             eprintln!("error: {e:#}");
             ok = false;
         }
-        ok
+        (ok, out.report)
     };
     let mut opts = RunOptions {
         suite: suite_name,
@@ -637,13 +637,16 @@ fn run(
             let progress = output::Progress::start();
             opts.progress = Some(progress.callback());
             opts.remembered = load_memory();
-            let report = rt.block_on(async { engine.run(&opts).await });
+            let out = rt.block_on(async { engine.run(&opts).await });
             progress.finish();
-            record_failed |= !after_run(&report);
+            let (ok, report) = after_run(out);
+            record_failed |= !ok;
             report
         }
-        Some(h) => run_hold(&rt, &engine, &mut opts, h, &load_memory, &mut |r| {
-            record_failed |= !after_run(r)
+        Some(h) => run_hold(&rt, &engine, &mut opts, h, &load_memory, &mut |out| {
+            let (ok, report) = after_run(out);
+            record_failed |= !ok;
+            report
         }),
     };
 
@@ -678,7 +681,7 @@ fn run_hold(
     opts: &mut RunOptions,
     h: hold::Hold,
     load_memory: &dyn Fn() -> std::collections::HashMap<String, Vec<invar_core::Remembered>>,
-    after_run: &mut dyn FnMut(&invar_core::RunReport),
+    after_run: &mut dyn FnMut(invar_sources::RunOutcome) -> invar_core::RunReport,
 ) -> invar_core::RunReport {
     use invar_core::Outcome;
     eprintln!(
@@ -693,8 +696,7 @@ fn run_hold(
     loop {
         let started = start.elapsed();
         opts.remembered = load_memory();
-        let report = rt.block_on(async { engine.run(opts).await });
-        after_run(&report);
+        let report = after_run(rt.block_on(async { engine.run(opts).await }));
         let bad: Vec<&str> = report
             .results
             .iter()
