@@ -26,7 +26,7 @@ use invar_core::incident::{
     EventKind, IncidentEvent, Notice, Observation, SOURCE_PREFIX, SUITE_PREFIX, SubjectKind,
     advance,
 };
-use invar_core::{AlertSink, Config, InvariantResult, RunReport, Severity, SinkKind};
+use invar_core::{AlertSink, Config, InvariantResult, RunReport, Severity};
 use invar_store::{NewDelivery, Plan, PlanInput, SubjectInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,30 +84,9 @@ pub struct AlertPayload {
     pub suites: Vec<String>,
 }
 
-/// How often a sink is re-sent an open incident: Alertmanager's refresh, else `repeat`.
+/// How often a sink is re-sent an open incident: the receiver's refresh, else `repeat`.
 fn reminder_interval(sink: &AlertSink) -> Option<Duration> {
-    match &sink.kind {
-        SinkKind::Alertmanager(a) => Some(a.refresh),
-        SinkKind::Slack { .. }
-        | SinkKind::Webhook { .. }
-        | SinkKind::Email { .. }
-        | SinkKind::Pagerduty(_) => sink.repeat,
-    }
-}
-
-/// Whether the receiver mirrors invar's incidents (it resolves by incident, and expires what
-/// is not refreshed): it is refreshed while held and sent no flapping notice.
-fn mirrors_incidents(sink: &AlertSink) -> bool {
-    match &sink.kind {
-        SinkKind::Alertmanager(_) | SinkKind::Pagerduty(_) => true,
-        SinkKind::Slack { .. } | SinkKind::Webhook { .. } | SinkKind::Email { .. } => false,
-    }
-}
-
-/// Refreshed even while the incident is held (its source is down): Alertmanager would
-/// otherwise resolve an alert whose incident is still open.
-fn refreshed_while_held(sink: &AlertSink) -> bool {
-    matches!(sink.kind, SinkKind::Alertmanager(_))
+    sink.kind.refresh().or(sink.repeat)
 }
 
 /// Advances incidents for `observations` from the stored states and routes every notice.
@@ -150,7 +129,7 @@ pub fn plan(
             Notice::Firing => admitting(config, &e.subject, severity),
             Notice::Flapping => admitting(config, &e.subject, severity)
                 .into_iter()
-                .filter(|s| !mirrors_incidents(s))
+                .filter(|s| !s.kind.mirrors_incidents())
                 .collect(),
             Notice::Resolved => {
                 let sent = e.incident_id.as_ref().and_then(|id| input.notified.get(id));
@@ -196,7 +175,8 @@ pub fn plan(
             continue;
         };
         for sink in &config.alerts {
-            if held && !refreshed_while_held(sink) {
+            // A refresh keeps the receiver's incident open: it goes on while held.
+            if held && sink.kind.refresh().is_none() {
                 continue;
             }
             let (Some(repeat), Some(last)) = (reminder_interval(sink), sent.get(&sink.name)) else {

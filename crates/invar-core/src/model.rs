@@ -916,6 +916,25 @@ impl SinkKind {
             SinkKind::Pagerduty(_) => "pagerduty",
         }
     }
+    /// Whether the receiver keeps its own incident state keyed by invar's incident (it
+    /// resolves by incident): such a sink is sent no flapping notice, which has no incident.
+    pub fn mirrors_incidents(&self) -> bool {
+        match self {
+            SinkKind::Alertmanager(_) | SinkKind::Pagerduty(_) => true,
+            SinkKind::Slack { .. } | SinkKind::Webhook { .. } | SinkKind::Email { .. } => false,
+        }
+    }
+    /// How often the receiver must be re-sent an open incident to keep it open
+    /// (Alertmanager expires what is not refreshed) — also while the incident is held.
+    pub fn refresh(&self) -> Option<Duration> {
+        match self {
+            SinkKind::Alertmanager(a) => Some(a.refresh),
+            SinkKind::Slack { .. }
+            | SinkKind::Webhook { .. }
+            | SinkKind::Email { .. }
+            | SinkKind::Pagerduty(_) => None,
+        }
+    }
 }
 
 /// `store:` — the history store.
