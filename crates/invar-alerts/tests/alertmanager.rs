@@ -369,3 +369,98 @@ async fn an_alert_posted_while_alertmanager_is_down_arrives_when_it_is_back() {
     assert!(ts(&a["endsAt"]) > Utc::now() + TimeDelta::minutes(19));
     assert_eq!(am.alerts().await.len(), 1);
 }
+
+/// A stand-in for an Alertmanager behind a proxy (a real one ignores headers, so this one is
+/// a local listener): answers `status` with a body that echoes the `Authorization` header,
+/// and records what it got.
+async fn echoing_receiver(status: u16) -> (u16, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = l.accept().await {
+            let (r, mut w) = stream.into_split();
+            let mut r = BufReader::new(r);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line).await;
+            let (mut len, mut auth) = (0usize, String::new());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let (name, value) = h.split_once(':').unwrap_or((&h, ""));
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => len = value.trim().parse().unwrap_or(0),
+                    "authorization" => auth = value.trim().to_string(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body).await;
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push((path, auth.clone()));
+            let text = format!("bad request from {auth}");
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = w.write_all(resp.as_bytes()).await;
+            let _ = w.shutdown().await;
+        }
+    });
+    (port, got)
+}
+
+/// `headers` are sent with every post and never shown: a 400 (Alertmanager refusing the
+/// alert) is parked, and its stored error has the echoed header value scrubbed; a 503 is
+/// retried instead.
+#[tokio::test]
+async fn headers_are_sent_and_a_refusal_is_parked_without_them() {
+    const TOKEN: &str = "pr0xyT0KENsecret";
+    for (status, parks) in [(400u16, true), (503, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, got) = echoing_receiver(status).await;
+        let text = format!(
+            "sources:\n  app: {{ type: sqlite, path: app.db }}\nalerts:\n  am: {{ type: alertmanager, url: \"http://127.0.0.1:{port}\", headers: {{ Authorization: \"Bearer {TOKEN}\" }} }}\ninvariants:\n  - id: INV-1\n    title: t\n    severity: critical\n    probe: {{ source: app, sql: \"SELECT 1\" }}\n"
+        );
+        let path = dir.path().join("invar.yaml");
+        std::fs::write(&path, text).unwrap();
+        let cfg = invar_config::load_with_env(&path, &|_| None).unwrap();
+        assert!(!format!("{cfg:?}").contains(TOKEN));
+        let store = store(dir.path()).await;
+        let outbox = Outbox::new(store.clone(), &cfg.alerts).with_backoff(fast());
+        record_run(
+            store.as_ref(),
+            &cfg,
+            &run(two_hours_ago(), 0, Outcome::Fail),
+        )
+        .await
+        .unwrap();
+        let f = outbox.flush(Duration::from_millis(1500)).await.unwrap();
+        assert_eq!(f.delivered, 0);
+        assert_eq!((f.parked, f.pending), if parks { (1, 0) } else { (0, 1) });
+        let requests = got.lock().unwrap().clone();
+        assert_eq!(
+            requests[0],
+            ("/api/v2/alerts".to_string(), format!("Bearer {TOKEN}"))
+        );
+        assert_eq!(
+            requests.len() == 1,
+            parks,
+            "a refusal is tried once: {requests:?}"
+        );
+        let row = &store.pending(None, 0).await.unwrap()[0];
+        let err = row.last_error.clone().unwrap();
+        assert!(
+            err.contains(&format!("alertmanager answered {status}")),
+            "{err}"
+        );
+        assert!(!err.contains(TOKEN), "{err}");
+        for a in store.attempts(&row.id).await.unwrap() {
+            assert!(!a.error.unwrap_or_default().contains(TOKEN));
+        }
+    }
+}
