@@ -673,7 +673,7 @@ alerts:
         let d = load(
             r#"
 alerts:
-  am: { type: alertmanager, url: "am:9093", refresh: 0s }
+  am: { type: alertmanager, url: "am:9093", refresh: 0s, headers: { X-Token: "h3aderL1TERAL" } }
   am2: { type: alertmanager, url: "http://am:9093", repeat: 4h }
   pd: { type: pagerduty, routing_key: "l1teralR0UT1NGk3y", url: "ftp://x", headers: {} }
 "#,
@@ -681,6 +681,8 @@ alerts:
         .unwrap_err();
         let text = d.render(false);
         assert!(!text.contains("l1teralR0UT1NGk3y"), "{text}");
+        assert!(!text.contains("h3aderL1TERAL"), "{text}");
+        assert!(text.contains("X-Token: \"***\""), "{text}");
         let e = diag_at(&d, "alerts.am.url");
         assert_eq!(e.line, 3);
         assert!(e.message.contains("https://… or http://…"), "{}", e.message);
