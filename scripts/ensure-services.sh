@@ -62,5 +62,8 @@ if ! have promtool && [ ! -x /usr/bin/promtool ]; then
   exit 1
 fi
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+# The alertmanager sink's tests start their own Alertmanager (free port, temp storage, no
+# cluster) from Debian's package; no service is started here.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_install prometheus-alertmanager; fi
 
 echo "ensure-services: postgres, mariadb and redis are up; aiosmtpd, promtool and chromium are installed"

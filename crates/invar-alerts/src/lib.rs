@@ -1,6 +1,7 @@
 //! invar-alerts: from a recorded run to notices in people's hands — the incident planning that
-//! decides which sink gets which notice, the sinks (`slack`, `webhook`, `email`) and the
-//! outbox worker that delivers them.
+//! decides which sink gets which notice, the sinks (`slack`, `webhook`, `email`,
+//! `alertmanager`, `pagerduty`: one module each under `sinks/`) and the outbox worker that
+//! delivers them.
 //!
 //! The flow for one run:
 //! 1. [`record_run`] observes the report (core [`invar_core::incident::observe`]), advances
@@ -14,7 +15,9 @@
 //!    delays notices, and the idempotency key (stable across retries) lets a receiver dedupe
 //!    the rare retry of a notice whose success reply was lost.
 //!
-//! Secrets: sink URLs and SMTP credentials live only in the config's [`invar_core::Secret`]s.
+//! Secrets: sink URLs and SMTP credentials live only in the config's [`invar_core::Secret`]s,
+//! PagerDuty routing keys in [`invar_core::SecretToken`]s, Alertmanager headers in
+//! [`invar_core::HeaderValue`]s.
 //! The outbox holds sink *names*; every delivery error is stripped of URLs
 //! (`reqwest::Error::without_url`) and scrubbed of the sink's URL, path, user and password
 //! before it is logged or stored.
@@ -22,12 +25,15 @@
 mod outbox;
 mod plan;
 mod render;
-mod sink;
+mod sinks;
 
 pub use outbox::{Backoff, FlushReport, Outbox};
 pub use plan::{AlertPayload, RunRef, plan};
 pub use render::{email_html, email_subject, email_text, slack_message, webhook_body};
-pub use sink::{DeliveryError, EmailSink, HttpSink, Sink, build_sink, scrub};
+pub use sinks::{
+    AlertmanagerSink, DeliveryError, EmailSink, HttpSink, PagerdutySink, Sink, alertmanager_alerts,
+    build_sink, pagerduty_event, scrub,
+};
 
 use chrono::{DateTime, Utc};
 use invar_core::incident::observe;

@@ -1,7 +1,14 @@
 //! The outbox worker: delivers pending rows, oldest first and in order per sink, records every
 //! attempt, and never marks a row delivered before the sink accepted it.
+//!
+//! A notice the receiver refused for good ([`DeliveryError::permanent`], e.g. PagerDuty's
+//! 400) is **parked**: its attempt is recorded with the receiver's message, and its next
+//! attempt is set [`PARKED_FOR`] ahead, so neither the flush nor the watcher tries it again
+//! and it no longer holds back the sink's later notices. It stays in the store, pending,
+//! for an operator to see. TODO(issue 17): a `failed` outbox status once the store's outbox
+//! trait has one; until then "parked" is read from `next_attempt_at`.
 
-use crate::sink::{DeliveryError, Sink, build_sink};
+use crate::sinks::{DeliveryError, Sink, build_sink};
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::AlertSink;
 use invar_store::{AttemptRecord, Delivery, Store, StoreError};
@@ -49,6 +56,14 @@ fn fastrand_f64() -> f64 {
     (x % 10_000) as f64 / 10_000.0
 }
 
+/// How far ahead a refused notice's next attempt is put: never, in practice.
+pub const PARKED_FOR: TimeDelta = TimeDelta::days(100 * 365);
+
+/// Whether a row was parked (refused for good) rather than waiting for a retry.
+fn parked(d: &Delivery, now: DateTime<Utc>) -> bool {
+    d.next_attempt_at > now + PARKED_FOR / 2
+}
+
 /// What a flush did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlushReport {
@@ -56,6 +71,8 @@ pub struct FlushReport {
     pub failed_attempts: usize,
     /// Still pending when the flush returned (they stay queued).
     pub pending: usize,
+    /// Refused by their receiver for good: kept, never retried.
+    pub parked: usize,
 }
 
 pub struct Outbox {
@@ -123,7 +140,10 @@ impl Outbox {
         if let Some(e) = first_error {
             return Err(e);
         }
-        report.pending = self.store.pending(None, 10_000).await?.len();
+        let now = Utc::now();
+        let left = self.store.pending(None, 10_000).await?;
+        report.parked = left.iter().filter(|d| parked(d, now)).count();
+        report.pending = left.len() - report.parked;
         Ok(report)
     }
 
@@ -159,18 +179,20 @@ impl Outbox {
         }
     }
 
-    /// The pending rows of one sink, oldest first (`due`: only those due by then).
+    /// The pending rows of one sink, oldest first (`due`: only those due by then), parked
+    /// ones left out.
     async fn pending_of(
         &self,
         sink: &str,
         due: Option<DateTime<Utc>>,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let now = Utc::now();
         Ok(self
             .store
             .pending(due, 1000)
             .await?
             .into_iter()
-            .filter(|d| d.sink == sink)
+            .filter(|d| d.sink == sink && !parked(d, now))
             .collect())
     }
 
@@ -220,7 +242,9 @@ impl Outbox {
     }
 
     /// Attempts each delivery once, in order; after a failure, later rows of the same sink
-    /// wait (a resolve never overtakes its firing). Returns (delivered, failed attempts).
+    /// wait (a resolve never overtakes its firing) — unless the failed row was parked: it
+    /// will never go, so waiting for it would hold the sink forever. Returns (delivered,
+    /// failed attempts).
     async fn round(
         &self,
         pending: &[Delivery],
@@ -236,11 +260,12 @@ impl Outbox {
                 break;
             }
             match self.attempt(d, deadline).await? {
-                Some(true) => ok += 1,
-                Some(false) => {
+                Some(Attempted::Delivered) => ok += 1,
+                Some(Attempted::Failed) => {
                     failed += 1;
                     blocked.insert(&d.sink);
                 }
+                Some(Attempted::Parked) => failed += 1,
                 // Another worker holds it.
                 None => {
                     blocked.insert(&d.sink);
@@ -256,7 +281,7 @@ impl Outbox {
         &self,
         d: &Delivery,
         deadline: Option<Instant>,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<Attempted>, StoreError> {
         let sink = self.sinks.get(&d.sink).cloned();
         let timeout = sink
             .as_ref()
@@ -275,15 +300,15 @@ impl Outbox {
         let result = match &sink {
             Some(s) => match tokio::time::timeout(limit, s.deliver(d)).await {
                 Ok(r) => r,
-                Err(_) => Err(DeliveryError {
-                    code: None,
-                    message: format!("timed out after {:.1}s", limit.as_secs_f64()),
-                }),
+                Err(_) => Err(DeliveryError::retry(
+                    None,
+                    format!("timed out after {:.1}s", limit.as_secs_f64()),
+                )),
             },
-            None => Err(DeliveryError {
-                code: None,
-                message: format!("sink `{}` is not configured", d.sink),
-            }),
+            None => Err(DeliveryError::retry(
+                None,
+                format!("sink `{}` is not configured", d.sink),
+            )),
         };
         let attempt = d.attempts + 1;
         let at: DateTime<Utc> = Utc::now();
@@ -304,6 +329,23 @@ impl Outbox {
                     code: Some(*code),
                     error: None,
                     next_attempt_at: None,
+                }
+            }
+            Err(e) if e.permanent => {
+                tracing::error!(
+                    sink = %d.sink, notice = %d.notice, subject = %d.subject, attempt,
+                    code = e.code.unwrap_or(0), error = %e.message,
+                    "alert refused by its receiver; parked, not retried"
+                );
+                AttemptRecord {
+                    delivery_id: d.id.clone(),
+                    attempt,
+                    at,
+                    duration_ms: ms,
+                    ok: false,
+                    code: e.code,
+                    error: Some(e.message.clone()),
+                    next_attempt_at: Some(at + PARKED_FOR),
                 }
             }
             Err(e) => {
@@ -327,8 +369,21 @@ impl Outbox {
             }
         };
         self.store.record_attempt(&rec).await?;
-        Ok(Some(result.is_ok()))
+        Ok(Some(match result {
+            Ok(_) => Attempted::Delivered,
+            Err(e) if e.permanent => Attempted::Parked,
+            Err(_) => Attempted::Failed,
+        }))
     }
+}
+
+/// How one attempt ended.
+enum Attempted {
+    Delivered,
+    /// Retried later.
+    Failed,
+    /// Refused for good.
+    Parked,
 }
 
 #[cfg(test)]

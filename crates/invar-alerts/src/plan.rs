@@ -10,6 +10,12 @@
 //! - **reminder**: while an incident stays open and its firing was released, a sink with
 //!   `repeat: D` gets a reminder once D has passed since its last firing or reminder. Held
 //!   incidents (their source is down) get none.
+//! - **refresh** (`alertmanager`): a reminder every `refresh`, also while held — Alertmanager
+//!   resolves an alert nobody re-posts, and the incident is still open. Stored as a
+//!   `reminder` row, so at most one per sink and incident per `refresh`.
+//! - Sinks that keep their own incident state keyed by invar's incident (`alertmanager`,
+//!   `pagerduty`) get no flapping notice: it has no incident to resolve, and their firing and
+//!   resolve already say what happened.
 //!
 //! Idempotency keys are stable per incident, notice and sink (`INC:firing:SINK`), and per run
 //! for reminders and flapping notices, so a notice is queued once however often it is
@@ -24,6 +30,7 @@ use invar_core::{AlertSink, Config, InvariantResult, RunReport, Severity};
 use invar_store::{NewDelivery, Plan, PlanInput, SubjectInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Forensic violations carried in a notice (the total is always exact).
 pub const FORENSIC_LINES: usize = 5;
@@ -67,6 +74,19 @@ pub struct AlertPayload {
     pub last_red_at: Option<DateTime<Utc>>,
     /// For flapping: opens and resolves within the last 24 h.
     pub transitions: Option<usize>,
+    /// The invariant's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The suites that select the invariant, in config order (the run's suite when none
+    /// does; the suite itself for an overdue suite; none for a source): stable for the
+    /// incident's life, unlike the run's suite.
+    #[serde(default)]
+    pub suites: Vec<String>,
+}
+
+/// How often a sink is re-sent an open incident: the receiver's refresh, else `repeat`.
+fn reminder_interval(sink: &AlertSink) -> Option<Duration> {
+    sink.kind.refresh().or(sink.repeat)
 }
 
 /// Advances incidents for `observations` from the stored states and routes every notice.
@@ -106,7 +126,11 @@ pub fn plan(
         let Some(notice) = e.notice else { continue };
         let payload = payload(config, report, &results, e, notice, &run, &title, severity);
         let sinks: Vec<&AlertSink> = match notice {
-            Notice::Firing | Notice::Flapping => admitting(config, &e.subject, severity),
+            Notice::Firing => admitting(config, &e.subject, severity),
+            Notice::Flapping => admitting(config, &e.subject, severity)
+                .into_iter()
+                .filter(|s| !s.kind.mirrors_incidents())
+                .collect(),
             Notice::Resolved => {
                 let sent = e.incident_id.as_ref().and_then(|id| input.notified.get(id));
                 config
@@ -150,11 +174,12 @@ pub fn plan(
         let Some(sent) = input.notified.get(&open.id) else {
             continue;
         };
-        if held {
-            continue;
-        }
         for sink in &config.alerts {
-            let (Some(repeat), Some(last)) = (sink.repeat, sent.get(&sink.name)) else {
+            // A refresh keeps the receiver's incident open: it goes on while held.
+            if held && sink.kind.refresh().is_none() {
+                continue;
+            }
+            let (Some(repeat), Some(last)) = (reminder_interval(sink), sent.get(&sink.name)) else {
                 continue;
             };
             let repeat = TimeDelta::from_std(repeat).unwrap_or(TimeDelta::MAX);
@@ -335,6 +360,22 @@ fn payload(
         _ => format!("{} is failing", e.subject),
     };
     let firing = notice != Notice::Resolved;
+    let suites: Vec<String> = match (inv, suite) {
+        (_, Some(name)) => vec![name.to_string()],
+        (Some(i), None) => {
+            let mut names: Vec<String> = config
+                .suites
+                .iter()
+                .filter(|s| s.selects(i).unwrap_or(false))
+                .map(|s| s.name.clone())
+                .collect();
+            if names.is_empty() {
+                names.push(run.suite.clone());
+            }
+            names
+        }
+        (None, None) => Vec::new(),
+    };
     AlertPayload {
         notice: notice.as_str().to_string(),
         status: if firing { "firing" } else { "resolved" }.to_string(),
@@ -366,5 +407,7 @@ fn payload(
         resolved_at: (!firing).then_some(e.at),
         last_red_at: e.last_red_at,
         transitions: (notice == Notice::Flapping).then_some(e.transitions),
+        tags: inv.map(|i| i.tags.clone()).unwrap_or_default(),
+        suites,
     }
 }

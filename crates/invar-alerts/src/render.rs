@@ -1,4 +1,5 @@
 //! Rendering a notice per sink: Slack Block Kit, the webhook body (docs/WEBHOOK.md), email.
+//! (Alertmanager's and PagerDuty's bodies live with their sinks.)
 
 use crate::plan::AlertPayload;
 use chrono::{DateTime, Utc};
@@ -55,7 +56,8 @@ fn forensic_line(v: &Value) -> String {
     truncate(&text, LINE_MAX)
 }
 
-fn forensic_lines(p: &AlertPayload) -> Vec<String> {
+/// One line per forensic violation, then `+N more` when the notice carries fewer than all.
+pub(crate) fn forensic_lines(p: &AlertPayload) -> Vec<String> {
     let mut lines: Vec<String> = p.violations.iter().map(forensic_line).collect();
     let more = p.violations_total.saturating_sub(p.violations.len() as u64);
     if more > 0 {
@@ -233,11 +235,11 @@ pub fn email_html(p: &AlertPayload) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::RunRef;
 
-    fn payload() -> AlertPayload {
+    pub(crate) fn payload() -> AlertPayload {
         let at = DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -267,6 +269,8 @@ mod tests {
             resolved_at: None,
             last_red_at: Some(at - chrono::TimeDelta::minutes(42)),
             transitions: None,
+            tags: vec![],
+            suites: vec![],
         }
     }
 

@@ -780,6 +780,77 @@ pub enum SinkKind {
         from: String,
         to: Vec<String>,
     },
+    /// Prometheus Alertmanager's `/api/v2/alerts`.
+    Alertmanager(AlertmanagerSink),
+    /// PagerDuty Events API v2.
+    Pagerduty(PagerdutySink),
+}
+
+/// `alertmanager`: open incidents are posted, and re-posted every `refresh`, as firing alerts
+/// whose `endsAt` lies [`AlertmanagerSink::ENDS_AFTER_REFRESHES`] refreshes ahead.
+#[derive(Clone, PartialEq)]
+pub struct AlertmanagerSink {
+    /// The Alertmanager's base URL (`http://am:9093`); a secret, it may hold credentials.
+    pub url: Secret,
+    /// Sent with every post (`Authorization` for a proxy in front); the values are secrets.
+    pub headers: Vec<(String, HeaderValue)>,
+    /// How often an open incident is re-posted (at the next run after it passed).
+    pub refresh: Duration,
+}
+
+impl AlertmanagerSink {
+    /// A firing alert ends this many refreshes after it was posted, so up to three missed
+    /// refreshes (a slow run, a short outage) do not resolve it in Alertmanager.
+    pub const ENDS_AFTER_REFRESHES: u32 = 4;
+}
+
+/// `pagerduty`: Events API v2 `trigger` and `resolve`, deduplicated by incident id.
+#[derive(Clone, PartialEq)]
+pub struct PagerdutySink {
+    /// The integration's routing key: a token, never shown.
+    pub routing_key: SecretToken,
+    /// The events endpoint (default [`PagerdutySink::DEFAULT_URL`]).
+    pub url: Secret,
+}
+
+impl PagerdutySink {
+    pub const DEFAULT_URL: &'static str = "https://events.pagerduty.com/v2/enqueue";
+}
+
+/// A secret that is a bare token (a routing key), not a URL: `Debug` and `Display` show
+/// `***`, never a redacted form of the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretToken(Secret);
+
+impl SecretToken {
+    pub fn new(v: impl Into<String>) -> SecretToken {
+        SecretToken(Secret::new(v))
+    }
+    /// The raw value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+    /// Replaces every occurrence of the token in `text` (a receiver may echo it).
+    pub fn scrub(&self, text: &str) -> String {
+        let v = self.expose();
+        if v.len() >= 3 {
+            text.replace(v, "***")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::fmt::Display for SecretToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl std::fmt::Debug for SinkKind {
@@ -799,6 +870,17 @@ impl std::fmt::Debug for SinkKind {
                 .field("from", from)
                 .field("to", to)
                 .finish(),
+            SinkKind::Alertmanager(a) => f
+                .debug_struct("Alertmanager")
+                .field("url", &redact_endpoint(a.url.expose()))
+                .field("headers", &a.headers)
+                .field("refresh", &a.refresh)
+                .finish(),
+            SinkKind::Pagerduty(p) => f
+                .debug_struct("Pagerduty")
+                .field("routing_key", &p.routing_key)
+                .field("url", &redact_endpoint(p.url.expose()))
+                .finish(),
         }
     }
 }
@@ -815,12 +897,14 @@ pub fn redact_endpoint(url: &str) -> String {
 }
 
 impl SinkKind {
-    /// The secret URL this sink delivers to.
+    /// The URL this sink delivers to (a secret: a webhook's path or a URL's password).
     pub fn secret(&self) -> &Secret {
         match self {
             SinkKind::Slack { webhook_url } => webhook_url,
             SinkKind::Webhook { url } => url,
             SinkKind::Email { smtp_url, .. } => smtp_url,
+            SinkKind::Alertmanager(a) => &a.url,
+            SinkKind::Pagerduty(p) => &p.url,
         }
     }
     pub fn type_name(&self) -> &'static str {
@@ -828,6 +912,27 @@ impl SinkKind {
             SinkKind::Slack { .. } => "slack",
             SinkKind::Webhook { .. } => "webhook",
             SinkKind::Email { .. } => "email",
+            SinkKind::Alertmanager(_) => "alertmanager",
+            SinkKind::Pagerduty(_) => "pagerduty",
+        }
+    }
+    /// Whether the receiver keeps its own incident state keyed by invar's incident (it
+    /// resolves by incident): such a sink is sent no flapping notice, which has no incident.
+    pub fn mirrors_incidents(&self) -> bool {
+        match self {
+            SinkKind::Alertmanager(_) | SinkKind::Pagerduty(_) => true,
+            SinkKind::Slack { .. } | SinkKind::Webhook { .. } | SinkKind::Email { .. } => false,
+        }
+    }
+    /// How often the receiver must be re-sent an open incident to keep it open
+    /// (Alertmanager expires what is not refreshed) — also while the incident is held.
+    pub fn refresh(&self) -> Option<Duration> {
+        match self {
+            SinkKind::Alertmanager(a) => Some(a.refresh),
+            SinkKind::Slack { .. }
+            | SinkKind::Webhook { .. }
+            | SinkKind::Email { .. }
+            | SinkKind::Pagerduty(_) => None,
         }
     }
 }
