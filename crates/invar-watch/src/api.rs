@@ -141,6 +141,19 @@ enum Role {
 /// The router with every route, and the OpenAPI document generated from it.
 /// `workers` are the background loops `/readyz` requires to be running.
 pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let watcher_names = Names {
+        suites: watcher
+            .slots()
+            .iter()
+            .map(|s| s.suite.name.clone())
+            .collect(),
+        invariants: watcher
+            .cfg
+            .invariants
+            .iter()
+            .map(|i| i.id.clone())
+            .collect(),
+    };
     let api = OpenApiRouter::new()
         .routes(routes!(list_invariants))
         .routes(routes!(create_run, list_runs))
@@ -170,7 +183,10 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
             .tag("service")
             .response("200", utoipa::openapi::Response::new("OpenAPI 3.1 JSON")),
     );
-    let served = Arc::new(doc.clone());
+    let served = Arc::new(refine(
+        serde_json::to_value(&doc).unwrap_or_default(),
+        &watcher_names,
+    ));
     let router = router
         .route(
             "/openapi.json",
@@ -187,6 +203,80 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
             )
         });
     (router, doc)
+}
+
+/// What this watcher's config names: the served document lists them as the only values the
+/// run request accepts.
+struct Names {
+    suites: Vec<String>,
+    invariants: Vec<String>,
+}
+
+/// The generated document, made to say exactly what the routes accept and answer: the
+/// config's suites and invariant ids as enums of the run request (whose body is optional),
+/// the severities and cursor shapes of the query strings, and the error statuses every route
+/// can give (400 for a malformed query, 422, 503 for a store outage), so a client or a
+/// schema-driven fuzzer reads the real contract.
+fn refine(mut doc: Value, names: &Names) -> Value {
+    let err = json!({ "description": "`{\"error\": …}`", "content": { "application/json": {
+        "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
+    if let Some(run) = doc.pointer_mut("/components/schemas/RunRequest/properties") {
+        let mut suites: Vec<Value> = names.suites.iter().map(|s| json!(s)).collect();
+        suites.push(Value::Null);
+        run["suite"]["enum"] = Value::Array(suites);
+        run["only"]["items"] = json!({ "type": "string", "enum": names.invariants });
+    }
+    if let Some(body) = doc.pointer_mut("/paths/~1api~1v1~1runs/post/requestBody") {
+        body["required"] = json!(false);
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let reads_store = !matches!(path.as_str(), "/livez" | "/openapi.json");
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                for p in params.iter_mut() {
+                    match p["name"].as_str() {
+                        Some("severity") => {
+                            p["schema"] =
+                                json!({ "type": "string", "enum": ["critical", "major", "minor"] })
+                        }
+                        Some("cursor") if path == "/api/v1/runs" => {
+                            p["schema"] =
+                                json!({ "type": "string", "pattern": "^-?[0-9]{1,18}~.+$" })
+                        }
+                        Some("cursor") => {
+                            p["schema"] = json!({ "type": "string", "pattern": "^-?[0-9]{1,18}$" })
+                        }
+                        // Any u32 is taken and clamped to 1..=1000; more is a 400.
+                        Some("limit") => {
+                            p["schema"] =
+                                json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |code: &str| {
+                responses.entry(code).or_insert_with(|| err.clone());
+            };
+            if path.starts_with("/api/v1") {
+                add("400");
+                add("422");
+            }
+            if reads_store {
+                add("503");
+            }
+        }
+    }
+    doc
 }
 
 /// Every error answer is `{"error": …}`: axum's own rejections (a malformed query, a body over
@@ -458,18 +548,12 @@ async fn create_run(
             }
             Ok(Ok(b)) => b,
         };
-    let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RunRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "invalid run request: {e}; expected {{\"suite\": NAME, \"only\": [ID, …]}}"
-                ),
-            )
-        })?
-    };
+    let req: RunRequest = crate::request::run_request(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid run request: {e}; expected {{\"suite\": NAME, \"only\": [ID, …]}}"),
+        )
+    })?;
     let suite = req.suite.unwrap_or_else(|| "all".to_string());
     // A run would wait on the store for its lease; an outage is answered now instead.
     w.check_request(&suite, &req.only)
