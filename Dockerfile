@@ -23,11 +23,11 @@ RUN groupadd --system --gid 10001 invar && useradd --system --uid 10001 --gid in
 USER invar
 WORKDIR /var/lib/invar
 EXPOSE 8080
-# Liveness, not readiness: /healthz is 503 by design while a suite is overdue, which a restart
-# does not fix. /metrics answers 200 whenever the server runs. bash's /dev/tcp: the image has
-# no curl. INVAR_HEALTH_PORT: set it when --listen uses another port.
-# TODO(issue 14): switch to /livez once the daemon serves it.
+# Liveness: /livez answers 200 whenever the process serves and never reads the store, so a
+# store outage (/readyz 503) or an overdue suite (/healthz 503) does not restart a watcher that
+# recovers by itself. bash's /dev/tcp: the image has no curl. INVAR_HEALTH_PORT: set it when
+# --listen uses another port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/${INVAR_HEALTH_PORT:-8080} && printf "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3 && head -n1 <&3 | grep -q " 200 "'
+  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/${INVAR_HEALTH_PORT:-8080} && printf "GET /livez HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3 && head -n1 <&3 | grep -q " 200 "'
 ENTRYPOINT ["invar"]
 CMD ["watch", "--config", "/etc/invar/invar.yaml", "--listen", "0.0.0.0:8080"]

@@ -1,12 +1,18 @@
-//! The HTTP surface of `invar watch` (axum): `/healthz`, `/metrics`, the status page at `/`,
-//! `/openapi.json`, and the bearer-token API under `/api/v1` exactly as PRODUCT.md states it.
+//! The HTTP surface of `invar watch` (axum): `/livez`, `/readyz`, `/healthz`, `/metrics`, the
+//! status page at `/`, `/openapi.json`, and the bearer-token API under `/api/v1` exactly as
+//! PRODUCT.md states it.
 //! The OpenAPI document is generated from the same route definitions that serve requests
 //! (utoipa-axum), so the two cannot drift apart.
 //!
 //! Errors are JSON `{"error": "..."}` with a message for the operator and no internals (no
 //! SQL, no store URL: store errors are logged and answered with a generic sentence).
+//!
+//! Every store call of a route is bounded by [`STORE_TIMEOUT`]: a store that hangs (a locked
+//! SQLite file waits out its 10 s busy timeout, a frozen Postgres never answers) makes the
+//! route answer 503 at once rather than hold the client, and `/livez` never touches the store.
 
 use crate::request::{IncidentsParams, RunRequest, RunsParams, StatsParams, ViolationsParams};
+use crate::serve::Workers;
 use crate::watcher::{RunError, Watcher};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -17,6 +23,7 @@ use chrono::DateTime;
 use invar_store::{IncidentQuery, RunQuery, ViolationQuery};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -28,6 +35,13 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// Page size when a request names none, and the most it may ask for.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
+/// The longest a route waits for the store before answering 503. Routes read at most a page
+/// of rows by indexed columns, well under this on a healthy store.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `/readyz` (and `POST /runs` before it starts a run) wants the store to answer within this.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a client may take to send a request body (the header timeout is hyper's).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type AppState = Arc<Watcher>;
 
@@ -73,6 +87,37 @@ impl ApiError {
     }
 }
 
+/// `fut` (a store call), cut at `limit`: a store that does not answer is 503 like one that
+/// fails.
+async fn bounded<T, E: std::fmt::Display>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(ApiError::store),
+        Err(_) => Err(ApiError::store(format_args!(
+            "no answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// [`bounded`] by [`STORE_TIMEOUT`].
+async fn store<T, E: std::fmt::Display>(
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    bounded(STORE_TIMEOUT, fut).await
+}
+
+/// The store answers a cheap indexed read within [`READY_TIMEOUT`].
+async fn store_answers(w: &Watcher) -> Result<(), ApiError> {
+    let q = RunQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    bounded(READY_TIMEOUT, w.store.runs(&q)).await.map(|_| ())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
@@ -94,7 +139,21 @@ enum Role {
 }
 
 /// The router with every route, and the OpenAPI document generated from it.
-pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi) {
+/// `workers` are the background loops `/readyz` requires to be running.
+pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let watcher_names = Names {
+        suites: watcher
+            .slots()
+            .iter()
+            .map(|s| s.suite.name.clone())
+            .collect(),
+        invariants: watcher
+            .cfg
+            .invariants
+            .iter()
+            .map(|i| i.id.clone())
+            .collect(),
+    };
     let api = OpenApiRouter::new()
         .routes(routes!(list_invariants))
         .routes(routes!(create_run, list_runs))
@@ -105,10 +164,13 @@ pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi)
         .routes(routes!(list_incidents))
         .route_layer(middleware::from_fn_with_state(watcher.clone(), auth));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(livez))
+        .routes(routes!(readyz))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(status_page))
         .nest("/api/v1", api)
+        .layer(axum::Extension(workers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::map_response(json_errors))
         .with_state(watcher)
@@ -121,7 +183,10 @@ pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi)
             .tag("service")
             .response("200", utoipa::openapi::Response::new("OpenAPI 3.1 JSON")),
     );
-    let served = Arc::new(doc.clone());
+    let served = Arc::new(refine(
+        serde_json::to_value(&doc).unwrap_or_default(),
+        &watcher_names,
+    ));
     let router = router
         .route(
             "/openapi.json",
@@ -138,6 +203,80 @@ pub fn router(watcher: Arc<Watcher>) -> (axum::Router, utoipa::openapi::OpenApi)
             )
         });
     (router, doc)
+}
+
+/// What this watcher's config names: the served document lists them as the only values the
+/// run request accepts.
+struct Names {
+    suites: Vec<String>,
+    invariants: Vec<String>,
+}
+
+/// The generated document, made to say exactly what the routes accept and answer: the
+/// config's suites and invariant ids as enums of the run request (whose body is optional),
+/// the severities and cursor shapes of the query strings, and the error statuses every route
+/// can give (400 for a malformed query, 422, 503 for a store outage), so a client or a
+/// schema-driven fuzzer reads the real contract.
+fn refine(mut doc: Value, names: &Names) -> Value {
+    let err = json!({ "description": "`{\"error\": …}`", "content": { "application/json": {
+        "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
+    if let Some(run) = doc.pointer_mut("/components/schemas/RunRequest/properties") {
+        let mut suites: Vec<Value> = names.suites.iter().map(|s| json!(s)).collect();
+        suites.push(Value::Null);
+        run["suite"]["enum"] = Value::Array(suites);
+        run["only"]["items"] = json!({ "type": "string", "enum": names.invariants });
+    }
+    if let Some(body) = doc.pointer_mut("/paths/~1api~1v1~1runs/post/requestBody") {
+        body["required"] = json!(false);
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let reads_store = !matches!(path.as_str(), "/livez" | "/openapi.json");
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                for p in params.iter_mut() {
+                    match p["name"].as_str() {
+                        Some("severity") => {
+                            p["schema"] =
+                                json!({ "type": "string", "enum": ["critical", "major", "minor"] })
+                        }
+                        Some("cursor") if path == "/api/v1/runs" => {
+                            p["schema"] =
+                                json!({ "type": "string", "pattern": "^-?[0-9]{1,18}~.+$" })
+                        }
+                        Some("cursor") => {
+                            p["schema"] = json!({ "type": "string", "pattern": "^-?[0-9]{1,18}$" })
+                        }
+                        // Any u32 is taken and clamped to 1..=1000; more is a 400.
+                        Some("limit") => {
+                            p["schema"] =
+                                json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |code: &str| {
+                responses.entry(code).or_insert_with(|| err.clone());
+            };
+            if path.starts_with("/api/v1") {
+                add("400");
+                add("422");
+            }
+            if reads_store {
+                add("503");
+            }
+        }
+    }
+    doc
 }
 
 /// Every error answer is `{"error": …}`: axum's own rejections (a malformed query, a body over
@@ -238,12 +377,53 @@ fn bearer(h: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-/// Liveness and the dead-man's switch: 503 naming the overdue suites.
+/// Liveness: the process serves HTTP. No store access, so a store outage never restarts a
+/// watcher that would recover by itself.
+#[utoipa::path(get, path = "/livez", tag = "service",
+    responses((status = 200, description = "The process serves", body = Value)))]
+async fn livez() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers within a second and the scheduler, outbox and dead-man's
+/// switch loops run; 503 with the reason otherwise (and while shutting down).
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses((status = 200, description = "Ready: the store answers and the scheduler runs", body = Value),
+              (status = 503, description = "Not ready; `reason` says why", body = Value)))]
+async fn readyz(
+    State(w): State<AppState>,
+    axum::Extension(workers): axum::Extension<Workers>,
+) -> Response {
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response()
+    };
+    if w.is_draining() {
+        return not_ready("invar watch is shutting down".into());
+    }
+    let ended = workers.ended();
+    if !ended.is_empty() {
+        return not_ready(format!("stopped: {}", ended.join(", ")));
+    }
+    if store_answers(&w).await.is_err() {
+        return not_ready(format!(
+            "the history store did not answer within {} ms",
+            READY_TIMEOUT.as_millis()
+        ));
+    }
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// The dead-man's switch: 503 naming the overdue suites. Not for a liveness probe: a restart
+/// does not make a missed run happen.
 #[utoipa::path(get, path = "/healthz", tag = "service",
     responses((status = 200, description = "Every scheduled suite ran on time", body = Value),
               (status = 503, description = "Overdue suites, or the store is unavailable", body = Value)))]
 async fn healthz(State(w): State<AppState>) -> Response {
-    match w.overdue().await {
+    match store(w.overdue()).await {
         Ok(list) if list.is_empty() => Json(json!({ "status": "ok" })).into_response(),
         Ok(list) => {
             let overdue: Vec<Value> = list
@@ -261,7 +441,7 @@ async fn healthz(State(w): State<AppState>) -> Response {
             )
                 .into_response()
         }
-        Err(e) => ApiError::store(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -269,7 +449,7 @@ async fn healthz(State(w): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 async fn metrics(State(w): State<AppState>) -> Result<Response, ApiError> {
-    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    let snap = store(w.snapshot()).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -284,7 +464,7 @@ async fn metrics(State(w): State<AppState>) -> Result<Response, ApiError> {
 #[utoipa::path(get, path = "/", tag = "service",
     responses((status = 200, description = "HTML", content_type = "text/html")))]
 async fn status_page(State(w): State<AppState>) -> Result<Html<String>, ApiError> {
-    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    let snap = store(w.snapshot()).await?;
     Ok(Html(crate::page::render(&snap)))
 }
 
@@ -292,7 +472,7 @@ async fn status_page(State(w): State<AppState>) -> Result<Html<String>, ApiError
 #[utoipa::path(get, path = "/invariants", tag = "api", security(("bearer" = [])),
     responses((status = 200, body = Value), (status = 401, body = ErrorBody)))]
 async fn list_invariants(State(w): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let snap = w.snapshot().await.map_err(ApiError::store)?;
+    let snap = store(w.snapshot()).await?;
     let items: Vec<Value> = w
         .cfg
         .invariants
@@ -332,12 +512,15 @@ async fn list_invariants(State(w): State<AppState>) -> Result<Json<Value>, ApiEr
     responses((status = 200, description = "The run report", body = Value),
               (status = 401, body = ErrorBody),
               (status = 403, description = "A read-only token", body = ErrorBody),
+              (status = 408, description = "The body did not arrive in time", body = ErrorBody),
               (status = 409, description = "The suite is running", body = ErrorBody),
-              (status = 422, description = "Unknown suite or invariant ids", body = ErrorBody)))]
+              (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+              (status = 422, description = "Unknown suite or invariant ids", body = ErrorBody),
+              (status = 503, description = "The store is unavailable, or the watcher is stopping", body = ErrorBody)))]
 async fn create_run(
     State(w): State<AppState>,
     axum::Extension(role): axum::Extension<Role>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     if role != Role::Admin {
         return Err(ApiError::new(
@@ -345,19 +528,37 @@ async fn create_run(
             "this token may only read: POST /api/v1/runs needs the admin token",
         ));
     }
-    let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RunRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "invalid run request: {e}; expected {{\"suite\": NAME, \"only\": [ID, …]}}"
-                ),
-            )
-        })?
-    };
+    // A client trickling its body would hold the connection and the handler forever.
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over {} KiB", BODY_LIMIT / 1024),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+    let req: RunRequest = crate::request::run_request(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid run request: {e}; expected {{\"suite\": NAME, \"only\": [ID, …]}}"),
+        )
+    })?;
     let suite = req.suite.unwrap_or_else(|| "all".to_string());
+    // A run would wait on the store for its lease; an outage is answered now instead.
+    w.check_request(&suite, &req.only)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    store_answers(&w).await?;
     match w.run_suite(&suite, req.only, "api").await {
         Ok(report) => Ok(Json(
             serde_json::to_value(&report).map_err(ApiError::store)?,
@@ -403,18 +604,17 @@ async fn list_runs(
     };
     // Rows sharing the cursor's millisecond are read again and skipped here.
     const TIES: u32 = 64;
-    let mut runs = w
-        .store
-        .runs(&RunQuery {
+    let mut runs = store(
+        w.store.runs(&RunQuery {
             suite: p.suite,
             since: p.since,
             until: after
                 .as_ref()
                 .and_then(|(ms, _)| DateTime::from_timestamp_millis(ms + 1)),
             limit: limit + TIES,
-        })
-        .await
-        .map_err(ApiError::store)?;
+        }),
+    )
+    .await?;
     if let Some((ms, id)) = &after {
         runs.retain(|r| {
             let t = r.started_at.timestamp_millis();
@@ -440,7 +640,7 @@ async fn get_run(
     State(w): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match w.store.run_report(&id).await.map_err(ApiError::store)? {
+    match store(w.store.run_report(&id)).await? {
         Some(r) => Ok(Json(serde_json::to_value(&r).map_err(ApiError::store)?)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -474,26 +674,19 @@ async fn list_violations(
             format!("invalid cursor `{c}`: pass the `next_cursor` of the previous page"),
         ));
     }
-    let page = w
-        .store
-        .violations(&ViolationQuery {
-            invariant: p.invariant,
-            severity: p.severity,
-            since: p.since,
-            limit: limit(p.limit),
-            cursor: p.cursor.clone(),
-        })
-        .await
-        .map_err(ApiError::store)?;
+    let page = store(w.store.violations(&ViolationQuery {
+        invariant: p.invariant,
+        severity: p.severity,
+        since: p.since,
+        limit: limit(p.limit),
+        cursor: p.cursor.clone(),
+    }))
+    .await?;
     // An empty page after a cursor whose row is gone (pruned by retention mid-walk) is not
     // the end of the list: say so rather than end the walk silently.
     if page.items.is_empty()
         && let Some(id) = p.cursor.as_deref().and_then(|c| c.parse::<i64>().ok())
-        && w.store
-            .violation(id)
-            .await
-            .map_err(ApiError::store)?
-            .is_none()
+        && store(w.store.violation(id)).await?.is_none()
     {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -514,11 +707,7 @@ async fn violation_stats(
     State(w): State<AppState>,
     Query(p): Query<StatsParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let stats = w
-        .store
-        .violation_stats(p.since)
-        .await
-        .map_err(ApiError::store)?;
+    let stats = store(w.store.violation_stats(p.since)).await?;
     Ok(Json(serde_json::to_value(stats).map_err(ApiError::store)?))
 }
 
@@ -531,7 +720,7 @@ async fn get_violation(
     State(w): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    match w.store.violation(id).await.map_err(ApiError::store)? {
+    match store(w.store.violation(id)).await? {
         Some(v) => Ok(Json(serde_json::to_value(v).map_err(ApiError::store)?)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -549,16 +738,13 @@ async fn list_incidents(
     State(w): State<AppState>,
     Query(p): Query<IncidentsParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let items = w
-        .store
-        .incidents(&IncidentQuery {
-            open_only: p.open.unwrap_or(false),
-            subject: p.subject,
-            since: p.since,
-            limit: limit(p.limit),
-        })
-        .await
-        .map_err(ApiError::store)?;
+    let items = store(w.store.incidents(&IncidentQuery {
+        open_only: p.open.unwrap_or(false),
+        subject: p.subject,
+        since: p.since,
+        limit: limit(p.limit),
+    }))
+    .await?;
     Ok(Json(json!({ "items": items })))
 }
 

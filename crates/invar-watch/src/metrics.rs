@@ -2,7 +2,8 @@
 //!
 //! A pure rendering, so the exact lines are unit-tested and `promtool check metrics` lints a
 //! realistic one (`tests/promtool.rs`). Every family has `# HELP` and `# TYPE`; families with
-//! no sample are left out. The families (all gauges unless named `_total`):
+//! no sample are left out. The families (all gauges: nothing here is a `_total` counter, see
+//! below):
 //!
 //! | family | labels | value |
 //! |---|---|---|
@@ -19,13 +20,14 @@
 //! | `invar_suite_running` | `suite` | 1 while a run is in progress in this process |
 //! | `invar_suite_overdue` | `suite` | 1 when a scheduled tick passed with no run recorded (the dead-man's switch) |
 //! | `invar_suite_next_run_timestamp_seconds` | `suite` | Unix time of the next tick (absent without a schedule) |
-//! | `invar_alert_deliveries_total` | | alerts delivered (counter) |
-//! | `invar_alert_delivery_failures_total` | | failed delivery attempts, each retry counted (counter) |
+//! | `invar_alert_outbox_delivered` | | delivered alerts the outbox still keeps |
+//! | `invar_alert_outbox_failed_attempts` | | failed delivery attempts the outbox still keeps, each retry counted |
 //! | `invar_alert_deliveries_pending` | | alerts waiting for a first or next attempt |
 //!
-//! The two alert counters are read from the store's outbox, which keeps deliveries until
-//! retention prunes them: a prune may lower them, and Prometheus' `rate()` reads that as a
-//! counter reset. The snapshot holds no secret, and nothing here adds one.
+//! The alert families count rows of the store's outbox, which retention prunes: they can go
+//! down, so they are gauges named for what they count. As `_total` counters a prune read as a
+//! counter reset to `rate()`, and every replica would have reported the store's count as its
+//! own. The snapshot holds no secret, and nothing here adds one.
 
 use std::fmt::Write as _;
 
@@ -204,16 +206,16 @@ pub fn render(s: &StatusSnapshot) -> String {
     let d = &s.deliveries;
     family(
         &mut out,
-        "invar_alert_deliveries_total",
-        "counter",
-        "Alerts delivered to their sinks, as kept in the store's outbox.",
+        "invar_alert_outbox_delivered",
+        "gauge",
+        "Delivered alerts the store's outbox still keeps (retention prunes them, so this can go down).",
         vec![sample(&[], d.delivered.to_string())],
     );
     family(
         &mut out,
-        "invar_alert_delivery_failures_total",
-        "counter",
-        "Alert delivery attempts that failed, each retry counted.",
+        "invar_alert_outbox_failed_attempts",
+        "gauge",
+        "Failed alert delivery attempts the store's outbox still keeps, each retry counted (retention prunes them).",
         vec![sample(&[], d.failed_attempts.to_string())],
     );
     family(
@@ -428,12 +430,12 @@ invar_suite_overdue{suite="gate"} 0
 # HELP invar_suite_next_run_timestamp_seconds Unix time of the suite's next scheduled tick.
 # TYPE invar_suite_next_run_timestamp_seconds gauge
 invar_suite_next_run_timestamp_seconds{suite="nightly"} 1714611600
-# HELP invar_alert_deliveries_total Alerts delivered to their sinks, as kept in the store's outbox.
-# TYPE invar_alert_deliveries_total counter
-invar_alert_deliveries_total 7
-# HELP invar_alert_delivery_failures_total Alert delivery attempts that failed, each retry counted.
-# TYPE invar_alert_delivery_failures_total counter
-invar_alert_delivery_failures_total 2
+# HELP invar_alert_outbox_delivered Delivered alerts the store's outbox still keeps (retention prunes them, so this can go down).
+# TYPE invar_alert_outbox_delivered gauge
+invar_alert_outbox_delivered 7
+# HELP invar_alert_outbox_failed_attempts Failed alert delivery attempts the store's outbox still keeps, each retry counted (retention prunes them).
+# TYPE invar_alert_outbox_failed_attempts gauge
+invar_alert_outbox_failed_attempts 2
 # HELP invar_alert_deliveries_pending Alerts waiting for a first or next delivery attempt.
 # TYPE invar_alert_deliveries_pending gauge
 invar_alert_deliveries_pending 1
@@ -494,6 +496,6 @@ invar_alert_deliveries_pending 1
         assert!(!text.contains("invar_suite_"));
         assert!(!text.contains("invar_invariant_"));
         assert!(text.contains("invar_build_info{"));
-        assert!(text.contains("invar_alert_deliveries_total 7\n"));
+        assert!(text.contains("invar_alert_outbox_delivered 7\n"));
     }
 }

@@ -16,6 +16,19 @@ pub(crate) struct RunRequest {
     pub(crate) only: Vec<String>,
 }
 
+/// The body of `POST /runs`: blank is `{}`; anything else must be a JSON object (serde would
+/// also take a struct from an array, so `[null]` would run the suite `all`).
+pub(crate) fn run_request(body: &[u8]) -> Result<RunRequest, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RunRequest::default());
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !v.is_object() {
+        return Err("the body must be a JSON object".into());
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RunsParams {
@@ -74,13 +87,7 @@ pub fn decode_request(query: &str, body: &[u8]) -> Vec<Result<(), String>> {
             .map_err(|e| e.body_text())
     }
     let mut out = Vec::new();
-    out.push(if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(())
-    } else {
-        serde_json::from_slice::<RunRequest>(body)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    out.push(run_request(body).map(|_| ()));
     match format!("/api/v1/x?{query}").parse::<axum::http::Uri>() {
         // hyper answers 400 to a request line that is not a URI, before any route.
         Err(e) => out.push(Err(e.to_string())),
@@ -111,5 +118,9 @@ mod tests {
             "{r:?}"
         );
         assert!(r[1].is_err() && r[3].is_ok(), "{r:?}");
+        // An array is not a run request, though serde would read a struct from one.
+        let r = decode_request("", b"[null]");
+        assert!(r[0].as_ref().unwrap_err().contains("JSON object"), "{r:?}");
+        assert!(decode_request("", b"[\"all\", []]")[0].is_err());
     }
 }

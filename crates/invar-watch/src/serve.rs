@@ -1,19 +1,52 @@
 //! `invar watch` as a whole: open the store, start the scheduler and the alert outbox worker,
 //! serve the HTTP API, and on SIGTERM or Ctrl-C stop taking new work, let the running runs
 //! finish and record, and return (exit 0).
+//!
+//! The API is served by its own accept loop over hyper (not `axum::serve`), because only
+//! hyper's connection builder with a timer can cut a client that never finishes its request
+//! headers (slowloris).
 
 use crate::clock::Clock;
 use crate::watcher::Watcher;
 use anyhow::{Context, Result};
 use invar_core::Config;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 /// How often the outbox worker looks for due deliveries.
 const OUTBOX_POLL: Duration = Duration::from_secs(2);
 /// How often the dead-man's switch looks for overdue suites (on the watcher's clock).
 const WATCHDOG_EVERY: Duration = Duration::from_secs(30);
+/// A connection that has not sent a whole request head within this is closed: it bounds
+/// slowloris clients and idle keep-alive connections alike.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The background loops `/readyz` checks: a watcher whose scheduler, outbox or dead-man's
+/// switch loop has ended (a panic, an early return) is not ready, though it still serves.
+#[derive(Clone, Default)]
+pub struct Workers(Arc<Mutex<Vec<(String, AbortHandle)>>>);
+
+impl Workers {
+    pub fn add(&self, name: impl Into<String>, task: AbortHandle) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.into(), task));
+    }
+
+    /// The names of the loops that have ended.
+    pub fn ended(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, t)| t.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
 
 pub struct WatchOptions {
     /// Overrides `server.listen`.
@@ -49,7 +82,14 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
         tracing::warn!("no server.admin_token or server.read_token: the /api/v1 API answers 401");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = Workers::default();
     let schedulers = crate::scheduler::start(watcher.clone(), stop_rx.clone());
+    for (h, slot) in schedulers
+        .iter()
+        .zip(watcher.slots().iter().filter(|s| s.schedule.is_some()))
+    {
+        workers.add(format!("scheduler `{}`", slot.suite.name), h.abort_handle());
+    }
     let outbox = {
         let mut stop = stop_rx.clone();
         let outbox = invar_alerts::Outbox::new(store.clone(), &cfg.alerts);
@@ -61,6 +101,7 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
                 .await
         })
     };
+    workers.add("alert outbox", outbox.abort_handle());
     let watchdog = {
         let w = watcher.clone();
         let mut stop = stop_rx.clone();
@@ -77,6 +118,7 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
             }
         })
     };
+    workers.add("dead-man's switch", watchdog.abort_handle());
     let scheduled: Vec<String> = watcher
         .slots()
         .iter()
@@ -90,15 +132,8 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
         if scheduled.len() == 1 { "" } else { "s" }
     );
 
-    let (router, _) = crate::api::router(watcher.clone());
-    let mut stop_server = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_server.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let (router, _) = crate::api::router(watcher.clone(), workers);
+    let server = tokio::spawn(serve_http(listener, router, stop_rx.clone()));
 
     shutdown_signal().await;
     eprintln!("invar watch: stopping; waiting for running runs to finish");
@@ -115,6 +150,50 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
     let _ = watchdog.await;
     eprintln!("invar watch: stopped");
     Ok(())
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then lets the open connections finish
+/// their requests and returns. Each connection is HTTP/1 with [`HEADER_READ_TIMEOUT`].
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let io = match accepted {
+            Ok((io, _)) => io,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before accept: the listener
+                // itself is fine; pause so a full fd table is not a busy loop.
+                tracing::warn!(error = %e, "api: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            // A request in progress finishes; an idle connection closes now.
+            let _ = conn.await;
+        });
+    }
+    while conns.join_next().await.is_some() {}
 }
 
 async fn shutdown_signal() {

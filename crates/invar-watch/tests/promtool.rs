@@ -163,8 +163,8 @@ fn promtool_check_metrics_finds_nothing_to_complain_about() {
         "invar_suite_running",
         "invar_suite_overdue",
         "invar_suite_next_run_timestamp_seconds",
-        "invar_alert_deliveries_total",
-        "invar_alert_delivery_failures_total",
+        "invar_alert_outbox_delivered",
+        "invar_alert_outbox_failed_attempts",
         "invar_alert_deliveries_pending",
     ] {
         assert!(

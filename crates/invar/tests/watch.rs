@@ -488,8 +488,10 @@ fn the_openapi_document_matches_the_routes() {
         "GET /api/v1/violations/stats",
         "GET /api/v1/violations/{id}",
         "GET /healthz",
+        "GET /livez",
         "GET /metrics",
         "GET /openapi.json",
+        "GET /readyz",
         "POST /api/v1/runs",
     ];
     assert_eq!(listed, expected);
