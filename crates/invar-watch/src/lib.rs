@@ -9,7 +9,6 @@ pub mod api;
 pub mod clock;
 pub mod metrics;
 pub mod page;
-pub mod recorder;
 pub mod request;
 pub mod scheduler;
 pub mod serve;

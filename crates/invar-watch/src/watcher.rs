@@ -3,7 +3,6 @@
 //! the store's lease, which is what keeps replicas on one store from running a suite twice.
 
 use crate::clock::Clock;
-use crate::recorder;
 use crate::schedule::Schedule;
 use crate::status::{
     DeliveryCounts, IncidentStatus, InvariantStatus, LastRun, RECENT_RUNS, RecentOutcome,
@@ -13,6 +12,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::OVERDUE_TRIGGER;
 use invar_core::{Config, RunReport, Suite};
+use invar_record as recorder;
 use invar_sources::{Engine, RunOptions};
 use invar_store::{IncidentQuery, RunQuery, Store};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Rendering a run report: table (colour on a terminal), JSON, JUnit XML, Markdown; and the
 //! progress bar on stderr for runs that take longer than a second.
 
-use crate::Format;
+use crate::cli::Format;
 use invar_core::{InvariantResult, Outcome, RunReport};
 use std::fmt::Write as _;
 use std::io::IsTerminal;

@@ -1,15 +1,39 @@
 //! `invar demo`: a small SQLite shop with seeded defects and its commented invar.yaml, so a
 //! newcomer sees failing and passing invariants of every kind without any server.
 
+use super::Ctx;
+use super::run::{Record, run_suite};
+use crate::cli::{DemoArgs, Format};
+use crate::exit::Exit;
 use anyhow::{Context, Result, bail};
 use sqlx::ConnectOptions;
 use std::path::{Path, PathBuf};
 
-const CONFIG: &str = include_str!("../../../examples/demo/invar.yaml");
+const CONFIG: &str = include_str!("../../../../examples/demo/invar.yaml");
 const MARKER: &str = "# invar demo";
 
+/// `invar demo [--dir DIR]`: creates the demo, then runs it as `invar run` would (recorded,
+/// exit 1 for its seeded defects).
+pub fn execute(args: &DemoArgs, cx: &Ctx) -> Result<Exit> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let path = create(&dir, cx).context("creating the demo")?;
+    let Some(cfg) = super::load(&path) else {
+        return Ok(Exit::Usage);
+    };
+    let record = Record {
+        dry_run: false,
+        artifacts: None,
+    };
+    let exit = run_suite(cfg, None, vec![], &args.render, &record, None, cx)?;
+    print_next_steps(
+        &path,
+        args.render.output.is_some() || args.render.format != Format::Table,
+    );
+    Ok(exit)
+}
+
 /// Writes `demo.db`, `logs/boot.log` and `invar.yaml` into `dir`; returns the config path.
-pub fn create(dir: &Path) -> Result<PathBuf> {
+fn create(dir: &Path, cx: &Ctx) -> Result<PathBuf> {
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let config = dir.join("invar.yaml");
@@ -28,10 +52,7 @@ pub fn create(dir: &Path) -> Result<PathBuf> {
     )?;
     let db = dir.join("demo.db");
     let _ = std::fs::remove_file(&db);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(seed(&db)).context("seeding demo.db")?;
+    cx.block_on(seed(&db))?.context("seeding demo.db")?;
     Ok(config)
 }
 
@@ -94,7 +115,7 @@ async fn seed(db: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn print_next_steps(config: &Path, quiet: bool) {
+fn print_next_steps(config: &Path, quiet: bool) {
     if quiet {
         return;
     }

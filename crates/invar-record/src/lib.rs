@@ -1,8 +1,9 @@
 //! Recording one run into the history store: the run with its incident transitions and outbox
 //! rows (one transaction), the states `transitions` invariants remember, forgetting keys unseen
-//! for longer than `remember`, and pruning what retention no longer keeps. Shared by
-//! `invar run` and `invar watch`; delivering the outbox is the caller's business (a bounded
-//! flush for one-shot commands, the outbox worker for the watcher).
+//! for longer than `remember`, and pruning what retention no longer keeps. Its own crate so
+//! that `invar run` and `invar watch` share it without the CLI depending on the daemon;
+//! delivering the outbox is the caller's business (a bounded flush for one-shot commands, the
+//! outbox worker for the watcher).
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};

@@ -9,10 +9,74 @@
 //! When the timeout ends the hold, the result is the most recent red run — its report and its
 //! exit code — because that run is why the hold was not met (a green last run that had not yet
 //! covered the window must not exit 0). [`Hold::step`] is the pure decision, unit-tested with
-//! made-up times.
+//! made-up times; [`run`] is the loop that drives it.
 
+use super::Session;
+use crate::exit::Exit;
+use anyhow::Result;
 use invar_core::units::format_duration;
-use std::time::Duration;
+use invar_core::{Outcome, RunReport};
+use invar_sources::RunOptions;
+use std::time::{Duration, Instant};
+
+/// Re-runs the suite until it has been green for the whole hold window, or the timeout ends
+/// it; returns the report to show (the last run when held, else the last red run).
+pub(super) fn run(session: &mut Session, opts: &mut RunOptions, h: Hold) -> Result<RunReport> {
+    eprintln!(
+        "hold: the suite must stay green for {} (a run every {}, giving up after {})",
+        format_duration(h.hold),
+        format_duration(h.interval),
+        format_duration(h.timeout)
+    );
+    let start = Instant::now();
+    let mut window = Window::default();
+    let mut last_red: Option<RunReport> = None;
+    loop {
+        let started = start.elapsed();
+        let (report, remembered) = session.evaluate(opts)?;
+        session.keep(&report, remembered)?;
+        let exit = Exit::of_report(&report);
+        let (next, line) = h.step(
+            &mut window,
+            started,
+            start.elapsed(),
+            exit,
+            &red_detail(&report),
+        );
+        eprintln!("{line}");
+        match next {
+            Next::Held => return Ok(report),
+            Next::TimedOut => {
+                return Ok(if exit.is_green() {
+                    last_red.unwrap_or(report)
+                } else {
+                    report
+                });
+            }
+            Next::RunAt(at) => {
+                if !exit.is_green() {
+                    last_red = Some(report);
+                }
+                std::thread::sleep(at.saturating_sub(start.elapsed()));
+            }
+        }
+    }
+}
+
+/// `: A, B` — the ids that made a run red, the first three of them.
+fn red_detail(report: &RunReport) -> String {
+    let bad: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+        .map(|r| r.id.as_str())
+        .collect();
+    match bad.len() {
+        0 => String::new(),
+        1..=3 => format!(": {}", bad.join(", ")),
+        n => format!(": {}, … ({n} in all)", bad[..3].join(", ")),
+    }
+}
 
 /// The hold's settings.
 #[derive(Debug, Clone, Copy)]
@@ -47,20 +111,21 @@ impl Hold {
         hold * 3
     }
 
-    /// Records a run that started at `started` and ended at `now` with `exit_code`; returns
-    /// what to do next and a progress line for stderr.
+    /// Records a run that started at `started` and ended at `now` with `exit`; returns what
+    /// to do next and a progress line for stderr.
     pub fn step(
         &self,
         w: &mut Window,
         started: Duration,
         now: Duration,
-        exit_code: i32,
+        exit: Exit,
         red_detail: &str,
     ) -> (Next, String) {
         w.runs += 1;
         let n = w.runs;
         let of = format_duration(self.hold);
-        let line = if exit_code == 0 {
+        let exit_code = exit.code();
+        let line = if exit.is_green() {
             let since = *w.green_since.get_or_insert(started);
             let green_for = started.saturating_sub(since);
             if green_for >= self.hold {
@@ -137,7 +202,7 @@ mod tests {
         let mut w = Window::default();
         let mut t = 0;
         loop {
-            let (next, _) = h.step(&mut w, s(t), s(t), 0, "");
+            let (next, _) = h.step(&mut w, s(t), s(t), Exit::Held, "");
             match next {
                 Next::Held => break,
                 Next::RunAt(at) => t = at.as_secs(),
@@ -153,17 +218,17 @@ mod tests {
         let h = hold();
         let mut w = Window::default();
         for t in 0..3 {
-            h.step(&mut w, s(t), s(t), 0, "");
+            h.step(&mut w, s(t), s(t), Exit::Held, "");
         }
-        let (next, line) = h.step(&mut w, s(3), s(3), 1, ": x failed");
+        let (next, line) = h.step(&mut w, s(3), s(3), Exit::Failed, ": x failed");
         assert!(
             line.contains("window restarted (had been green for 3s)"),
             "{line}"
         );
         assert_eq!(next, Next::RunAt(s(4)));
-        let (_, line) = h.step(&mut w, s(4), s(4), 0, "");
+        let (_, line) = h.step(&mut w, s(4), s(4), Exit::Held, "");
         assert!(line.contains("green for 0s of 6s"), "{line}");
-        let (next, _) = h.step(&mut w, s(10), s(10), 0, "");
+        let (next, _) = h.step(&mut w, s(10), s(10), Exit::Held, "");
         assert_eq!(next, Next::Held);
     }
 
@@ -175,10 +240,19 @@ mod tests {
             timeout: s(600),
         };
         let mut w = Window::default();
-        assert_eq!(h.step(&mut w, s(0), s(1), 0, "").0, Next::RunAt(s(25)));
-        assert_eq!(h.step(&mut w, s(25), s(26), 0, "").0, Next::RunAt(s(50)));
-        assert_eq!(h.step(&mut w, s(50), s(51), 0, "").0, Next::RunAt(s(60)));
-        assert_eq!(h.step(&mut w, s(60), s(61), 0, "").0, Next::Held);
+        assert_eq!(
+            h.step(&mut w, s(0), s(1), Exit::Held, "").0,
+            Next::RunAt(s(25))
+        );
+        assert_eq!(
+            h.step(&mut w, s(25), s(26), Exit::Held, "").0,
+            Next::RunAt(s(50))
+        );
+        assert_eq!(
+            h.step(&mut w, s(50), s(51), Exit::Held, "").0,
+            Next::RunAt(s(60))
+        );
+        assert_eq!(h.step(&mut w, s(60), s(61), Exit::Held, "").0, Next::Held);
     }
 
     #[test]
@@ -189,9 +263,9 @@ mod tests {
             timeout: s(8),
         };
         let mut w = Window::default();
-        h.step(&mut w, s(0), s(0), 1, "");
-        h.step(&mut w, s(5), s(5), 0, "");
-        let (next, line) = h.step(&mut w, s(8), s(8), 0, "");
+        h.step(&mut w, s(0), s(0), Exit::Failed, "");
+        h.step(&mut w, s(5), s(5), Exit::Held, "");
+        let (next, line) = h.step(&mut w, s(8), s(8), Exit::Held, "");
         assert_eq!(next, Next::TimedOut);
         assert!(
             line.contains("timed out after 8s (green for 3s of 6s"),
@@ -203,8 +277,17 @@ mod tests {
     fn slow_runs_go_back_to_back_and_stop_at_the_timeout() {
         let h = hold();
         let mut w = Window::default();
-        assert_eq!(h.step(&mut w, s(0), s(3), 1, "").0, Next::RunAt(s(3)));
-        assert_eq!(h.step(&mut w, s(16), s(17), 1, "").0, Next::RunAt(s(17)));
-        assert_eq!(h.step(&mut w, s(17), s(18), 1, "").0, Next::TimedOut);
+        assert_eq!(
+            h.step(&mut w, s(0), s(3), Exit::Failed, "").0,
+            Next::RunAt(s(3))
+        );
+        assert_eq!(
+            h.step(&mut w, s(16), s(17), Exit::Failed, "").0,
+            Next::RunAt(s(17))
+        );
+        assert_eq!(
+            h.step(&mut w, s(17), s(18), Exit::Failed, "").0,
+            Next::TimedOut
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `invar init`: a starting `invar.yaml`. With `--from URL` it reads the database's schema
+//! The starter config of `invar init`. With `--from URL` it reads the database's schema
 //! (`invar_sources::introspect`) and writes starter invariants — orphan checks for declared
 //! and likely foreign keys, duplicates for columns that look unique but have no unique index,
 //! missing values for nullable columns that look required, freshness on large tables; without
@@ -323,6 +323,24 @@ pub fn generate(schema: &Schema, source: &SourceSpec) -> Generated {
     Generated { yaml: out, summary }
 }
 
+/// The table an invariant is written for, as the generators need it.
+struct TableCx<'a> {
+    schema: &'a Schema,
+    t: &'a TableInfo,
+    d: Dialect,
+    /// The table's name as shown in ids and titles.
+    tname: String,
+    /// The table as SQL of `d`.
+    from: String,
+}
+
+/// What the generators write into: the ids taken so far, the summary, the YAML text.
+struct Out<'a> {
+    ids: &'a mut HashSet<String>,
+    summary: &'a mut Summary,
+    out: &'a mut String,
+}
+
 fn table_invariants(
     schema: &Schema,
     t: &TableInfo,
@@ -331,10 +349,25 @@ fn table_invariants(
     summary: &mut Summary,
     out: &mut String,
 ) {
-    let tname = display_name(t);
-    let from = qualified(d, t.schema.as_deref(), &t.name);
+    let cx = TableCx {
+        schema,
+        t,
+        d,
+        tname: display_name(t),
+        from: qualified(d, t.schema.as_deref(), &t.name),
+    };
+    let mut w = Out { ids, summary, out };
+    declared_foreign_keys(&cx, &mut w);
+    guessed_foreign_keys(&cx, &mut w);
+    duplicates(&cx, &mut w);
+    missing_values(&cx, &mut w);
+    freshness(&cx, &mut w);
+}
 
-    // 1. Declared foreign keys: every one gets an orphan check (a gate).
+/// Declared foreign keys: every one gets an orphan check (a gate).
+fn declared_foreign_keys(cx: &TableCx, w: &mut Out) {
+    let (t, d, tname, from) = (cx.t, cx.d, &cx.tname, &cx.from);
+    let (ids, summary, out) = (&mut *w.ids, &mut *w.summary, &mut *w.out);
     for fk in &t.foreign_keys {
         if fk.columns.is_empty()
             || fk.columns.len() != fk.ref_columns.len()
@@ -399,8 +432,12 @@ fn table_invariants(
         );
         summary.orphans += 1;
     }
+}
 
-    // 2. Likely foreign keys: `<table>_id` / `<singular>_id` matching a table's primary key.
+/// Likely foreign keys: `<table>_id` / `<singular>_id` matching a table's primary key.
+fn guessed_foreign_keys(cx: &TableCx, w: &mut Out) {
+    let (schema, t, d, tname, from) = (cx.schema, cx.t, cx.d, &cx.tname, &cx.from);
+    let (ids, summary, out) = (&mut *w.ids, &mut *w.summary, &mut *w.out);
     for c in &t.columns {
         if t.in_foreign_key(&c.name) {
             continue;
@@ -442,8 +479,12 @@ fn table_invariants(
         summary.orphans += 1;
         summary.guesses.push(id);
     }
+}
 
-    // 3. Columns that look unique without a unique index.
+/// Columns that look unique without a unique index.
+fn duplicates(cx: &TableCx, w: &mut Out) {
+    let (t, d, tname, from) = (cx.t, cx.d, &cx.tname, &cx.from);
+    let (ids, summary, out) = (&mut *w.ids, &mut *w.summary, &mut *w.out);
     for c in &t.columns {
         if !looks_unique(&c.name) || t.has_unique_on(&c.name) || t.in_foreign_key(&c.name) {
             continue;
@@ -499,8 +540,12 @@ fn table_invariants(
         summary.duplicates += 1;
         summary.guesses.push(id);
     }
+}
 
-    // 4. Nullable columns that look required: a share of missing values, skipped on thin data.
+/// Nullable columns that look required: a share of missing values, skipped on thin data.
+fn missing_values(cx: &TableCx, w: &mut Out) {
+    let (t, d, tname, from) = (cx.t, cx.d, &cx.tname, &cx.from);
+    let (ids, summary, out) = (&mut *w.ids, &mut *w.summary, &mut *w.out);
     for c in &t.columns {
         if !c.nullable || !looks_required(&c.name) || t.in_foreign_key(&c.name) {
             continue;
@@ -541,8 +586,12 @@ fn table_invariants(
         summary.missing += 1;
         summary.guesses.push(id);
     }
+}
 
-    // 5. Freshness on large tables: the newest timestamp must be recent.
+/// Freshness on large tables: the newest timestamp must be recent.
+fn freshness(cx: &TableCx, w: &mut Out) {
+    let (t, d, tname, from) = (cx.t, cx.d, &cx.tname, &cx.from);
+    let (ids, summary, out) = (&mut *w.ids, &mut *w.summary, &mut *w.out);
     if t.row_estimate.is_some_and(|n| n > FRESHNESS_MIN_ROWS)
         && let Some((c, age)) = freshness_column(t, d)
     {

@@ -2,27 +2,34 @@
 //! timestamp with the zone's offset per line (like `systemd-analyze calendar --iterations`),
 //! so a schedule can be seen before it is trusted. Same parser and DST rules as `invar watch`.
 
+use crate::cli::ScheduleArgs;
+use crate::exit::{Exit, usage};
 use chrono::{DateTime, Utc};
 use invar_core::schedule::Schedule;
 
+pub fn execute(args: &ScheduleArgs) -> Exit {
+    print(
+        &args.expr,
+        args.timezone.as_deref(),
+        args.from.as_deref(),
+        args.count,
+    )
+}
+
 /// Prints `count` fire times after `from` (default: now); exit 3 on a bad expression or zone.
-pub fn print(expr: &str, timezone: Option<&str>, from: Option<&str>, count: u32) -> i32 {
+fn print(expr: &str, timezone: Option<&str>, from: Option<&str>, count: u32) -> Exit {
     let schedule = match Schedule::parse(expr, timezone) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
+        Err(e) => return usage(e),
     };
     let mut at: DateTime<Utc> = match from {
         None => Utc::now(),
         Some(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                eprintln!(
-                    "error: --from `{s}` is not an RFC 3339 timestamp ({e}), e.g. 2026-01-01T00:00:00Z"
-                );
-                return 3;
+                return usage(format!(
+                    "--from `{s}` is not an RFC 3339 timestamp ({e}), e.g. 2026-01-01T00:00:00Z"
+                ));
             }
         },
     };
@@ -30,11 +37,10 @@ pub fn print(expr: &str, timezone: Option<&str>, from: Option<&str>, count: u32)
     // schedule can actually fire in (the watcher's ticks come from the clock).
     use chrono::Datelike;
     if !(1970..=2200).contains(&at.year()) {
-        eprintln!(
-            "error: --from must be between the years 1970 and 2200, found {}",
+        return usage(format!(
+            "--from must be between the years 1970 and 2200, found {}",
             at.year()
-        );
-        return 3;
+        ));
     }
     // `--from` is inclusive: a tick exactly at it is the first line.
     at -= chrono::TimeDelta::milliseconds(1);
@@ -46,7 +52,7 @@ pub fn print(expr: &str, timezone: Option<&str>, from: Option<&str>, count: u32)
         println!("{}", local_rfc3339(next, zone.as_ref()));
         at = next;
     }
-    0
+    Exit::Ok
 }
 
 /// `2026-03-08T03:00:00-04:00`: the instant written in the schedule's zone.

@@ -1,0 +1,20 @@
+//! `invar watch`: hands the loaded config to the daemon (invar-watch) until SIGTERM.
+
+use super::Ctx;
+use crate::cli::{VERSION, WatchArgs};
+use crate::exit::Exit;
+use anyhow::Result;
+use std::sync::Arc;
+
+pub fn execute(args: &WatchArgs, cx: &Ctx) -> Result<Exit> {
+    let Some(cfg) = cx.load() else {
+        return Ok(Exit::Usage);
+    };
+    let opts = invar_watch::serve::WatchOptions {
+        listen: args.listen.clone(),
+        version: VERSION.to_string(),
+        clock: invar_watch::clock::Clock::from_env(),
+    };
+    cx.block_on(invar_watch::serve::watch(Arc::new(cfg), opts))??;
+    Ok(Exit::Ok)
+}
