@@ -177,6 +177,9 @@ enum Shape {
     Keys(Vec<KeyedProbe>),
 }
 
+/// The checks reading each probe (by index into the plan's checks).
+type Readers = HashMap<Probe, Vec<usize>>;
+
 /// Phase 1's result: what will be read, for whom, and how.
 struct RunPlan<'c> {
     run_id: String,
@@ -190,8 +193,7 @@ struct RunPlan<'c> {
     unavailable: Vec<SourceUnavailable>,
     /// Every distinct probe, in first-seen order, with its shape.
     probes: Vec<(Probe, Shape)>,
-    /// The checks reading each probe (by index into `checks`).
-    readers: HashMap<Probe, Vec<usize>>,
+    readers: Readers,
 }
 
 /// Phase 2's result: one shared future per distinct probe and join.
@@ -718,7 +720,7 @@ impl Engine {
 
 /// Every distinct probe the checks read (first-seen order), its readers, and its shape:
 /// probes read only by set checks on SQL or Redis go straight into key sets (no table).
-fn shapes(checks: &[Planned<'_>]) -> (Vec<(Probe, Shape)>, HashMap<Probe, Vec<usize>>) {
+fn shapes(checks: &[Planned<'_>]) -> (Vec<(Probe, Shape)>, Readers) {
     let mut order: Vec<Probe> = Vec::new();
     let mut readers: HashMap<Probe, Vec<usize>> = HashMap::new();
     let mut keyed_sides: HashMap<Probe, Vec<KeyedProbe>> = HashMap::new();

@@ -419,7 +419,7 @@ fn declared_foreign_keys(cx: &TableCx, w: &mut Out) {
                 severity: "critical",
                 tags: &["gate", "integrity"],
                 runbook: &runbook,
-                child_sql: &select_keys(d, &from, &fk.columns, true),
+                child_sql: &select_keys(d, from, &fk.columns, true),
                 child_key: &fk.columns,
                 parent_sql: &select_keys(
                     d,
@@ -465,7 +465,7 @@ fn guessed_foreign_keys(cx: &TableCx, w: &mut Out) {
                 severity: "major",
                 tags: &["integrity", "guess"],
                 runbook: &runbook,
-                child_sql: &select_keys(d, &from, std::slice::from_ref(&c.name), true),
+                child_sql: &select_keys(d, from, std::slice::from_ref(&c.name), true),
                 child_key: std::slice::from_ref(&c.name),
                 parent_sql: &select_keys(
                     d,
