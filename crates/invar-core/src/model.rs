@@ -152,6 +152,12 @@ impl std::fmt::Debug for HeaderValue {
     }
 }
 
+impl std::fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 impl PartialOrd for HeaderValue {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
@@ -817,41 +823,9 @@ impl PagerdutySink {
     pub const DEFAULT_URL: &'static str = "https://events.pagerduty.com/v2/enqueue";
 }
 
-/// A secret that is a bare token (a routing key), not a URL: `Debug` and `Display` show
-/// `***`, never a redacted form of the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretToken(Secret);
-
-impl SecretToken {
-    pub fn new(v: impl Into<String>) -> SecretToken {
-        SecretToken(Secret::new(v))
-    }
-    /// The raw value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        self.0.expose()
-    }
-    /// Replaces every occurrence of the token in `text` (a receiver may echo it).
-    pub fn scrub(&self, text: &str) -> String {
-        let v = self.expose();
-        if v.len() >= 3 {
-            text.replace(v, "***")
-        } else {
-            text.to_string()
-        }
-    }
-}
-
-impl std::fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl std::fmt::Display for SecretToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A secret that is a bare token (a routing key), not a URL: the same opaque secret as a
+/// header value (`Debug`, `Display` and `Serialize` show `***`).
+pub type SecretToken = HeaderValue;
 
 impl std::fmt::Debug for SinkKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
