@@ -61,6 +61,10 @@ if ! have promtool && [ ! -x /usr/bin/promtool ]; then
   echo "ensure-services: promtool is missing after installing prometheus" >&2
   exit 1
 fi
+# The prometheus source's tests start their own server (free port, backfilled with promtool)
+# from the same package; the chaos and prometheus tests seed SQLite files with the sqlite3 shell.
+if [ ! -x /usr/bin/prometheus ]; then apt_install prometheus; fi
+if ! have sqlite3; then apt_install sqlite3; fi
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 # The alertmanager sink's tests start their own Alertmanager (free port, temp storage, no
 # cluster) from Debian's package; no service is started here.

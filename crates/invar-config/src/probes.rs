@@ -1,9 +1,9 @@
-//! Probes: `sql`, `values`, `lines`, `command`, `metrics`, `redis`, `http` — and keyed probes
+//! Probes: `sql`, `values`, `lines`, `command`, `metrics`, `redis`, `http`, `promql` — and keyed probes
 //! for set checks.
 
 use crate::cx::{Cx, Fields, MAX_KEYS, MAX_TAIL, sub};
 use crate::diag::did_you_mean;
-use crate::sources::SourceTable;
+use crate::sources::{PROMQL_TYPES, SourceTable, promql_probe};
 use crate::yaml::{Entry, Kind, Node, Pos};
 use invar_core::metrics::{MetricsProbe, is_identifier, parse_metric};
 use invar_core::{
@@ -24,10 +24,11 @@ enum ProbeKind {
     Metrics,
     Redis,
     Http,
+    Promql,
 }
 
 const KINDS: &[&str] = &[
-    "sql", "values", "lines", "command", "metrics", "redis", "http",
+    "sql", "values", "lines", "command", "metrics", "redis", "http", "promql",
 ];
 
 impl ProbeKind {
@@ -40,16 +41,21 @@ impl ProbeKind {
             "metrics" => ProbeKind::Metrics,
             "redis" => ProbeKind::Redis,
             "http" => ProbeKind::Http,
+            "promql" => ProbeKind::Promql,
             _ => return None,
         })
     }
 }
 const PROBE_KEYS: &[&str] = &[
-    "source", "sql", "values", "lines", "command", "metrics", "redis", "http",
+    "source", "sql", "values", "lines", "command", "metrics", "redis", "http", "promql", "range",
+    "step",
 ];
 const KEYED_KEYS: &[&str] = &[
-    "source", "sql", "values", "lines", "command", "metrics", "redis", "http", "key", "age",
+    "source", "sql", "values", "lines", "command", "metrics", "redis", "http", "promql", "range",
+    "step", "key", "age",
 ];
+/// The keys of a probe that only a `promql` probe uses.
+const PROMQL_ONLY: &[&str] = &["range", "step"];
 const METRICS_KEYS: &[&str] = &["table", "where", "compute"];
 const LINES_KEYS: &[&str] = &["source", "path", "match", "tail", "since"];
 const REDIS_KEYS: &[&str] = &["zset", "set", "hash", "string", "list", "ttl", "max_keys"];
@@ -168,6 +174,14 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
     };
     let (kind, pk) = kind;
     let kpath = sub(path, &kind.key);
+    if pk != ProbeKind::Promql {
+        for key in PROMQL_ONLY {
+            if let Some(e) = f.get(key) {
+                let msg = format!("`{key}` is only used by a `promql` probe");
+                cx.err(e.key_pos, &sub(path, key), msg, None);
+            }
+        }
+    }
     match pk {
         ProbeKind::Sql => {
             let source = match f.get("source") {
@@ -220,6 +234,20 @@ fn probe_body(cx: &mut Cx, f: &Fields, path: &str, sources: &SourceTable) -> Opt
             };
             source?;
             p
+        }
+        ProbeKind::Promql => {
+            let source = match f.get("source") {
+                Some(e) => {
+                    let spath = sub(path, "source");
+                    resolve_source(cx, e, &spath, sources, PROMQL_TYPES, "`promql`")
+                }
+                None => {
+                    let msg = "a `promql` probe needs a `source`";
+                    cx.err(f.pos, path, msg, Some(sources_hint(sources, PROMQL_TYPES)));
+                    None
+                }
+            };
+            promql_probe(cx, f, &kind.value, path, source)
         }
         ProbeKind::Values => {
             unused_source(cx, f, path, "values", None);

@@ -1,11 +1,11 @@
 //! `sources:` — named connections, `type`-tagged.
 
-use crate::cx::{Cx, MAX_CONNECTIONS, MAX_KEYS, sub};
+use crate::cx::{Cx, Fields, MAX_CONNECTIONS, MAX_KEYS, sub};
 use crate::diag::one_of_hint;
 use crate::yaml::{Entry, Kind, Node};
 use invar_core::{
-    FileSource, HeaderValue, HttpSource, RedisSource, Secret, Source, SourceKind, SqlSource,
-    SqliteSource,
+    FileSource, HeaderValue, HttpSource, Probe, PrometheusSource, PromqlProbe, PromqlRange,
+    RedisSource, Secret, Source, SourceKind, SqlSource, SqliteSource,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub(crate) enum SourceType {
     File,
     Redis,
     Http,
+    Prometheus,
 }
 
 impl SourceType {
@@ -30,6 +31,7 @@ impl SourceType {
         SourceType::File,
         SourceType::Redis,
         SourceType::Http,
+        SourceType::Prometheus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl SourceType {
             SourceType::File => "file",
             SourceType::Redis => "redis",
             SourceType::Http => "http",
+            SourceType::Prometheus => "prometheus",
         }
     }
 
@@ -51,6 +54,7 @@ impl SourceType {
             SourceType::File => FILE_KEYS,
             SourceType::Redis => REDIS_KEYS,
             SourceType::Http => HTTP_KEYS,
+            SourceType::Prometheus => PROMETHEUS_KEYS,
         }
     }
 
@@ -63,6 +67,13 @@ const SQLITE_KEYS: &[&str] = &["type", "path", "read_only", "timeout", "max_conn
 const FILE_KEYS: &[&str] = &["type", "path"];
 const REDIS_KEYS: &[&str] = &["type", "url", "timeout", "max_keys"];
 const HTTP_KEYS: &[&str] = &["type", "base_url", "timeout", "headers"];
+const PROMETHEUS_KEYS: &[&str] = &["type", "url", "timeout", "headers"];
+/// The source types a `promql` probe reads.
+pub(crate) const PROMQL_TYPES: &[&str] = &["prometheus"];
+/// Prometheus refuses a range query of more than 11,000 points per series.
+const MAX_PROMQL_POINTS: u128 = 11_000;
+/// A range query without `step` asks for about this many points.
+const DEFAULT_PROMQL_POINTS: u32 = 250;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: u32 = 4;
@@ -244,22 +255,28 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: SourceType) -> Option<Sour
             })
         }
         SourceType::Http => {
-            let base_url = cx.required(&f, "base_url", path).and_then(|e| {
-                let upath = sub(path, "base_url");
-                let url = cx.string(&e.value, &upath)?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    let msg = "`base_url` must start with `http://` or `https://`";
-                    cx.err(e.value.pos, &upath, msg, None);
-                    return None;
-                }
-                Some(url)
-            });
+            let base_url = cx
+                .required(&f, "base_url", path)
+                .and_then(|e| http_url(cx, &e.value, &sub(path, "base_url")));
             let headers = f
                 .get("headers")
                 .and_then(|e| headers(cx, &e.value, &sub(path, "headers")));
             SourceKind::Http(HttpSource {
                 base_url: Secret::new(base_url?),
                 timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+                headers: headers.unwrap_or_default(),
+            })
+        }
+        SourceType::Prometheus => {
+            let url = cx
+                .required(&f, "url", path)
+                .and_then(|e| http_url(cx, &e.value, &sub(path, "url")));
+            let headers = f
+                .get("headers")
+                .and_then(|e| headers(cx, &e.value, &sub(path, "headers")));
+            SourceKind::Prometheus(PrometheusSource {
+                url: Secret::new(url?),
+                timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
                 headers: headers.unwrap_or_default(),
             })
         }
@@ -273,6 +290,18 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: SourceType) -> Option<Sour
         }
     };
     (cx.count() == before).then_some(kind)
+}
+
+/// An `http://` or `https://` URL (a secret: its text never goes into a message).
+fn http_url(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
+    let url = cx.string(node, path)?;
+    let key = path.rsplit('.').next().unwrap_or(path);
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let msg = format!("`{key}` must start with `http://` or `https://`");
+        cx.err(node.pos, path, msg, None);
+        return None;
+    }
+    Some(url)
 }
 
 /// `headers: { Name: value }` — names checked to be header tokens, values kept as secrets
@@ -306,4 +335,96 @@ pub(crate) fn headers(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<(Strin
         }
     }
     (cx.count() == before).then_some(out)
+}
+
+/// A `promql` probe's `promql: "…"`, `range` and `step`, on `source` (resolved by the caller).
+pub(crate) fn promql_probe(
+    cx: &mut Cx,
+    f: &Fields,
+    query: &Node,
+    path: &str,
+    source: Option<String>,
+) -> Option<Probe> {
+    let before = cx.count();
+    let qpath = sub(path, "promql");
+    let q = cx.string(query, &qpath).and_then(|q| {
+        if q.trim().is_empty() {
+            cx.err(
+                query.pos,
+                &qpath,
+                "`promql` must be a query, found an empty string",
+                None,
+            );
+            return None;
+        }
+        Some(q)
+    });
+    let range = f
+        .get("range")
+        .and_then(|e| Some((e, cx.duration(&e.value, &sub(path, "range"))?)));
+    let step = f
+        .get("step")
+        .and_then(|e| Some((e, cx.duration(&e.value, &sub(path, "step"))?)));
+    let range = match (range, step) {
+        (None, None) => None,
+        (None, Some((e, _))) => {
+            let msg = "`step` needs a `range` (an instant query has no step)";
+            let hint = "add `range: 1h` for a range query, or remove `step`";
+            cx.err(e.key_pos, &sub(path, "step"), msg, Some(hint.into()));
+            None
+        }
+        (Some((e, r)), step) => promql_range(cx, path, (e, r), step),
+    };
+    if cx.count() > before {
+        return None;
+    }
+    Some(Probe::Promql(PromqlProbe {
+        source: source?,
+        query: q?,
+        range,
+    }))
+}
+
+/// A range and its step: both positive, at most [`MAX_PROMQL_POINTS`] points; without a step,
+/// about [`DEFAULT_PROMQL_POINTS`] points (whole seconds, at least 1s).
+fn promql_range(
+    cx: &mut Cx,
+    path: &str,
+    (re, range): (&Entry, Duration),
+    step: Option<(&Entry, Duration)>,
+) -> Option<PromqlRange> {
+    if range.is_zero() {
+        cx.err(
+            re.value.pos,
+            &sub(path, "range"),
+            "`range` must be longer than 0s",
+            None,
+        );
+        return None;
+    }
+    let step = match step {
+        None => Duration::from_secs((range / DEFAULT_PROMQL_POINTS).as_secs().max(1)),
+        Some((se, step)) => {
+            let spath = sub(path, "step");
+            if step.is_zero() {
+                cx.err(se.value.pos, &spath, "`step` must be longer than 0s", None);
+                return None;
+            }
+            let points = range.as_millis() / step.as_millis().max(1);
+            if points > MAX_PROMQL_POINTS {
+                let msg = format!(
+                    "`range` / `step` is {points} points; Prometheus allows at most {MAX_PROMQL_POINTS}"
+                );
+                cx.err(
+                    se.value.pos,
+                    &spath,
+                    msg,
+                    Some("use a longer `step`".into()),
+                );
+                return None;
+            }
+            step
+        }
+    };
+    Some(PromqlRange { range, step })
 }

@@ -912,3 +912,74 @@ fn unknown_cel_functions_and_visible_type_errors_are_config_errors() {
         "`&&` needs true or false on each side, found an int"
     );
 }
+
+#[test]
+fn promql_probes_load_and_their_mistakes_are_positioned() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        r#"
+sources:
+  prom: { type: prometheus, url: "http://prom:9090", headers: { Authorization: "Bearer pq-777" } }
+invariants:
+  - { id: A, title: a, probe: { source: prom, promql: "up == 0" } }
+  - { id: B, title: b, probe: { source: prom, promql: "up", range: 1h, step: 1m }, every_row: r.value == 1.0 }
+  - { id: C, title: c, probe: { source: prom, promql: "up", range: 1h } }
+"#,
+    )]);
+    let SourceKind::Prometheus(p) = &c.sources["prom"].kind else {
+        panic!()
+    };
+    assert_eq!(p.timeout, Duration::from_secs(30));
+    assert!(!format!("{p:?}").contains("pq-777"));
+    let range = |i: usize| {
+        let Check::Probe(pc) = &c.invariants[i].check else {
+            panic!()
+        };
+        let Probe::Promql(q) = &pc.probe else {
+            panic!()
+        };
+        q.range.map(|r| (r.range.as_secs(), r.step.as_secs()))
+    };
+    assert_eq!(range(0), None);
+    assert_eq!(range(1), Some((3600, 60)));
+    // Without `step`: about 250 points, whole seconds.
+    assert_eq!(range(2), Some((3600, 14)));
+
+    let d = errs(&[(
+        "invar.yaml",
+        r#"
+sources:
+  prom: { type: prometheus, url: "prom:9090" }
+  db:   { type: sqlite, path: x.db }
+invariants:
+  - { id: A, title: a, probe: { source: db, promql: "up" } }
+  - { id: B, title: b, probe: { promql: "up" } }
+  - { id: C, title: c, probe: { source: prom2, promql: "" } }
+  - { id: D, title: d, probe: { source: db, sql: SELECT 1, range: 1h } }
+  - { id: E, title: e, probe: { source: prom, promql: up, step: 1m } }
+  - { id: F, title: f, probe: { source: prom, promql: up, range: 30d, step: 1s } }
+  - { id: G, title: g, probe: { source: prom, promql: up, range: 0s } }
+"#,
+    )]);
+    let got: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (3, "`url` must start with `http://` or `https://`"),
+            (
+                6,
+                "source `db` is a `sqlite` source; `promql` needs a prometheus source"
+            ),
+            (7, "a `promql` probe needs a `source`"),
+            (8, "unknown source `prom2`"),
+            (8, "`promql` must be a query, found an empty string"),
+            (9, "`range` is only used by a `promql` probe"),
+            (10, "`step` needs a `range` (an instant query has no step)"),
+            (
+                11,
+                "`range` / `step` is 2592000 points; Prometheus allows at most 11000"
+            ),
+            (12, "`range` must be longer than 0s"),
+        ]
+    );
+}

@@ -191,7 +191,21 @@ impl Condition {
 
     /// Evaluates to a bool; anything else (or a runtime error) is an error message.
     pub fn eval_bool(&self, ctx: &cel::Context) -> Result<bool, String> {
+        self.eval_bool_over(ctx, false)
+    }
+
+    /// [`Condition::eval_bool`] over a probe's result; `empty` when it returned no rows. Then
+    /// a condition about the first row (`row.ratio > 0.005`) that fails only because `row`
+    /// has no such field has nothing to hold of: it is not held, and the check is a vacuous
+    /// pass (reported as such; `skip_when: count == 0` makes it a skip). Conditions over
+    /// `rows`/`count`, and every other error, stay errors.
+    pub fn eval_bool_over(&self, ctx: &cel::Context, empty: bool) -> Result<bool, String> {
         match self.program.execute(ctx) {
+            Err(cel::ExecutionError::NoSuchKey(_))
+                if empty && !self.all_rows && !self.fields.is_empty() =>
+            {
+                Ok(false)
+            }
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!(
                 "condition `{}` gave {:?}, expected a bool",

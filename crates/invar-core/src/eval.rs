@@ -399,7 +399,7 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
     if let Some(c) = pc.skip_when {
-        match c.eval_bool(&ctx) {
+        match c.eval_bool_over(&ctx, count == 0) {
             Ok(true) => {
                 return v
                     .into_outcome(Outcome::Skip)
@@ -415,7 +415,7 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
     if let Some(c) = pc.fail_when {
-        match c.eval_bool(&ctx) {
+        match c.eval_bool_over(&ctx, count == 0) {
             Ok(true) => {
                 let mut v = v
                     .into_outcome(Outcome::Fail)
@@ -488,7 +488,7 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
     if let Some(c) = pc.warn_when {
-        match c.eval_bool(&ctx) {
+        match c.eval_bool_over(&ctx, count == 0) {
             Ok(true) => {
                 return v
                     .into_outcome(Outcome::Warn)

@@ -53,6 +53,7 @@ pub enum SourceKind {
     File(FileSource),
     Redis(RedisSource),
     Http(HttpSource),
+    Prometheus(PrometheusSource),
 }
 
 impl SourceKind {
@@ -64,6 +65,7 @@ impl SourceKind {
             SourceKind::File(_) => "file",
             SourceKind::Redis(_) => "redis",
             SourceKind::Http(_) => "http",
+            SourceKind::Prometheus(_) => "prometheus",
         }
     }
     pub fn is_sql(&self) -> bool {
@@ -119,6 +121,19 @@ pub struct HttpSource {
     /// Per request, unless the probe says otherwise; default 10s.
     pub timeout: Duration,
     /// Sent with every request of this source; the values are secrets.
+    pub headers: Vec<(String, HeaderValue)>,
+}
+
+/// A `prometheus` source: `promql` probes query its HTTP API (`/api/v1/query`,
+/// `/api/v1/query_range`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusSource {
+    /// The server's base URL (`http://prom:9090`, or a path prefix behind a proxy); may hold
+    /// credentials: a secret.
+    pub url: Secret,
+    /// Per query (also sent to Prometheus as its `timeout`); default 30s.
+    pub timeout: Duration,
+    /// Sent with every query; the values are secrets.
     pub headers: Vec<(String, HeaderValue)>,
 }
 
@@ -194,6 +209,9 @@ pub enum Probe {
     Redis(RedisProbe),
     /// Requests to an HTTP source: one row per path.
     Http(HttpProbe),
+    /// A PromQL query: one row per series (labels as columns, `value`), or per sample of a
+    /// range query (labels, `at`, `value`).
+    Promql(PromqlProbe),
 }
 
 impl Probe {
@@ -208,6 +226,7 @@ impl Probe {
             Probe::Metrics(m) => Some(&m.source),
             Probe::Redis(r) => Some(&r.source),
             Probe::Http(h) => Some(&h.source),
+            Probe::Promql(q) => Some(&q.source),
             Probe::Values(_) | Probe::Command(_) => None,
         }
     }
@@ -235,6 +254,14 @@ impl Probe {
                     h.method,
                     many.len(),
                     h.source
+                ),
+            },
+            Probe::Promql(q) => match &q.range {
+                None => format!("promql on `{}`", q.source),
+                Some(r) => format!(
+                    "promql over {} on `{}`",
+                    crate::units::format_duration(r.range),
+                    q.source
                 ),
             },
         }
@@ -428,6 +455,21 @@ pub struct HttpProbe {
     pub timeout: Option<Duration>,
     /// Default false: a 3xx is the answer.
     pub follow_redirects: bool,
+}
+
+/// `promql: "…"` with an optional `range` and `step`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PromqlProbe {
+    pub source: String,
+    pub query: String,
+    /// Set for a range query, evaluated over `[now - range, now]`.
+    pub range: Option<PromqlRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PromqlRange {
+    pub range: Duration,
+    pub step: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

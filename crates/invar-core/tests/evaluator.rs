@@ -455,6 +455,27 @@ fn on_empty_pass_with_fail_when_is_vacuous() {
 }
 
 #[test]
+fn a_first_row_condition_over_no_rows_is_a_vacuous_pass_not_an_error() {
+    // `row` is `{}` without rows: `row.ratio` has nothing to hold of.
+    let mut c = pc(sql("SELECT ratio"));
+    c.skip_when = when("row.sample < 100.0");
+    c.fail_when = when("row.ratio > 0.005");
+    c.warn_when = when("row.ratio > 0.001");
+    let v = run_probe(c.clone(), table(&["ratio"], vec![]));
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert!(v.vacuous);
+    assert_eq!(reason(&v), "vacuous: the probe returned no rows");
+    // With a row, a missing field is still an error.
+    let v = run_probe(c, table(&["ratio"], vec![vec![i(1)]]));
+    assert_eq!(v.outcome, Outcome::Error, "{:?}", v.reason);
+    // A condition over `rows` that fails is an error even without rows.
+    let mut c = pc(sql("SELECT ratio"));
+    c.fail_when = when("rows[0].ratio > 0.005");
+    let v = run_probe(c, table(&["ratio"], vec![]));
+    assert_eq!(v.outcome, Outcome::Error);
+}
+
+#[test]
 fn on_empty_pass_with_every_row_is_vacuous() {
     let mut c = pc(sql("SELECT x"));
     c.every_row = each("r.x > 0.0");

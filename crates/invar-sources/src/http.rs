@@ -204,7 +204,7 @@ impl HttpConn {
 
 /// An error's innermost causes on one line: `tcp connect error: Connection refused (os error
 /// 111)` (the outer layers only say "error sending request").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut all = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -2,7 +2,7 @@
 //! snapshot — every distinct probe read once, concurrently, bounded per source — then hands
 //! the tables to the pure evaluator in `invar-core`.
 //!
-//! One module per source kind (`sql`, `redis`, `http`, `lines`, `command`), each implementing
+//! One module per source kind (`sql`, `redis`, `http`, `lines`, `command`, `prometheus`), each implementing
 //! [`SourceDriver`]; [`connect`] below is the one place that maps a configured kind to its
 //! driver. `join` is the in-memory SQL across probes; the engine dispatches to drivers and
 //! knows no kind.
@@ -14,6 +14,7 @@ pub mod http;
 pub mod introspect;
 pub mod join;
 pub mod lines;
+pub mod prometheus;
 pub mod pushdown;
 pub mod redis;
 pub mod sink;
@@ -112,6 +113,7 @@ pub async fn connect(kind: &SourceKind) -> Result<Driver, String> {
         SourceKind::File(f) => Arc::new(lines::FileDriver::open(f)?),
         SourceKind::Redis(r) => Arc::new(redis::RedisConn::connect(r).await?),
         SourceKind::Http(h) => Arc::new(http::HttpConn::new(h)?),
+        SourceKind::Prometheus(p) => Arc::new(prometheus::PromConn::new(p)?),
     })
 }
 

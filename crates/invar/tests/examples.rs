@@ -39,14 +39,14 @@ fn is_include_target(p: &Path) -> bool {
         .is_some_and(|d| d == "checks")
 }
 
-/// Provides every variable: a URL of the right scheme for URL-ish names (redis, http, mysql,
+/// Provides every variable: a URL of the right scheme for URL-ish names (redis, http, prometheus, mysql,
 /// postgres, by the name), `x` otherwise.
 fn fake_env(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
     Some(if upper.contains("URL") || upper.contains("DSN") {
         if upper.contains("REDIS") || upper.contains("CACHE") {
             "redis://:p@127.0.0.1:6379/0".to_string()
-        } else if ["API", "HTTP", "BASE", "HOOK"]
+        } else if ["API", "HTTP", "BASE", "HOOK", "PROMETHEUS"]
             .iter()
             .any(|k| upper.contains(k))
         {
@@ -152,6 +152,7 @@ fn source_kind(k: &SourceKind) -> &'static str {
         SourceKind::File(_) => "file",
         SourceKind::Redis(_) => "redis",
         SourceKind::Http(_) => "http",
+        SourceKind::Prometheus(_) => "prometheus",
     }
 }
 
@@ -175,6 +176,7 @@ fn probe_kind(p: &Probe) -> &'static str {
         Probe::Metrics(_) => "metrics",
         Probe::Redis(_) => "redis",
         Probe::Http(_) => "http",
+        Probe::Promql(_) => "promql",
     }
 }
 
@@ -218,6 +220,11 @@ fn examples_cover_every_source_check_and_probe_kind() {
                     if h.body.is_some() {
                         features.insert("http body");
                     }
+                }
+                if let Probe::Promql(q) = p
+                    && q.range.is_some()
+                {
+                    features.insert("promql range");
                 }
                 if let Probe::Lines(l) = p
                     && l.since.is_some()
@@ -300,7 +307,15 @@ fn examples_cover_every_source_check_and_probe_kind() {
     }
     assert_eq!(
         sources,
-        set(&["file", "http", "mysql", "postgres", "redis", "sqlite"]),
+        set(&[
+            "file",
+            "http",
+            "mysql",
+            "postgres",
+            "prometheus",
+            "redis",
+            "sqlite"
+        ]),
         "source types"
     );
     assert_eq!(
@@ -311,7 +326,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
     assert_eq!(
         probes,
         set(&[
-            "command", "http", "lines", "metrics", "redis", "sql", "values"
+            "command", "http", "lines", "metrics", "promql", "redis", "sql", "values"
         ]),
         "probe kinds"
     );
@@ -347,6 +362,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
         "http probe headers",
         "http body",
         "lines since",
+        "promql range",
         "join across sources",
         "join default mode",
         "transitions with composite keys",
