@@ -371,11 +371,14 @@ fn pem_file(cx: &mut Cx, e: &Entry, tls_path: &str, want: Pem) -> Option<PathBuf
     } else {
         format!("`{written}` ({})", full.display())
     };
+    let relative = std::path::Path::new(&written).is_relative();
     let where_hint = || {
-        Some(format!(
-            "relative paths are resolved against the config file's directory, {}",
-            cx.file.dir.display()
-        ))
+        relative.then(|| {
+            format!(
+                "relative paths are resolved against the config file's directory, {}",
+                cx.file.dir.display()
+            )
+        })
     };
     let read = std::fs::metadata(&full).and_then(|m| {
         if !m.is_file() {
