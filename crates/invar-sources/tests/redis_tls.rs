@@ -172,7 +172,8 @@ fn free_port() -> u16 {
 }
 
 /// A `redis-server` of this test: a plain port and a TLS port over one dataset, the default
-/// user's password `PASSWORD`, and the ACL user `USER`. Killed (by its PID) on drop.
+/// user's password `PASSWORD`, and the ACL user `USER`, who may only read (`+@read`, `PING`,
+/// `SELECT`: what docs/REDIS.md says a source's user needs). Killed (by its PID) on drop.
 struct TlsRedis {
     child: Child,
     plain: u16,
@@ -208,7 +209,9 @@ impl TlsRedis {
             "on",
             &user_pw,
             "~*",
-            "+@all",
+            "+@read",
+            "+ping",
+            "+select",
             "--save",
             "",
             "--appendonly",
