@@ -49,6 +49,13 @@ if ! port_open 6379; then
   wait_port 6379
 fi
 
+# The `rediss://` tests (crates/invar-sources/tests/redis_tls.rs) start their own TLS
+# redis-server on free ports (Debian's is built with TLS: `--tls-port`) and make a throwaway CA
+# and certificates with the openssl CLI. Both binaries, even when 6379 is served by another
+# redis (a container, say).
+if ! have redis-server; then apt_install redis-server; fi
+if ! have openssl; then apt_install openssl; fi
+
 # A local SMTP server for the email sink's tests (started by the tests themselves:
 # `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`). Debian's package, into the system python.
 if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then apt_install python3-aiosmtpd; fi
@@ -70,4 +77,4 @@ if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 # cluster) from Debian's package; no service is started here.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_install prometheus-alertmanager; fi
 
-echo "ensure-services: postgres, mariadb and redis are up; aiosmtpd, promtool and chromium are installed"
+echo "ensure-services: postgres, mariadb and redis are up; redis-server, openssl, aiosmtpd, promtool and chromium are installed"

@@ -4,10 +4,12 @@ use crate::cx::{Cx, Fields, MAX_CONNECTIONS, MAX_KEYS, sub};
 use crate::diag::one_of_hint;
 use crate::yaml::{Entry, Kind, Node};
 use invar_core::{
-    FileSource, HeaderValue, HttpSource, Probe, PrometheusSource, PromqlProbe, PromqlRange,
-    RedisSource, Secret, Source, SourceKind, SqlSource, SqliteSource,
+    ClientCert, FileSource, HeaderValue, HttpSource, Probe, PrometheusSource, PromqlProbe,
+    PromqlRange, RedisSource, RedisTls, Secret, Source, SourceKind, SqlSource, SqliteSource,
 };
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A source's `type`. Every kind is listed once in [`SourceType::ALL`]; each `match` on it
@@ -65,7 +67,10 @@ impl SourceType {
 const SQL_KEYS: &[&str] = &["type", "url", "read_only", "timeout", "max_connections"];
 const SQLITE_KEYS: &[&str] = &["type", "path", "read_only", "timeout", "max_connections"];
 const FILE_KEYS: &[&str] = &["type", "path"];
-const REDIS_KEYS: &[&str] = &["type", "url", "timeout", "max_keys"];
+const REDIS_KEYS: &[&str] = &["type", "url", "timeout", "max_keys", "tls"];
+const REDIS_TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
+/// A `tls` file larger than this is not a PEM certificate or key (and is not read whole).
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
 const HTTP_KEYS: &[&str] = &["type", "base_url", "timeout", "headers"];
 const PROMETHEUS_KEYS: &[&str] = &["type", "url", "timeout", "headers"];
 /// The source types a `promql` probe reads.
@@ -228,30 +233,29 @@ fn source(cx: &mut Cx, entry: &Entry, path: &str, ty: SourceType) -> Option<Sour
         }
         SourceType::Redis => {
             // The URL is a secret (it may hold a password): never in a message.
-            let url = cx.required(&f, "url", path).and_then(|e| {
-                let upath = sub(path, "url");
-                let url = cx.string(&e.value, &upath)?;
-                if url.starts_with("rediss://") {
-                    let msg = "TLS to Redis (`rediss://`) is not supported yet";
-                    let hint = "use `redis://` (e.g. through a local TLS tunnel)";
-                    cx.err(e.value.pos, &upath, msg, Some(hint.into()));
+            let url = cx
+                .required(&f, "url", path)
+                .and_then(|e| redis_url(cx, &e.value, &sub(path, "url")));
+            let tls = f.get("tls").and_then(|e| {
+                let tpath = sub(path, "tls");
+                let tls = redis_tls(cx, &e.value, &tpath)?;
+                if let Some((_, false)) = url {
+                    let msg =
+                        "`tls` needs a `rediss://` URL: this source's `url` is plain `redis://`";
+                    let hint = "write the URL as `rediss://…` to connect over TLS, or remove `tls`";
+                    cx.err(e.key_pos, &tpath, msg, Some(hint.into()));
                     return None;
                 }
-                if !url.starts_with("redis://") {
-                    let msg = "a `redis` source's `url` must start with `redis://`";
-                    let hint = "e.g. `redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0`";
-                    cx.err(e.value.pos, &upath, msg, Some(hint.into()));
-                    return None;
-                }
-                Some(url)
+                Some(tls)
             });
             let max_keys = f
                 .get("max_keys")
                 .and_then(|e| cx.uint(&e.value, &sub(path, "max_keys"), 1, MAX_KEYS));
             SourceKind::Redis(RedisSource {
-                url: Secret::new(url?),
+                url: Secret::new(url?.0),
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
                 max_keys: max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+                tls,
             })
         }
         SourceType::Http => {
@@ -302,6 +306,167 @@ fn http_url(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
         return None;
     }
     Some(url)
+}
+
+/// A `redis` source's `url` and whether it asks for TLS (`rediss://`). The URL is a secret:
+/// no message quotes it.
+fn redis_url(cx: &mut Cx, node: &Node, path: &str) -> Option<(String, bool)> {
+    let url = cx.string(node, path)?;
+    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+        let msg = "Redis Sentinel (`redis+sentinel://`) is not supported";
+        let hint = "point the source at the current primary (`redis://` or `rediss://`), or at a \
+                    proxy that follows failovers (e.g. HAProxy or Envoy); a run reads one server";
+        cx.err(node.pos, path, msg, Some(hint.into()));
+        return None;
+    }
+    let tls = if url.starts_with("rediss://") {
+        true
+    } else if url.starts_with("redis://") {
+        false
+    } else {
+        let msg = "a `redis` source's `url` must start with `redis://` or `rediss://` (TLS)";
+        let hint = "e.g. `redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0`, or \
+                    `rediss://user:${REDIS_PASSWORD}@redis.internal:6380/0`";
+        cx.err(node.pos, path, msg, Some(hint.into()));
+        return None;
+    };
+    if tls && url.rsplit_once('#').is_some_and(|(_, f)| f == "insecure") {
+        let msg = "`#insecure` (TLS without verifying the server's certificate) is not supported";
+        let hint = "give the CA that signed the server's certificate: `tls: { ca_file: ca.pem }`";
+        cx.err(node.pos, path, msg, Some(hint.into()));
+        return None;
+    }
+    Some((url, tls))
+}
+
+/// `tls: { ca_file, cert_file, key_file }` of a `redis` source: paths relative to the config
+/// file's directory, each checked to be a readable PEM file of the right kind now (so a typo
+/// is a positioned error, not a failed run). `cert_file` and `key_file` go together.
+fn redis_tls(cx: &mut Cx, node: &Node, path: &str) -> Option<RedisTls> {
+    let before = cx.count();
+    let f = cx.map(node, path, REDIS_TLS_KEYS, &[])?;
+    let ca_file = f
+        .get("ca_file")
+        .and_then(|e| pem_file(cx, e, path, Pem::Certificate));
+    let cert_file = f
+        .get("cert_file")
+        .and_then(|e| pem_file(cx, e, path, Pem::Certificate));
+    let key_file = f
+        .get("key_file")
+        .and_then(|e| pem_file(cx, e, path, Pem::PrivateKey));
+    for (has, lacks) in [("cert_file", "key_file"), ("key_file", "cert_file")] {
+        if let Some(e) = f.get(has)
+            && f.get(lacks).is_none()
+        {
+            let msg = format!(
+                "`{has}` needs `{lacks}`: a client certificate and its private key go together"
+            );
+            let hint = "give both for mutual TLS (`tls-auth-clients` on the server), or neither";
+            cx.err(e.key_pos, &sub(path, has), msg, Some(hint.into()));
+        }
+    }
+    if cx.count() != before {
+        return None;
+    }
+    let client = match (cert_file, key_file) {
+        (Some(cert_file), Some(key_file)) => Some(ClientCert {
+            cert_file,
+            key_file,
+        }),
+        _ => None,
+    };
+    Some(RedisTls { ca_file, client })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Pem {
+    Certificate,
+    PrivateKey,
+}
+
+/// One `tls` file: resolved against the config file's directory, and readable as PEM holding
+/// at least one certificate (or a private key). Messages name the file as written and as
+/// resolved; its contents never appear.
+fn pem_file(cx: &mut Cx, e: &Entry, tls_path: &str, want: Pem) -> Option<PathBuf> {
+    let kpath = sub(tls_path, &e.key);
+    let written = cx.string(&e.value, &kpath)?;
+    if written.is_empty() {
+        cx.err(e.value.pos, &kpath, format!("`{}` is empty", e.key), None);
+        return None;
+    }
+    let full = cx.file.dir.join(&written);
+    let shown = if full.as_path() == std::path::Path::new(&written) {
+        format!("`{written}`")
+    } else {
+        format!("`{written}` ({})", full.display())
+    };
+    let relative = std::path::Path::new(&written).is_relative();
+    let where_hint = || {
+        relative.then(|| {
+            format!(
+                "relative paths are resolved against the config file's directory, {}",
+                cx.file.dir.display()
+            )
+        })
+    };
+    let read = std::fs::metadata(&full).and_then(|m| {
+        if !m.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        if m.len() > MAX_PEM_BYTES {
+            return Err(std::io::Error::other(format!(
+                "larger than {} KiB, so not a PEM certificate or key",
+                MAX_PEM_BYTES / 1024
+            )));
+        }
+        let mut text = Vec::new();
+        std::fs::File::open(&full)?
+            .take(MAX_PEM_BYTES)
+            .read_to_end(&mut text)?;
+        Ok(text)
+    });
+    let text = match read {
+        Ok(t) => t,
+        Err(err) => {
+            let msg = format!("cannot read `{}` {shown}: {err}", e.key);
+            let hint = where_hint();
+            cx.err(e.value.pos, &kpath, msg, hint);
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&text);
+    let problem = match want {
+        Pem::Certificate if !text.contains("-----BEGIN CERTIFICATE-----") => {
+            Some("holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".to_string())
+        }
+        Pem::PrivateKey if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") => Some(
+            "holds an encrypted private key, which cannot be used: decrypt it first \
+             (`openssl pkey -in key.pem -out key-plain.pem`)"
+                .to_string(),
+        ),
+        Pem::PrivateKey
+            if ![
+                "PRIVATE KEY-----",
+                "RSA PRIVATE KEY-----",
+                "EC PRIVATE KEY-----",
+            ]
+            .iter()
+            .any(|m| text.contains(&format!("-----BEGIN {m}"))) =>
+        {
+            Some("holds no PEM private key (`-----BEGIN PRIVATE KEY-----`)".to_string())
+        }
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        cx.err(
+            e.value.pos,
+            &kpath,
+            format!("`{}` {shown} {problem}", e.key),
+            None,
+        );
+        return None;
+    }
+    Some(full)
 }
 
 /// `headers: { Name: value }` — names checked to be header tokens, values kept as secrets

@@ -644,6 +644,229 @@ invariants:
     assert_eq!(l.since, Some(Duration::from_secs(900)));
 }
 
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHfake\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn redis_tls_loads_with_paths_relative_to_the_config_file() {
+    let (d, c) = ok(&[
+        (
+            "conf/invar.yaml",
+            r#"
+sources:
+  mtls:  { type: redis, url: "rediss://invar:hunter22@redis.internal:6380/0",
+           tls: { ca_file: certs/ca.pem, cert_file: certs/client.pem, key_file: certs/client.key } }
+  ca:    { type: redis, url: "rediss://:hunter22@redis.internal:6380/0", tls: { ca_file: certs/ca.pem } }
+  roots: { type: redis, url: "rediss://redis.example.com:6380" }
+  acl:   { type: redis, url: "redis://invar:hunter22@127.0.0.1:6379/2" }
+"#,
+        ),
+        ("conf/certs/ca.pem", CERT_PEM),
+        ("conf/certs/client.pem", CERT_PEM),
+        // An RSA key in PKCS#1 form is a private key too.
+        (
+            "conf/certs/client.key",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEfake\n-----END RSA PRIVATE KEY-----\n",
+        ),
+    ]);
+    let certs = d.path().join("conf/certs");
+    let redis = |name: &str| match &c.sources[name].kind {
+        SourceKind::Redis(r) => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mtls = redis("mtls");
+    assert_eq!(
+        mtls.tls,
+        Some(invar_core::RedisTls {
+            ca_file: Some(certs.join("ca.pem")),
+            client: Some(invar_core::ClientCert {
+                cert_file: certs.join("client.pem"),
+                key_file: certs.join("client.key"),
+            }),
+        })
+    );
+    assert!(!format!("{mtls:?}").contains("hunter22"));
+    let ca = redis("ca").tls.unwrap();
+    assert_eq!((ca.ca_file, ca.client), (Some(certs.join("ca.pem")), None));
+    // `rediss://` without `tls`: the webpki roots, no client certificate.
+    assert_eq!(redis("roots").tls, None);
+    assert_eq!(
+        redis("acl").url.expose(),
+        "redis://invar:hunter22@127.0.0.1:6379/2"
+    );
+}
+
+/// Every mistake of a `tls` block (and of a Redis URL's scheme) is an error at its own
+/// file:line:col, naming the key and the file; no message shows a URL's password.
+#[test]
+fn redis_tls_mistakes_are_positioned_and_name_the_file() {
+    let (dir, main) = setup(&[
+        (
+            "invar.yaml",
+            r#"sources:
+  plain:    { type: redis, url: "redis://u:pw-one@h:6379/0", tls: { ca_file: ca.pem } }
+  nokey:    { type: redis, url: "rediss://h:6380", tls: { cert_file: client.pem } }
+  nocert:   { type: redis, url: "rediss://h:6380", tls: { key_file: client.key } }
+  missing:  { type: redis, url: "rediss://h:6380", tls: { ca_file: certs/nope.pem } }
+  notpem:   { type: redis, url: "rediss://h:6380", tls: { ca_file: notes.txt } }
+  notakey:  { type: redis, url: "rediss://h:6380", tls: { cert_file: client.pem, key_file: ca.pem } }
+  dir:      { type: redis, url: "rediss://h:6380", tls: { ca_file: certs } }
+  crypt:    { type: redis, url: "rediss://h:6380", tls: { cert_file: client.pem, key_file: enc.key } }
+  typo:     { type: redis, url: "rediss://h:6380", tls: { ca_flie: ca.pem } }
+  notmap:   { type: redis, url: "rediss://h:6380", tls: ca.pem }
+  sentinel: { type: redis, url: "redis+sentinel://:pw-two@h:26379/mymaster" }
+  insecure: { type: redis, url: "rediss://:pw-three@h:6380/#insecure" }
+  scheme:   { type: redis, url: "unix://:pw-four@/run/redis.sock" }
+"#,
+        ),
+        ("ca.pem", CERT_PEM),
+        ("client.pem", CERT_PEM),
+        ("client.key", KEY_PEM),
+        ("notes.txt", "not a certificate\n"),
+        (
+            "enc.key",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFfake\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        ),
+        ("certs/readme", "a directory\n"),
+    ]);
+    let d = match load_with_env(&main, &env) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(d) => d,
+    };
+    let rendered = d.render(false);
+    for pw in ["pw-one", "pw-two", "pw-three", "pw-four"] {
+        assert!(!rendered.contains(pw), "`{pw}` leaked:\n{rendered}");
+    }
+    let got: Vec<(usize, usize, &str, &str)> = d
+        .items
+        .iter()
+        .map(|d| (d.line, d.col, d.key_path.as_str(), d.message.as_str()))
+        .collect();
+    let abs = |p: &str| dir.path().join(p).display().to_string();
+    let expected: Vec<(usize, usize, &str, String)> = vec![
+        (
+            2,
+            62,
+            "sources.plain.tls",
+            "`tls` needs a `rediss://` URL: this source's `url` is plain `redis://`".into(),
+        ),
+        (
+            3,
+            59,
+            "sources.nokey.tls.cert_file",
+            "`cert_file` needs `key_file`: a client certificate and its private key go together"
+                .into(),
+        ),
+        (
+            4,
+            59,
+            "sources.nocert.tls.key_file",
+            "`key_file` needs `cert_file`: a client certificate and its private key go together"
+                .into(),
+        ),
+        (
+            5,
+            68,
+            "sources.missing.tls.ca_file",
+            format!(
+                "cannot read `ca_file` `certs/nope.pem` ({}): No such file or directory (os error 2)",
+                abs("certs/nope.pem")
+            ),
+        ),
+        (
+            6,
+            68,
+            "sources.notpem.tls.ca_file",
+            format!(
+                "`ca_file` `notes.txt` ({}) holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                abs("notes.txt")
+            ),
+        ),
+        (
+            7,
+            92,
+            "sources.notakey.tls.key_file",
+            format!(
+                "`key_file` `ca.pem` ({}) holds no PEM private key (`-----BEGIN PRIVATE KEY-----`)",
+                abs("ca.pem")
+            ),
+        ),
+        (
+            8,
+            68,
+            "sources.dir.tls.ca_file",
+            format!(
+                "cannot read `ca_file` `certs` ({}): not a regular file",
+                abs("certs")
+            ),
+        ),
+        (
+            9,
+            92,
+            "sources.crypt.tls.key_file",
+            format!(
+                "`key_file` `enc.key` ({}) holds an encrypted private key, which cannot be used: \
+                 decrypt it first (`openssl pkey -in key.pem -out key-plain.pem`)",
+                abs("enc.key")
+            ),
+        ),
+        (
+            10,
+            59,
+            "sources.typo.tls.ca_flie",
+            "unknown key `ca_flie`".into(),
+        ),
+        (
+            11,
+            57,
+            "sources.notmap.tls",
+            "`tls` must be a map, found a string".into(),
+        ),
+        (
+            12,
+            33,
+            "sources.sentinel.url",
+            "Redis Sentinel (`redis+sentinel://`) is not supported".into(),
+        ),
+        (
+            13,
+            33,
+            "sources.insecure.url",
+            "`#insecure` (TLS without verifying the server's certificate) is not supported".into(),
+        ),
+        (
+            14,
+            33,
+            "sources.scheme.url",
+            "a `redis` source's `url` must start with `redis://` or `rediss://` (TLS)".into(),
+        ),
+    ];
+    let expected: Vec<(usize, usize, &str, &str)> = expected
+        .iter()
+        .map(|(l, c, p, m)| (*l, *c, *p, m.as_str()))
+        .collect();
+    assert_eq!(got, expected, "{rendered}");
+    // Each is rendered at file:line:col; a relative path's hint names the directory.
+    assert!(rendered.contains("invar.yaml:5:68"), "{rendered}");
+    let missing = &d.items[3];
+    assert!(
+        missing
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains(&dir.path().display().to_string())),
+        "{missing:?}"
+    );
+    // The sentinel hint says what to do instead.
+    assert!(
+        d.items[10]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("current primary")),
+        "{:?}",
+        d.items[10]
+    );
+}
+
 #[test]
 fn redis_http_join_mistakes_are_positioned() {
     let d = errs(&[(
@@ -670,7 +893,7 @@ invariants:
         [
             (
                 "sources.cache.url",
-                "a `redis` source's `url` must start with `redis://`"
+                "a `redis` source's `url` must start with `redis://` or `rediss://` (TLS)"
             ),
             ("sources.cache.db", "unknown key `db`"),
             (

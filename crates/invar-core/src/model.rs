@@ -103,7 +103,7 @@ pub struct FileSource {
     pub path: PathBuf,
 }
 
-/// A `redis` source: `redis://[:password@]host:port[/db]` (or `rediss://`).
+/// A `redis` source: `redis://[[user]:password@]host:port[/db]`, or `rediss://` for TLS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisSource {
     pub url: Secret,
@@ -111,6 +111,28 @@ pub struct RedisSource {
     pub timeout: Duration,
     /// The default key cap of this source's probes; default 100,000.
     pub max_keys: u64,
+    /// `tls:` — only with a `rediss://` URL. Without it a `rediss://` source trusts the
+    /// bundled webpki roots and sends no client certificate.
+    pub tls: Option<RedisTls>,
+}
+
+/// A `redis` source's `tls:` block: files read when connecting (so a rotated certificate is
+/// picked up by the next run), each path absolute (resolved against the config file's
+/// directory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisTls {
+    /// PEM CA certificate(s) the server's certificate must chain to, instead of the webpki
+    /// roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate for mutual TLS (`tls-auth-clients yes`).
+    pub client: Option<ClientCert>,
+}
+
+/// A PEM certificate chain and its PEM private key, for mutual TLS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// An `http` source: requests go to `base_url` + each probe's path.

@@ -12,10 +12,15 @@
 //! - A literal sorted set read only by set checks (`same`, `subset`, `disjoint`) goes straight
 //!   into their key sets: one `ZRANGE … WITHSCORES` on a connection of its own, parsed as it
 //!   streams in (no reply tree, no table).
+//! - `rediss://` is TLS through rustls (ring): the server's certificate is checked against the
+//!   source's `tls.ca_file`, or the bundled webpki roots; `tls.cert_file` / `tls.key_file` is
+//!   a client certificate (mutual TLS). A TLS failure is a connect error that says so.
 //! - Every error passes through [`Secret::scrub`]: the URL's password never appears.
 
 use crate::sink::RowSink;
-use invar_core::{RedisKind, RedisPattern, RedisProbe, RedisSource, Secret, Table, Value};
+use invar_core::{
+    RedisKind, RedisPattern, RedisProbe, RedisSource, RedisTls, Secret, Table, Value,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -66,8 +71,14 @@ impl RedisConn {
     pub async fn connect(src: &RedisSource) -> Result<RedisConn, String> {
         let secret = src.url.clone();
         let shown = secret.redacted();
-        let client = redis::Client::open(secret.expose())
-            .map_err(|e| secret.scrub(&format!("invalid redis url `{shown}`: {e}")))?;
+        let client = if secret.expose().starts_with("rediss://") {
+            let certs = tls_certificates(src.tls.as_ref())?;
+            ring_provider();
+            redis::Client::build_with_tls(secret.expose(), certs)
+        } else {
+            redis::Client::open(secret.expose())
+        }
+        .map_err(|e| secret.scrub(&format!("invalid redis url `{shown}`: {}", reason(&e))))?;
         let connect_timeout = src.timeout.min(MAX_CONNECT_TIMEOUT);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
@@ -678,9 +689,117 @@ impl<S: tokio::io::AsyncRead + Unpin> RespReader<S> {
     }
 }
 
-/// A redis error as one line, without the URL.
+/// A redis error as one line, without the URL. A TLS failure (the server's certificate not
+/// trusted, a client certificate refused) says so, with rustls's reason.
 fn reason(e: &redis::RedisError) -> String {
+    if let Some(tls) = tls_failure(e) {
+        let hint = match &tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                " (the server's certificate is not signed by a trusted CA: `tls.ca_file` \
+                 must be the CA that signed it; without it, only the webpki roots are trusted)"
+            }
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            ) => " (the URL's host is not a name or address in the server's certificate)",
+            rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+                | rustls::AlertDescription::BadCertificate
+                | rustls::AlertDescription::UnknownCA,
+            ) => {
+                " (the server refused the client certificate, or wants one: \
+                 `tls.cert_file` and `tls.key_file`)"
+            }
+            _ => "",
+        };
+        return format!("TLS handshake failed: {tls}{hint}").replace('\n', " ");
+    }
     e.to_string().replace('\n', " ")
+}
+
+/// The rustls error under a redis error, if there is one: the redis crate keeps the I/O
+/// error (which wraps rustls's) behind an `Arc`, so each link of the chain is looked through.
+fn tls_failure(e: &redis::RedisError) -> Option<rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(t) = rustls_in(err) {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// `err` itself as a rustls error: directly, inside an I/O error, or behind an `Arc`.
+fn rustls_in(err: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    if let Some(t) = err.downcast_ref::<rustls::Error>() {
+        return Some(t.clone());
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        let inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+        return rustls_in(inner);
+    }
+    if let Some(arc) = err.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+        let inner: &(dyn std::error::Error + 'static) = arc.as_ref();
+        return rustls_in(inner);
+    }
+    None
+}
+
+/// Makes ring the process's rustls crypto provider unless one is installed already: the redis
+/// crate builds its `ClientConfig` from the process default, which rustls can only pick by
+/// itself while exactly one provider is compiled in.
+fn ring_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread installing one first is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// A `tls` file larger than this is not a PEM certificate or key.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// The `tls:` block's files, read now (the config checked them when it was loaded; a rotated
+/// certificate is read by the next connect). No `ca_file`: the bundled webpki roots.
+fn tls_certificates(tls: Option<&RedisTls>) -> Result<redis::TlsCertificates, String> {
+    let Some(tls) = tls else {
+        return Ok(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: None,
+        });
+    };
+    let root_cert = match &tls.ca_file {
+        Some(p) => Some(read_pem("ca_file", p)?),
+        None => None,
+    };
+    let client_tls = match &tls.client {
+        Some(c) => Some(redis::ClientTlsConfig {
+            client_cert: read_pem("cert_file", &c.cert_file)?,
+            client_key: read_pem("key_file", &c.key_file)?,
+        }),
+        None => None,
+    };
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+/// One `tls` file's bytes, or an error naming the key and the file (never its contents).
+fn read_pem(key: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| format!("cannot read `tls.{key}` {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(fail)?;
+    if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
+        return Err(fail(std::io::Error::other(
+            "not a regular file of at most 1 MiB",
+        )));
+    }
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES).read_to_end(&mut out))
+        .map_err(fail)?;
+    Ok(out)
 }
 
 fn type_noun(kind: RedisKind) -> &'static str {

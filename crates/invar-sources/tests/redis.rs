@@ -130,6 +130,7 @@ fn source(url: &str) -> RedisSource {
         url: Secret::new(url),
         timeout: Duration::from_secs(5),
         max_keys: 100_000,
+        tls: None,
     }
 }
 
