@@ -27,9 +27,9 @@ const PG_RECORD_LOCK: i64 = 0x1A7A_5700_0001;
 /// statement. Drop the batching once sqlx sets `TCP_NODELAY` again.
 const PG_BATCH_BYTES: usize = 14 * 1024;
 
-/// A database [`SqlStore`] runs on: only what differs between SQLite and Postgres.
-/// Implemented by [`SqliteBackend`] and [`PgBackend`].
-pub trait Backend: Send + Sync + Sized + 'static {
+/// A database [`SqlStore`] runs on: only what differs between SQLite and Postgres. Sealed:
+/// implemented by [`SqliteBackend`] and [`PgBackend`] only.
+pub trait Backend: sealed::Sealed + Send + Sync + Sized + 'static {
     type DB: sqlx::Database<Connection = Self::Conn>;
     /// The backend's connection; runs the shared statements.
     type Conn: Exec + sqlx::Connection<Database = Self::DB>;
@@ -63,6 +63,12 @@ pub struct SqliteBackend;
 
 /// Postgres: writers serialised by an advisory transaction lock.
 pub struct PgBackend;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::SqliteBackend {}
+    impl Sealed for super::PgBackend {}
+}
 
 impl Backend for SqliteBackend {
     type DB = sqlx::Sqlite;
