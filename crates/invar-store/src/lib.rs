@@ -246,8 +246,8 @@ pub trait Coordination: Send + Sync {
 
 /// The history store: [`History`], [`Outbox`] and [`Coordination`] on one backend. Every
 /// method is one statement or one transaction. Dyn-compatible: callers hold a
-/// `Box<dyn Store>` or an `Arc<dyn Store>` and reach every part's methods through it (with the
-/// part's trait in scope).
+/// `Box<dyn Store>` or an `Arc<dyn Store>`, on which every part's methods are callable as they
+/// are; on a concrete [`SqliteStore`] or [`PgStore`], bring the part's trait into scope.
 pub trait Store: History + Outbox + Coordination {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
