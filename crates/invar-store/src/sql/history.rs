@@ -2,7 +2,7 @@
 //! violations, incidents and the report back.
 
 use super::rows::{self, Cols, INCIDENT_COLS, INCIDENT_STATE_COLS, REMEMBERED_COLS, RESULT_COLS};
-use super::rows::{RUN_COLS, VIOLATION_COLS};
+use super::rows::{OUTCOME_COLS, RUN_COLS, VIOLATION_COLS};
 use super::{Arg, Backend, Exec, Filter, Insert, SqlStore, Stmt, db, json_text, limit_of};
 use crate::types::*;
 use crate::{History, Planner, Result, StoreError};
@@ -437,7 +437,7 @@ impl<B: Backend> SqlStore<B> {
         // million). Instead: the distinct invariants by a loose index scan (`inv`), each one's
         // N-th newest start time by an index probe (`bound`), and the window only over the rows
         // from there on — all through `results_invariant_started`.
-        let latest = Stmt::new(
+        let sql = format!(
             "WITH RECURSIVE inv(id) AS ( \
                  SELECT min(invariant_id) FROM results \
                  UNION ALL \
@@ -449,27 +449,19 @@ impl<B: Backend> SqlStore<B> {
                      ORDER BY x.started_at DESC LIMIT 1 OFFSET $1), $3) \
                  FROM inv WHERE inv.id IS NOT NULL \
              ) \
-             SELECT invariant_id, run_id, started_at, outcome, reason, violations_total FROM ( \
-                 SELECT r.invariant_id, r.run_id, r.started_at, r.outcome, r.reason, \
-                     r.violations_total, ROW_NUMBER() OVER (PARTITION BY r.invariant_id \
+             SELECT {OUTCOME_COLS} FROM ( \
+                 SELECT {}, ROW_NUMBER() OVER (PARTITION BY r.invariant_id \
                      ORDER BY r.started_at DESC, r.run_id DESC, r.seq DESC) AS rn \
                  FROM bound b JOIN results r \
                      ON r.invariant_id = b.id AND r.started_at >= b.since \
              ) c WHERE rn <= $2 ORDER BY invariant_id, rn",
-        )
-        .bind(n - 1)
-        .bind(n)
-        .bind(i64::MIN);
+            rows::qualified("r", OUTCOME_COLS)
+        );
+        let latest = Stmt::built(sql).bind(n - 1).bind(n).bind(i64::MIN);
         for r in &self.fetch_all(latest).await? {
             out.entry(r.get("invariant_id")?)
                 .or_default()
-                .push(OutcomeAt {
-                    run_id: r.get("run_id")?,
-                    started_at: r.get("started_at")?,
-                    outcome: r.get("outcome")?,
-                    reason: r.get("reason")?,
-                    violations_total: r.get("violations_total")?,
-                });
+                .push(rows::outcome_at(r)?);
         }
         Ok(out)
     }

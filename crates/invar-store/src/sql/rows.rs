@@ -17,6 +17,11 @@ pub(super) const RESULT_COLS: &str = "run_id, seq, invariant_id, started_at, sui
      severity, outcome, reason, examined, vacuous, duration_ms, measured, violations_total, \
      runbook";
 
+/// `results` for the status page's strip of recent outcomes, as [`outcome_at`] reads it (the
+/// few columns it shows: it reads many rows per invariant).
+pub(super) const OUTCOME_COLS: &str =
+    "invariant_id, run_id, started_at, outcome, reason, violations_total";
+
 /// `incidents`, as [`incident_row`] reads it.
 pub(super) const INCIDENT_COLS: &str = "id, subject, kind, title, severity, opened_at, \
      opened_run_id, resolved_at, resolved_run_id, last_red_at";
@@ -216,6 +221,17 @@ pub(super) fn result_entry(r: &impl Cols) -> Result<ResultEntry> {
         duration_ms: r.get::<i64>("duration_ms")? as u64,
         measured: json(r, "measured")?,
         violations_total: r.get::<i64>("violations_total")? as u64,
+    })
+}
+
+/// [`OUTCOME_COLS`].
+pub(super) fn outcome_at(r: &impl Cols) -> Result<OutcomeAt> {
+    Ok(OutcomeAt {
+        run_id: r.get("run_id")?,
+        started_at: r.get("started_at")?,
+        outcome: r.get("outcome")?,
+        reason: r.get("reason")?,
+        violations_total: r.get("violations_total")?,
     })
 }
 
