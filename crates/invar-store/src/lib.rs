@@ -1,19 +1,24 @@
 //! invar-store: the history store — runs, results (with their `measured` block), violations,
-//! incidents, remembered states for `transitions`, the alert outbox and every delivery attempt.
+//! incidents, remembered states for `transitions`, the alert outbox and every delivery attempt,
+//! schedule ticks, leases and silences.
 //!
-//! One [`Store`] trait, two backends: embedded SQLite (the default, WAL) and Postgres (several
-//! watchers sharing one history). Both run the same SQL (BIGINT unix-millisecond timestamps,
-//! JSON as text, `$N` placeholders) and their own embedded migrations, versioned in
-//! `invar_migrations`. One conformance story (`tests/conformance.rs`) runs on both.
+//! One [`Store`] in three parts — [`History`], [`Outbox`] and [`Coordination`] — and two
+//! backends: embedded SQLite (the default, WAL) and Postgres (several watchers sharing one
+//! history). Both are one generic [`SqlStore`] over a small [`Backend`] trait that holds only
+//! what differs (opening, the serialised write transaction, bulk inserts, the migrations'
+//! DDL); every statement is written once (BIGINT unix-millisecond timestamps, JSON as text,
+//! `$N` placeholders) and every row is read by column name. Migrations are embedded per
+//! backend and versioned in `invar_migrations`. One conformance story
+//! (`tests/conformance.rs`) runs on both.
 //!
 //! Recording a run is **one transaction**: the run, its results and violations, the incident
 //! transitions and the outbox rows they cause. The incident planning itself is a pure function
-//! handed to [`Store::record_run`]: it runs inside the transaction on the states as stored
+//! handed to [`History::record_run`]: it runs inside the transaction on the states as stored
 //! (runs are serialised: SQLite `BEGIN IMMEDIATE`, Postgres an advisory transaction lock), so
 //! two watchers sharing a Postgres history cannot both open the same incident.
 //!
 //! The store never sees a secret: sinks are named, never addressed, and delivery errors are
-//! scrubbed before they reach [`Store::record_attempt`].
+//! scrubbed before they reach [`Outbox::record_attempt`].
 
 mod migrate;
 mod sql;
@@ -28,36 +33,42 @@ use invar_core::{Retention, RunReport, Secret, StoreSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use sql::{PgStore, SqliteStore};
+pub use sql::{Backend, PgBackend, PgStore, SqlStore, SqliteBackend, SqliteStore};
 
 /// Errors of the store. Messages never hold a connection URL's password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store cannot be opened (or is newer than this invar). Only the message is kept: the
+    /// driver's error is scrubbed of the URL's secrets into it, and its own text could show
+    /// them.
     #[error("cannot open the history store: {0}")]
     Open(String),
-    #[error("history store migration {version} (`{name}`) failed: {message}")]
+    #[error("history store migration {version} (`{name}`) failed: {source}")]
     Migrate {
         version: i64,
         name: String,
-        message: String,
+        #[source]
+        source: sqlx::Error,
     },
+    /// A statement failed; the driver's error is the source.
     #[error("history store: {0}")]
-    Db(String),
+    Db(#[source] sqlx::Error),
     #[error("history store holds data this version cannot read: {0}")]
     Decode(String),
+    /// A request the store cannot run (a malformed cursor).
+    #[error("history store: {0}")]
+    Invalid(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The pure planner run inside [`Store::record_run`]'s transaction: given the stored incident
+/// The pure planner run inside [`History::record_run`]'s transaction: given the stored incident
 /// states and who was notified of the open incidents, it returns what to write.
 pub type Planner<'a> = dyn Fn(&PlanInput) -> Plan + Send + Sync + 'a;
 
-/// The history store. Every method is one statement or one transaction.
-pub trait Store: Send + Sync {
-    /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
-
+/// What happened: runs, their results and violations, incidents, the report's aggregates,
+/// retention and the remembered states of `transitions` invariants.
+pub trait History: Send + Sync {
     /// Records a run — run, results, violations, remembered states, and whatever `plan`
     /// decides (incident states, events, outbox rows) — in one transaction.
     fn record_run<'a>(
@@ -121,7 +132,10 @@ pub trait Store: Send + Sync {
         invariant: &'a str,
         before: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<u64>>;
+}
 
+/// The alert outbox: deliveries waiting for a sink, their leases and every attempt.
+pub trait Outbox: Send + Sync {
     /// Pending deliveries, oldest first: all of them (`due_at: None`), or those due by then.
     fn pending(
         &self,
@@ -151,7 +165,10 @@ pub trait Store: Send + Sync {
 
     /// Delivered and pending outbox rows, and failed attempts, counted in one statement.
     fn delivery_counts(&self) -> BoxFuture<'_, Result<DeliveryCounts>>;
+}
 
+/// What replicas sharing a store agree on: claimed schedule ticks, named leases and silences.
+pub trait Coordination: Send + Sync {
     /// Claims the scheduled `tick` of `suite` for `owner`: true for exactly one caller across
     /// every process sharing the store, false for all others (whoever claimed it first).
     fn claim_tick<'a>(
@@ -176,15 +193,6 @@ pub trait Store: Send + Sync {
         stale_before: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool>>;
 
-    /// Extends a lease `owner` holds; false when it no longer holds it (expired and taken, or
-    /// released). Never re-creates a released lease.
-    fn renew_lease<'a>(
-        &'a self,
-        name: &'a str,
-        owner: &'a str,
-        until: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool>>;
-
     /// Marks a claimed tick as run: its run (`run_id`) was recorded.
     fn finish_tick<'a>(
         &'a self,
@@ -193,7 +201,7 @@ pub trait Store: Send + Sync {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<()>>;
 
-    /// The latest tick of `suite` whose run was recorded ([`Store::finish_tick`]).
+    /// The latest tick of `suite` whose run was recorded ([`Coordination::finish_tick`]).
     fn last_finished_tick<'a>(
         &'a self,
         suite: &'a str,
@@ -210,8 +218,39 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool>>;
 
+    /// Extends a lease `owner` holds; false when it no longer holds it (expired and taken, or
+    /// released). Never re-creates a released lease.
+    fn renew_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
     /// Releases the named lease if `owner` holds it; otherwise does nothing.
     fn release_lease<'a>(&'a self, name: &'a str, owner: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Stores a new silence (its id a fresh UUID v7) and returns it as stored (times at
+    /// millisecond precision). The matcher is kept as text; the store does not compile it.
+    fn add_silence<'a>(&'a self, s: &'a NewSilence) -> BoxFuture<'a, Result<Silence>>;
+
+    /// Silences, by start then id: all of them (`active_at: None`, expired ones included), or
+    /// those active at an instant — `starts_at <= t < ends_at` and not expired by then
+    /// (`expired_at` unset or after `t`).
+    fn silences(&self, active_at: Option<DateTime<Utc>>) -> BoxFuture<'_, Result<Vec<Silence>>>;
+
+    /// Ends a silence early at `at`: false when no silence has that id or it was already
+    /// expired (the first expiry is kept).
+    fn expire_silence<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<bool>>;
+}
+
+/// The history store: [`History`], [`Outbox`] and [`Coordination`] on one backend. Every
+/// method is one statement or one transaction. Dyn-compatible: callers hold a
+/// `Box<dyn Store>` or an `Arc<dyn Store>`, on which every part's methods are callable as they
+/// are; on a concrete [`SqliteStore`] or [`PgStore`], bring the part's trait into scope.
+pub trait Store: History + Outbox + Coordination {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
 }
 
 /// Opens (creating and migrating) the store a config names.

@@ -4,12 +4,20 @@
 /// (version, name, SQL). Append only; never edit a released migration.
 pub(crate) type Migration = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Migration] = &[(1, "history", SQLITE_1), (2, "watch", SQLITE_2)];
-pub(crate) const POSTGRES: &[Migration] = &[(1, "history", POSTGRES_1), (2, "watch", POSTGRES_2)];
+pub(crate) const SQLITE: &[Migration] = &[
+    (1, "history", SQLITE_1),
+    (2, "watch", SQLITE_2),
+    (3, "silences", SILENCES_3),
+];
+pub(crate) const POSTGRES: &[Migration] = &[
+    (1, "history", POSTGRES_1),
+    (2, "watch", POSTGRES_2),
+    (3, "silences", SILENCES_3),
+];
 
-pub(crate) const SQLITE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS invar_migrations (
+/// The version table, the same on both backends.
+pub(crate) const VERSIONS: &str = "CREATE TABLE IF NOT EXISTS invar_migrations (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
-pub(crate) const POSTGRES_VERSIONS: &str = SQLITE_VERSIONS;
 
 const SQLITE_1: &str = r#"
 CREATE TABLE runs (
@@ -325,4 +333,20 @@ DROP INDEX violations_invariant;
 CREATE INDEX violations_at_id ON violations (at, id);
 CREATE INDEX violations_invariant_at ON violations (invariant_id, at, id);
 CREATE INDEX violations_severity_at ON violations (severity, at, id);
+"#;
+
+/// Silences (`Coordination::add_silence`): a CEL matcher as text and a time window in unix ms;
+/// `expired_at` is set when one is ended early. The same DDL on both backends.
+const SILENCES_3: &str = r#"
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    matcher TEXT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expired_at BIGINT
+);
+CREATE INDEX silences_ends ON silences (ends_at);
 "#;

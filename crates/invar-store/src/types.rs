@@ -348,6 +348,35 @@ pub struct DeliveryCounts {
     pub pending: u64,
 }
 
+/// A silence to store: while active, matching notices are held back (the feature that reads
+/// them is not in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSilence {
+    /// A CEL expression over the notice, as the operator wrote it.
+    pub matcher: String,
+    pub starts_at: DateTime<Utc>,
+    /// Exclusive: the silence is over at this instant.
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// A UUID v7, given by the store.
+    pub id: String,
+    pub matcher: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// When it was ended early ([`crate::Coordination::expire_silence`]).
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
 /// Skip reasons grouped for the report.
 pub fn skip_category(reason: Option<&str>) -> &'static str {
     let r = reason.unwrap_or("").to_ascii_lowercase();

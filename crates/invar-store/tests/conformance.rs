@@ -1246,3 +1246,154 @@ async fn postgres_watch_reads() {
     watch_reads(&store).await;
     store.drop_schema(&schema).await.unwrap();
 }
+
+/// Silences: stored as given (at millisecond precision), listed all or by the instant they are
+/// active at (start inclusive, end exclusive, not yet expired), expired once.
+async fn silences(store: &dyn Store) {
+    let m = TimeDelta::minutes(1);
+    assert!(store.silences(None).await.unwrap().is_empty());
+    assert!(store.silences(Some(t0())).await.unwrap().is_empty());
+    let new = |starts: DateTime<Utc>, ends: DateTime<Utc>, reason: &str| NewSilence {
+        matcher: format!("notice.subject == \"{reason}\""),
+        starts_at: starts,
+        ends_at: ends,
+        reason: reason.into(),
+        created_by: "ops@example.com".into(),
+        created_at: t0() - m,
+    };
+    // Sub-millisecond parts are not kept.
+    let fine = t0() + TimeDelta::microseconds(1_500);
+    let a = store
+        .add_silence(&new(fine, t0() + m * 60, "A"))
+        .await
+        .unwrap();
+    assert_eq!(a.starts_at, t0() + TimeDelta::milliseconds(1));
+    assert_eq!((a.ends_at, a.created_at), (t0() + m * 60, t0() - m));
+    assert_eq!(a.matcher, "notice.subject == \"A\"");
+    assert_eq!(
+        (a.reason.as_str(), a.created_by.as_str()),
+        ("A", "ops@example.com")
+    );
+    assert_eq!(a.expired_at, None);
+    let id = uuid::Uuid::parse_str(&a.id).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    let b = store
+        .add_silence(&new(t0() + m * 30, t0() + m * 120, "B"))
+        .await
+        .unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(store.silences(None).await.unwrap(), [a.clone(), b.clone()]);
+
+    let active = async |t: DateTime<Utc>| -> Vec<String> {
+        let list = store.silences(Some(t)).await.unwrap();
+        list.into_iter().map(|s| s.reason).collect()
+    };
+    assert!(active(t0()).await.is_empty(), "A starts 1.5 ms later");
+    assert_eq!(active(t0() + TimeDelta::milliseconds(1)).await, ["A"]);
+    assert_eq!(active(t0() + m * 45).await, ["A", "B"]);
+    assert_eq!(active(t0() + m * 60).await, ["B"], "the end is exclusive");
+    assert!(active(t0() + m * 120).await.is_empty());
+
+    // Expired early: over from then on, still listed; expiring again or an unknown id: false.
+    assert!(store.expire_silence(&b.id, t0() + m * 50).await.unwrap());
+    assert!(!store.expire_silence(&b.id, t0() + m * 55).await.unwrap());
+    assert!(!store.expire_silence("no-such-silence", t0()).await.unwrap());
+    assert_eq!(active(t0() + m * 45).await, ["A", "B"]);
+    assert_eq!(active(t0() + m * 50).await, ["A"]);
+    assert!(active(t0() + m * 90).await.is_empty());
+    let all = store.silences(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[1].expired_at,
+        Some(t0() + m * 50),
+        "the first expiry is kept"
+    );
+    assert_eq!(all[0], a);
+}
+
+#[tokio::test]
+async fn sqlite_silences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let store = open_sqlite(&path).await.unwrap();
+    silences(&store).await;
+    drop(store);
+    // Reopening keeps them (the migration is not applied twice).
+    let again = open_sqlite(&path).await.unwrap();
+    assert_eq!(again.silences(None).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn postgres_silences() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(store) = postgres(&schema).await else {
+        return;
+    };
+    silences(&store).await;
+    store.drop_schema(&schema).await.unwrap();
+}
+
+/// A failing statement is a `StoreError::Db` whose source is the driver's error.
+async fn error_source(store: &dyn Store) {
+    use std::error::Error as _;
+    let r = report("run-dup", "gate", t0(), vec![], &[]);
+    record_plain(store, &r).await;
+    let none = |_: &PlanInput| Plan::default();
+    let run = RunRecord {
+        report: &r,
+        sources: vec![],
+        remembered: vec![],
+    };
+    let e = store.record_run(&run, &none).await.unwrap_err();
+    assert!(matches!(e, StoreError::Db(_)), "{e:?}");
+    let source = e.source().expect("a source");
+    let sqlx = source
+        .downcast_ref::<sqlx::Error>()
+        .expect("the source is an sqlx error");
+    assert!(
+        matches!(sqlx, sqlx::Error::Database(d) if d.is_unique_violation()),
+        "{sqlx:?}"
+    );
+    assert!(e.to_string().starts_with("history store: "), "{e}");
+    // A malformed cursor is refused before any statement runs.
+    let bad = ViolationQuery {
+        cursor: Some("not-a-cursor".into()),
+        ..ViolationQuery::default()
+    };
+    let e = store.violations(&bad).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn sqlite_error_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(&dir.path().join("history.db")).await.unwrap();
+    error_source(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_error_source() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(store) = postgres(&schema).await else {
+        return;
+    };
+    error_source(&store).await;
+    store.drop_schema(&schema).await.unwrap();
+}
+
+/// A store that cannot be opened says so without the URL's password, and keeps no driver
+/// error as its source (its text could hold the URL).
+#[tokio::test]
+async fn open_error_hides_the_password() {
+    use std::error::Error as _;
+    // Refused while parsing: no server needed.
+    let url = Secret::new("postgres://invar:hunter2-secret@127.0.0.1:99999/test");
+    let e = connect_postgres(&url, None)
+        .await
+        .err()
+        .expect("no such port");
+    assert!(matches!(e, StoreError::Open(_)), "{e:?}");
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(e.source().is_none());
+}
