@@ -7,6 +7,7 @@
 
 pub mod cel_check;
 pub mod condition;
+pub mod errors;
 pub mod eval;
 pub mod incident;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod units;
 pub mod value;
 
 pub use condition::{Condition, ConditionError, Scope};
+pub use errors::error_chain;
 pub use eval::{
     ProbeResult, Snapshot, evaluate, evaluate_with_memory, skip_if_decision, transitions_step,
 };

@@ -572,7 +572,7 @@ async fn create_run(
             StatusCode::SERVICE_UNAVAILABLE,
             "invar watch is shutting down; try another replica or after it restarts",
         )),
-        Err(RunError::Failed(e)) => Err(ApiError::store(format!("{e:#}"))),
+        Err(RunError::Failed(e)) => Err(ApiError::store(invar_core::error_chain(e.as_ref()))),
     }
 }
 

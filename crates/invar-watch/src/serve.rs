@@ -113,7 +113,7 @@ pub async fn watch(cfg: Arc<Config>, opts: WatchOptions) -> Result<()> {
                     _ = tokio::time::sleep(every) => {}
                 }
                 if let Err(e) = w.watchdog().await {
-                    tracing::error!(error = %format!("{e:#}"), "dead-man's switch check failed");
+                    tracing::error!(error = %invar_core::error_chain(e.as_ref()), "dead-man's switch check failed");
                 }
             }
         })

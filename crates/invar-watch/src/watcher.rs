@@ -46,7 +46,7 @@ impl std::fmt::Display for RunError {
             RunError::Busy => f.write_str("the suite is already running"),
             RunError::Unknown(m) => f.write_str(m),
             RunError::ShuttingDown => f.write_str("invar watch is shutting down"),
-            RunError::Failed(e) => write!(f, "{e:#}"),
+            RunError::Failed(e) => f.write_str(&invar_core::error_chain(e.as_ref())),
         }
     }
 }

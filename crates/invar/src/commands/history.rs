@@ -55,7 +55,7 @@ pub(super) fn print_from_store(
             Ok(Exit::Ok)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
             Ok(Exit::Automation)
         }
     }

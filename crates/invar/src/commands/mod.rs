@@ -64,7 +64,7 @@ pub fn dispatch(cli: Cli) -> Exit {
     match execute(cli.command, &cx) {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
             Exit::Automation
         }
     }

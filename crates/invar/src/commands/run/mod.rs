@@ -216,14 +216,14 @@ impl<'a> Session<'a> {
             None
         } else {
             cx.block_on(recording::open(&cfg))?
-                .map_err(|e| eprintln!("error: {e:#}"))
+                .map_err(|e| eprintln!("error: {}", invar_core::error_chain(e.as_ref())))
                 .ok()
         };
         // A dry run reads what earlier runs remembered (if there is a store) but writes nothing.
         let memory = if record.dry_run {
             cx.block_on(recording::open_for_memory(&cfg))?
                 .unwrap_or_else(|e| {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
                     None
                 })
         } else {
@@ -253,7 +253,7 @@ impl<'a> Session<'a> {
             {
                 Ok(m) => m,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
                     self.memory_failed = true;
                     Default::default()
                 }
@@ -284,14 +284,14 @@ impl<'a> Session<'a> {
                 .cx
                 .block_on(recording::record(store, &self.cfg, report, remembered))?
         {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
             self.record_failed = true;
         }
         if !self.record.dry_run
             && let Some(dir) = &self.record.artifacts
             && let Err(e) = recording::write_artifact(dir, report)
         {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
             self.record_failed = true;
         }
         Ok(())
