@@ -163,6 +163,9 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
         .routes(routes!(get_violation))
         .routes(routes!(list_incidents))
         .route_layer(middleware::from_fn_with_state(watcher.clone(), auth));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(reload))
+        .route_layer(middleware::from_fn_with_state(watcher.clone(), auth));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(livez))
         .routes(routes!(readyz))
@@ -170,6 +173,7 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
         .routes(routes!(metrics))
         .routes(routes!(status_page))
         .nest("/api/v1", api)
+        .merge(admin)
         .layer(axum::Extension(workers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::map_response(json_errors))
@@ -375,6 +379,45 @@ fn bearer(h: &HeaderMap) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_string())
+}
+
+/// Reloads the config file (like `SIGHUP`): validated first; on any error the running config
+/// stays and the answer says why. Suites, silences and sinks change without dropping a tick
+/// or an outbox entry.
+#[utoipa::path(post, path = "/-/reload", tag = "service", security(("bearer" = [])),
+    responses((status = 200, description = "Reloaded; `changes` says what changed", body = Value),
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "A read-only token", body = ErrorBody),
+              (status = 422, description = "The new config is invalid; the running one stays", body = ErrorBody),
+              (status = 503, description = "This watcher cannot reload", body = ErrorBody)))]
+async fn reload(
+    axum::Extension(role): axum::Extension<Role>,
+    reloader: Option<axum::Extension<crate::serve::Reloader>>,
+) -> Result<Json<Value>, ApiError> {
+    if role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reloading needs the admin token",
+        ));
+    }
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this watcher cannot reload",
+        )
+    };
+    let Some(axum::Extension(reloader)) = reloader else {
+        return Err(unavailable());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    reloader.0.send(tx).await.map_err(|_| unavailable())?;
+    match rx.await.map_err(|_| unavailable())? {
+        Ok(changes) => Ok(Json(json!({ "reloaded": true, "changes": changes }))),
+        Err(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("config reload refused; the running config stays: {why}"),
+        )),
+    }
 }
 
 /// Liveness: the process serves HTTP. No store access, so a store outage never restarts a

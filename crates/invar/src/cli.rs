@@ -27,8 +27,17 @@ pub struct Cli {
     /// The config file [default: $INVAR_CONFIG, else ./invar.yaml]
     #[arg(long, global = true, env = "INVAR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr: `text` for people, `json` (one object per line) for log shippers
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "INVAR_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -28,23 +28,30 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging(matches!(cli.command, cli::Command::Watch(_)));
+    init_logging(
+        matches!(cli.command, cli::Command::Watch(_)),
+        cli.log_format,
+    );
     commands::dispatch(cli).into()
 }
 
 /// Logs go to stderr. One-shot commands log warnings only; the watcher also logs what it runs.
-fn init_logging(watch: bool) {
+/// `json`: one object per line (`timestamp`, `level`, `target`, `fields`), never coloured.
+fn init_logging(watch: bool, format: cli::LogFormat) {
     let default_filter = if watch {
         "info,sqlx=error,hyper=warn,tower=warn"
     } else {
         "warn,sqlx=error"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INVAR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INVAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Json => builder.json().with_ansi(false).init(),
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
 }

@@ -492,6 +492,7 @@ fn the_openapi_document_matches_the_routes() {
         "GET /metrics",
         "GET /openapi.json",
         "GET /readyz",
+        "POST /-/reload",
         "POST /api/v1/runs",
     ];
     assert_eq!(listed, expected);
@@ -504,7 +505,7 @@ fn the_openapi_document_matches_the_routes() {
         assert_ne!(s, 405, "{op} answered 405");
         assert!(s < 500, "{op} answered {s}: {text}");
         // The API operations are marked as needing the bearer token, and do.
-        if path.starts_with("/api/v1") {
+        if path.starts_with("/api/v1") || path == "/-/reload" {
             let (s, _, _) = http.send(method, &w.url(&path), None, None);
             assert_eq!(s, 401, "{op} without a token");
         }
@@ -798,4 +799,130 @@ fn a_suite_running_on_one_watcher_is_busy_on_another_sharing_the_store() {
         json!({"suite": "slow"}),
     );
     assert_eq!(s, 200, "the lease was not released: {body}");
+}
+
+/// Waits (up to 20 s) until the watcher's log holds `text`.
+fn wait_log(w: &Watch, text: &str) {
+    let t0 = Instant::now();
+    while !w.log().contains(text) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no `{text}` in the log:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn invariant_ids(http: &Http, w: &Watch) -> Vec<String> {
+    let (s, body) = http.get(&w.url("/api/v1/invariants"), Some(READ));
+    assert_eq!(s, 200, "{body}");
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn hangup(w: &Watch) {
+    let pid = w.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn sighup_and_post_reload_keep_a_broken_config_out_and_schedule_a_new_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let clock = fast_clock();
+    let mut cmd_env = vec![(clock.0, clock.1.clone())];
+    cmd_env.push(("INVAR_LOG_FORMAT", "json".to_string()));
+    let w = Watch::start(d, &cmd_env);
+    let http = Http::new();
+    assert!(invariant_ids(&http, &w).contains(&"Q-PASS".to_string()));
+
+    // A broken config: refused, the running one stays, and the log says why.
+    std::fs::write(
+        d.join("invar.yaml"),
+        "invariants: [ {id: X, title: t, probe: {sql: 1} ]\n",
+    )
+    .unwrap();
+    hangup(&w);
+    wait_log(
+        &w,
+        "config reload refused (SIGHUP); keeping the running config",
+    );
+    assert_eq!(http.get(&w.url("/livez"), None).0, 200);
+    assert!(invariant_ids(&http, &w).contains(&"Q-PASS".to_string()));
+    // The same through the API: 401 without a token, 403 with the read token, 422 with why.
+    assert_eq!(http.post(&w.url("/-/reload"), None, json!({})).0, 401);
+    assert_eq!(http.post(&w.url("/-/reload"), Some(READ), json!({})).0, 403);
+    let (s, body) = http.post(&w.url("/-/reload"), Some(ADMIN), json!({}));
+    assert_eq!(s, 422, "{body}");
+    assert!(body.to_string().contains("invar.yaml:1"), "{body}");
+    assert!(invariant_ids(&http, &w).contains(&"Q-PASS".to_string()));
+
+    // A new scheduled suite: after SIGHUP it is known, and it runs on its schedule.
+    write_config(
+        d,
+        &format!(
+            "{API_CONFIG}  - id: T-1\n    title: ticks\n    tags: [tick]\n    probe: {{ values: [a] }}\n    fail_when: count == 0.0\n"
+        )
+        .replace(
+            "suites:\n",
+            "suites:\n  ticker: { select: \"'tick' in tags\", schedule: \"* * * * *\" }\n",
+        ),
+    );
+    hangup(&w);
+    wait_log(&w, "config reloaded (SIGHUP): +suite ticker");
+    assert!(invariant_ids(&http, &w).contains(&"T-1".to_string()));
+    let t0 = Instant::now();
+    loop {
+        let (s, body) = http.get(&w.url("/api/v1/runs"), Some(READ));
+        assert_eq!(s, 200);
+        let ticked = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["suite"] == "ticker");
+        if ticked {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the new suite never ran:\n{body}\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (s, body) = http.post(&w.url("/-/reload"), Some(ADMIN), json!({}));
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["reloaded"], true);
+
+    // `--log-format json` (here through INVAR_LOG_FORMAT): the log records are JSON objects.
+    let log = w.log();
+    let records: Vec<J> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["fields"]["message"] == "config reloaded" && r["level"] == "INFO"),
+        "{log}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["fields"]["message"] == "config reload refused; keeping the running config"),
+        "{log}"
+    );
 }
