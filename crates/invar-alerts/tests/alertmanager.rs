@@ -79,14 +79,9 @@ fn binary() -> Option<PathBuf> {
 /// skip) when it is not installed outside CI; a failure under CI.
 async fn start(dir: &Path, port: u16) -> Option<Alertmanager> {
     let Some(bin) = binary() else {
-        assert!(
-            !invar_testkit::in_ci(),
-            "prometheus-alertmanager is not installed and CI is set; install it with \
-             `bash scripts/ensure-services.sh` (Debian package `prometheus-alertmanager`)"
-        );
-        eprintln!(
-            "\n!!!!!!!! WARNING: prometheus-alertmanager is not installed; this test is SKIPPED. \
-             Install it with `apt-get install -y prometheus-alertmanager` !!!!!!!!\n"
+        invar_testkit::skip(
+            "prometheus-alertmanager is not installed",
+            "install it with `bash scripts/ensure-services.sh` (Debian package `prometheus-alertmanager`)",
         );
         return None;
     };

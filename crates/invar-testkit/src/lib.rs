@@ -27,14 +27,40 @@ pub fn server_up(what: &str, addr: &str, how_to_start: &str) -> bool {
     if up {
         return true;
     }
-    if in_ci() {
-        panic!("{what} is not reachable at {addr} and CI is set; start it with: {how_to_start}");
-    }
-    eprintln!(
-        "\n!!!!!!!! WARNING: {what} is not reachable at {addr}; this test is SKIPPED. \
-         Start it with: {how_to_start} !!!!!!!!\n"
+    skip(
+        &format!("{what} is not reachable at {addr}"),
+        &format!("start it with: {how_to_start}"),
     );
     false
+}
+
+/// The one way a test gives up for want of a server or a tool: under `CI` it fails, naming
+/// `why` and `how`; elsewhere it prints a loud banner and writes a line to the skip ledger
+/// (`INVAR_SKIP_LEDGER`, set by `scripts/test.sh`), which prints every skipped test after
+/// the run — so a missing server is never a silent `ok`.
+pub fn skip(why: &str, how: &str) {
+    let ledger = std::env::var_os("INVAR_SKIP_LEDGER").map(std::path::PathBuf::from);
+    skip_with(in_ci(), ledger.as_deref(), why, how);
+}
+
+fn skip_with(ci: bool, ledger: Option<&std::path::Path>, why: &str, how: &str) {
+    if ci {
+        panic!("{why} and CI is set; {how}");
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_string();
+    eprintln!("\n!!!!!!!! WARNING: {why}; this test is SKIPPED. {how} !!!!!!!!\n");
+    if let Some(ledger) = ledger {
+        use std::io::Write;
+        let line = format!("{test}: {why} ({how})\n");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ledger)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// [`server_up`] for the server a URL points at.
@@ -96,14 +122,9 @@ pub fn promtool_check_metrics(text: &str) -> Option<(bool, String)> {
     });
     let debian = std::path::PathBuf::from("/usr/bin/promtool");
     let Some(promtool) = on_path.or_else(|| debian.is_file().then_some(debian)) else {
-        assert!(
-            !in_ci(),
-            "promtool is not installed and CI is set; install it with \
-             `bash scripts/ensure-services.sh` (Debian package `prometheus`)"
-        );
-        eprintln!(
-            "\n!!!!!!!! WARNING: promtool is not installed; this check is SKIPPED. \
-             Install it with `bash scripts/ensure-services.sh` (Debian package `prometheus`) !!!!!!!!\n"
+        skip(
+            "promtool is not installed",
+            "install it with `bash scripts/ensure-services.sh` (Debian package `prometheus`)",
         );
         return None;
     };
@@ -144,5 +165,28 @@ mod tests {
             Some("127.0.0.1:3306")
         );
         assert_eq!(url_addr("postgres://db.internal/app"), None);
+    }
+}
+
+#[cfg(test)]
+mod skips {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_written_to_the_ledger_with_the_test_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("skips");
+        skip_with(false, Some(&ledger), "redis is not reachable", "start it");
+        let text = std::fs::read_to_string(&ledger).unwrap();
+        assert_eq!(
+            text,
+            "skips::a_skip_is_written_to_the_ledger_with_the_test_name: redis is not reachable (start it)\n"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "redis is not reachable and CI is set; start it")]
+    fn under_ci_a_skip_fails() {
+        skip_with(true, None, "redis is not reachable", "start it");
     }
 }

@@ -161,15 +161,9 @@ fn chromium() -> Option<&'static Path> {
     if path.is_file() {
         return Some(path);
     }
-    if invar_testkit::in_ci() {
-        panic!(
-            "{CHROMIUM} is not installed and CI is set; install it with \
-             `bash scripts/ensure-services.sh` (Debian package `chromium`)"
-        );
-    }
-    eprintln!(
-        "\n!!!!!!!! WARNING: {CHROMIUM} is not installed; this test is SKIPPED. Install it \
-         with `bash scripts/ensure-services.sh` (Debian package `chromium`) !!!!!!!!\n"
+    invar_testkit::skip(
+        &format!("{CHROMIUM} is not installed"),
+        "install it with `bash scripts/ensure-services.sh` (Debian package `chromium`)",
     );
     None
 }
