@@ -37,6 +37,7 @@ pub use sinks::{
 
 use chrono::{DateTime, Utc};
 use invar_core::incident::observe;
+use invar_core::silence::ActiveSilence;
 use invar_core::{Config, RunReport};
 use invar_store::{Recorded, RememberedState, RunRecord, Store, StoreError};
 
@@ -61,7 +62,9 @@ pub async fn record_run_with(
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&report.started_at)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
-    let observations = observe(config, report);
+    let mut observations = observe(config, report);
+    let silences = active_silences(store, config, now).await?;
+    hold_silenced(config, report, &silences, &mut observations);
     let sources: Vec<Vec<String>> = report
         .results
         .iter()
@@ -79,4 +82,50 @@ pub async fn record_run_with(
     };
     let planner = |input: &invar_store::PlanInput| plan(config, report, &observations, input, now);
     store.record_run(&record, &planner).await
+}
+
+/// The silences in force at `now`: the config's windows open then, and the store's one-offs.
+pub async fn active_silences(
+    store: &dyn Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<ActiveSilence>, StoreError> {
+    let mut active = invar_core::silence::active_rules(&config.silences, now);
+    for s in store.silences(Some(now)).await? {
+        let until = s.expired_at.map_or(s.ends_at, |e| e.min(s.ends_at));
+        match ActiveSilence::compile(&s.id, &s.matcher, until, &s.reason) {
+            Ok(a) => active.push(a),
+            Err(e) => tracing::warn!(error = %e, "a stored silence matches nothing"),
+        }
+    }
+    Ok(active)
+}
+
+/// Marks each invariant a silence matches as held by it (`silence <id> until <t>`): its
+/// firing notice waits until a run after the silence, and is never sent if it resolves first.
+pub fn hold_silenced(
+    config: &Config,
+    report: &RunReport,
+    silences: &[ActiveSilence],
+    observations: &mut [invar_core::incident::Observation],
+) {
+    if silences.is_empty() {
+        return;
+    }
+    for o in observations
+        .iter_mut()
+        .filter(|o| o.kind == invar_core::incident::SubjectKind::Invariant)
+    {
+        let Some(inv) = config.invariant(&o.subject) else {
+            continue;
+        };
+        let (held, errors) = invar_core::silence::holding(silences, inv, &report.suite);
+        for e in errors {
+            tracing::warn!(invariant = %inv.id, error = %e, "a silence could not be matched");
+        }
+        if let Some(s) = held {
+            o.held_by
+                .push(format!("silence {} until {}", s.id, s.until.to_rfc3339()));
+        }
+    }
 }

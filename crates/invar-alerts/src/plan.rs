@@ -161,15 +161,17 @@ pub fn plan(
         if !open.alerted || adv.events.iter().any(|e| e.subject == st.subject) {
             continue;
         }
+        // Held by a source incident or a silence: no reminders (refreshes go on).
         let held = observations
             .iter()
             .find(|o| o.subject == st.subject)
             .is_some_and(|o| {
-                o.sources.iter().any(|s| {
-                    adv.states
-                        .iter()
-                        .any(|x| x.subject == format!("{SOURCE_PREFIX}{s}") && x.open.is_some())
-                })
+                !o.held_by.is_empty()
+                    || o.sources.iter().any(|s| {
+                        adv.states
+                            .iter()
+                            .any(|x| x.subject == format!("{SOURCE_PREFIX}{s}") && x.open.is_some())
+                    })
             });
         let Some(sent) = input.notified.get(&open.id) else {
             continue;

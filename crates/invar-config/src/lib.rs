@@ -16,6 +16,7 @@ mod interp;
 mod invariants;
 mod probes;
 mod server;
+mod silences;
 mod sources;
 mod suites;
 mod yaml;
@@ -37,6 +38,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "server",
     "retention",
+    "silences",
 ];
 const INCLUDED_KEYS: &[&str] = &["sources", "invariants"];
 
@@ -134,13 +136,15 @@ pub fn load_from_str(
         let retention = alerts::retention(&mut cx, top(&files[0], "retention"));
         (sinks, store, retention)
     };
-    let config_server = {
+    let (config_server, config_silences) = {
         let mut cx = Cx {
             file: &files[0],
             env,
             diags: &mut diags,
         };
-        server::server(&mut cx, top(&files[0], "server"))
+        let server = server::server(&mut cx, top(&files[0], "server"));
+        let silences = silences::silences(&mut cx, top(&files[0], "silences"));
+        (server, silences)
     };
     if top(&files[0], "alerts").is_some() || config_invariants.iter().any(|i| !i.alerts.is_empty())
     {
@@ -163,6 +167,7 @@ pub fn load_from_str(
         store: config_store.unwrap_or_default(),
         retention: config_retention,
         server: config_server,
+        silences: config_silences,
     })
 }
 

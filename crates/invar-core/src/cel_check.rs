@@ -196,8 +196,9 @@ impl Checker {
             Expr::Ident(name) => match (self.scope, name.as_str()) {
                 (Scope::Probe, "count") => Ty::Double,
                 (Scope::Probe | Scope::EveryRow | Scope::SkipIf, "now") => Ty::Timestamp,
-                (Scope::Probe, "rows") | (Scope::Select, "tags") => Ty::List,
+                (Scope::Probe, "rows") | (Scope::Select | Scope::Silence, "tags") => Ty::List,
                 (Scope::Select, "id" | "severity") => Ty::String,
+                (Scope::Silence, "id" | "severity" | "suite") => Ty::String,
                 _ => Ty::Dyn,
             },
             Expr::List(l) => {

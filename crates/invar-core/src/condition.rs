@@ -17,6 +17,8 @@ pub enum Scope {
     SkipIf,
     /// a suite's `select`: `id`, `severity`, `tags`.
     Select,
+    /// a silence's `match`: `id`, `severity`, `tags`, `suite`.
+    Silence,
 }
 
 impl Scope {
@@ -26,6 +28,7 @@ impl Scope {
             Scope::EveryRow => &["r", "now"],
             Scope::SkipIf => &["source", "now"],
             Scope::Select => &["id", "severity", "tags"],
+            Scope::Silence => &["id", "severity", "tags", "suite"],
         }
     }
 }

@@ -322,6 +322,8 @@ pub struct Observation {
     pub policy: Policy,
     /// For invariants: the sources it reads (their open incidents hold its notices).
     pub sources: Vec<String>,
+    /// What else holds its firing notice this run: `silence <id>` while a silence matches.
+    pub held_by: Vec<String>,
 }
 
 /// What a run says about every subject it touched: each source it needed (red when
@@ -344,6 +346,7 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
             needed.extend(sources.iter().cloned());
         }
         invs.push(Observation {
+            held_by: Vec::new(),
             subject: r.id.clone(),
             kind: SubjectKind::Invariant,
             signal: Signal::from_outcome(r.outcome),
@@ -367,6 +370,7 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
     let mut out: Vec<Observation> = needed
         .into_iter()
         .map(|name| Observation {
+            held_by: Vec::new(),
             signal: if unavailable.contains(name.as_str()) {
                 Signal::Red
             } else {
@@ -393,6 +397,7 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
     };
     if let (true, Some(signal)) = (scheduled, signal) {
         out.push(Observation {
+            held_by: Vec::new(),
             subject: format!("{SUITE_PREFIX}{}", report.suite),
             kind: SubjectKind::Suite,
             signal,
@@ -445,6 +450,7 @@ pub fn advance(
             .iter()
             .filter(|s| open_sources.contains(*s))
             .cloned()
+            .chain(o.held_by.iter().cloned())
             .collect();
         let (after, events) = step(&before, o.policy, o.signal, &held, now, new_id);
         if o.kind == SubjectKind::Source {
@@ -599,6 +605,7 @@ mod tests {
         let obs = |src: Signal, inv: Signal| {
             vec![
                 Observation {
+                    held_by: Vec::new(),
                     subject: "source:app".into(),
                     kind: SubjectKind::Source,
                     signal: src,
@@ -606,6 +613,7 @@ mod tests {
                     sources: vec![],
                 },
                 Observation {
+                    held_by: Vec::new(),
                     subject: "INV".into(),
                     kind: SubjectKind::Invariant,
                     signal: inv,

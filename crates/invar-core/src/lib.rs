@@ -15,6 +15,7 @@ pub mod model;
 pub mod report;
 pub mod schedule;
 pub mod secret;
+pub mod silence;
 pub mod units;
 pub mod value;
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub retention: Retention,
     /// `server:` — used by `invar watch`.
     pub server: Server,
+    /// `silences:` — recurring maintenance windows (one-off silences live in the store).
+    pub silences: Vec<crate::silence::SilenceRule>,
 }
 
 impl Config {

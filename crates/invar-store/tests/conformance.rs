@@ -97,6 +97,7 @@ async fn record(store: &dyn Store, r: &RunReport, sources: &[(&str, &[&str])]) -
     let mut obs: Vec<Observation> = Vec::new();
     for s in &r.sources_unavailable {
         obs.push(Observation {
+            held_by: Vec::new(),
             subject: format!("source:{}", s.source),
             kind: SubjectKind::Source,
             signal: Signal::Red,
@@ -106,6 +107,7 @@ async fn record(store: &dyn Store, r: &RunReport, sources: &[(&str, &[&str])]) -
     }
     for res in &r.results {
         obs.push(Observation {
+            held_by: Vec::new(),
             subject: res.id.clone(),
             kind: SubjectKind::Invariant,
             signal: Signal::from_outcome(res.outcome),
