@@ -71,6 +71,7 @@ async fn bench(store: &dyn Store, runs: usize) -> Vec<f64> {
             .results
             .iter()
             .map(|x| Observation {
+                held_by: Vec::new(),
                 subject: x.id.clone(),
                 kind: SubjectKind::Invariant,
                 signal: Signal::from_outcome(x.outcome),

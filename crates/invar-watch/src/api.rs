@@ -22,6 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::DateTime;
 use invar_store::{IncidentQuery, RunQuery, ViolationQuery};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -162,6 +163,8 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
         .routes(routes!(violation_stats))
         .routes(routes!(get_violation))
         .routes(routes!(list_incidents))
+        .routes(routes!(list_silences, create_silence))
+        .routes(routes!(expire_silence))
         .route_layer(middleware::from_fn_with_state(watcher.clone(), auth));
     let admin = OpenApiRouter::new()
         .routes(routes!(reload))
@@ -571,26 +574,7 @@ async fn create_run(
             "this token may only read: POST /api/v1/runs needs the admin token",
         ));
     }
-    // A client trickling its body would hold the connection and the handler forever.
-    let body =
-        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {} s",
-                        BODY_TIMEOUT.as_secs()
-                    ),
-                ));
-            }
-            Ok(Err(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is over {} KiB", BODY_LIMIT / 1024),
-                ));
-            }
-            Ok(Ok(b)) => b,
-        };
+    let body = read_body(body).await?;
     let req: RunRequest = crate::request::run_request(&body).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -789,6 +773,97 @@ async fn list_incidents(
     }))
     .await?;
     Ok(Json(json!({ "items": items })))
+}
+
+/// A request body, whole: 408 when it trickles past [`BODY_TIMEOUT`] (a client holding the
+/// handler), 413 past [`BODY_LIMIT`].
+async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {} KiB", BODY_LIMIT / 1024),
+        )),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn admin_only(role: Role, what: &str) -> Result<(), ApiError> {
+    if role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token may only read: {what} needs the admin token"),
+        ))
+    }
+}
+
+/// Silences active now (`?all=true`: every one, expired and future ones too).
+#[utoipa::path(get, path = "/silences", tag = "api", security(("bearer" = [])),
+    params(("all" = Option<bool>, Query, description = "Every silence, not only the active ones")),
+    responses((status = 200, description = "`{items}`", body = Value),
+              (status = 401, body = ErrorBody)))]
+async fn list_silences(
+    State(w): State<AppState>,
+    Query(p): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let all = p.get("all").is_some_and(|v| v == "true" || v == "1");
+    // Runs are stamped on real time (not the test clock), and so are silences.
+    let now = chrono::Utc::now();
+    let items = store(w.store.silences((!all).then_some(now))).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Adds a one-off silence: `{"match": CEL, "for": "4h", "reason": "…", "starts_at": RFC3339?}`.
+#[utoipa::path(post, path = "/silences", tag = "api", security(("bearer" = [])),
+    request_body(content = Value, description = "`{match, for, reason, starts_at?, created_by?}`"),
+    responses((status = 201, description = "The new silence", body = Value),
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "A read-only token", body = ErrorBody),
+              (status = 422, description = "An invalid matcher, duration or time", body = ErrorBody)))]
+async fn create_silence(
+    State(w): State<AppState>,
+    axum::Extension(role): axum::Extension<Role>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin_only(role, "POST /api/v1/silences")?;
+    let body = read_body(body).await?;
+    let new = crate::request::silence_request(&body, chrono::Utc::now())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let s = store(w.store.add_silence(&new)).await?;
+    tracing::info!(id = %s.id, matcher = %s.matcher, until = %s.ends_at, "silence added");
+    Ok((StatusCode::CREATED, Json(json!(s))))
+}
+
+/// Ends a silence now.
+#[utoipa::path(delete, path = "/silences/{id}", tag = "api", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The silence's id")),
+    responses((status = 200, description = "Expired", body = Value),
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "A read-only token", body = ErrorBody),
+              (status = 404, description = "No active silence has this id", body = ErrorBody)))]
+async fn expire_silence(
+    State(w): State<AppState>,
+    axum::Extension(role): axum::Extension<Role>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin_only(role, "DELETE /api/v1/silences/{id}")?;
+    if store(w.store.expire_silence(&id, chrono::Utc::now())).await? {
+        tracing::info!(%id, "silence expired");
+        Ok(Json(json!({ "expired": id })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no active silence {id}"),
+        ))
+    }
 }
 
 fn limit(l: Option<u32>) -> u32 {

@@ -70,6 +70,51 @@ pub enum Command {
     /// The operator's audit over a month or a recent window: runs, outcomes, incidents,
     /// flapping, vacuous passes, skips by reason, errors by source.
     Report(ReportArgs),
+    /// One-off silences in the history store (shared by replicas): while one matches an
+    /// invariant its firing notice waits; `add` prints the new silence's id.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SilenceCommand {
+    /// Silence what `--match` selects, from now (or `--starts`) for `--for`.
+    Add(SilenceAddArgs),
+    /// Silences active now (`--all`: every one, expired ones included).
+    List(SilenceListArgs),
+    /// End a silence now.
+    Expire {
+        /// The id `add` printed.
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct SilenceAddArgs {
+    /// CEL over `id`, `severity`, `tags` and `suite`, e.g. `"id == 'ORD-01'"`.
+    #[arg(long = "match", value_name = "CEL")]
+    pub matcher: String,
+    /// How long, e.g. `4h`.
+    #[arg(long = "for", value_name = "DURATION", value_parser = duration_arg)]
+    pub duration: Duration,
+    /// Why (shown with the silence).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Start here (RFC 3339) [default: now].
+    #[arg(long, value_name = "RFC3339")]
+    pub starts: Option<String>,
+    /// Who made it [default: $USER].
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct SilenceListArgs {
+    /// Every silence, expired and future ones too.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 // The argument structs carry no doc comment of their own: a command's help is its variant's.

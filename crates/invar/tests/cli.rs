@@ -633,3 +633,53 @@ fn yaml_alias_bomb_is_exit_3_at_once() {
         t.elapsed()
     );
 }
+
+/// `invar silence add` prints an id, `list` shows it, `expire` ends it; a bad matcher or
+/// duration is exit 3 before the store is touched. (What a silence holds back:
+/// invar-alerts `tests/silences.rs` and `watch.rs`.)
+#[test]
+fn silence_add_list_expire() {
+    let (dir, cfg) = demo();
+    let cfg_s = cfg.to_str().unwrap();
+    let sil = |args: &[&str]| {
+        let out = invar()
+            .args(["--config", cfg_s, "silence"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = sil(&["add", "--match", "id ==", "--for", "1h"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not a valid CEL matcher"), "{err}");
+    let (code, _, err) = sil(&["add", "--match", "true", "--for", "soon"]);
+    assert_eq!(code, 3, "{err}");
+
+    let (code, id, err) = sil(&["add", "--match", "true", "--for", "2h", "--reason", "maint"]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+    let (code, listed, _) = sil(&["list"]);
+    assert_eq!(code, 0);
+    assert!(listed.contains(&id) && listed.contains("maint"), "{listed}");
+    let (code, json, _) = sil(&["list", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: J = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["items"][0]["id"], id.as_str());
+
+    let (code, out, err) = sil(&["expire", &id]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("expired {id}").as_str()),
+        "{err}"
+    );
+    let (code, _, _) = sil(&["expire", &id]);
+    assert_eq!(code, 2, "a second expiry finds no active silence");
+    let (_, listed, _) = sil(&["list"]);
+    assert_eq!(listed, "no silences\n");
+    drop(dir);
+}

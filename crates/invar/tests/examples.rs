@@ -294,6 +294,9 @@ fn examples_cover_every_source_check_and_probe_kind() {
                 }
             }
         }
+        if !cfg.silences.is_empty() {
+            features.insert("silences");
+        }
         if cfg.suites.iter().any(|s| s.schedule.is_some()) {
             features.insert("scheduled suite");
         }
@@ -363,6 +366,7 @@ fn examples_cover_every_source_check_and_probe_kind() {
         "http body",
         "lines since",
         "promql range",
+        "silences",
         "join across sources",
         "join default mode",
         "transitions with composite keys",

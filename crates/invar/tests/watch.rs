@@ -479,11 +479,13 @@ fn the_openapi_document_matches_the_routes() {
     }
     listed.sort();
     let expected = [
+        "DELETE /api/v1/silences/{id}",
         "GET /",
         "GET /api/v1/incidents",
         "GET /api/v1/invariants",
         "GET /api/v1/runs",
         "GET /api/v1/runs/{id}",
+        "GET /api/v1/silences",
         "GET /api/v1/violations",
         "GET /api/v1/violations/stats",
         "GET /api/v1/violations/{id}",
@@ -494,6 +496,7 @@ fn the_openapi_document_matches_the_routes() {
         "GET /readyz",
         "POST /-/reload",
         "POST /api/v1/runs",
+        "POST /api/v1/silences",
     ];
     assert_eq!(listed, expected);
     for op in &listed {
@@ -925,4 +928,77 @@ fn sighup_and_post_reload_keep_a_broken_config_out_and_schedule_a_new_suite() {
             .any(|r| r["fields"]["message"] == "config reload refused; keeping the running config"),
         "{log}"
     );
+}
+
+/// Silences through the API: one added while an invariant is green holds back the firing of
+/// the incident that opens under it (recorded, but nothing queued for the sink); expiring it
+/// while still red sends that firing once. Read tokens cannot write; bad bodies are 422.
+#[test]
+fn an_api_silence_holds_back_a_firing_until_it_is_expired_while_still_red() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hook, got) = receiver();
+    write_config(
+        d,
+        &format!("alerts:\n  hook: {{ type: webhook, url: \"{hook}\" }}\n{API_CONFIG}"),
+    );
+    let w = Watch::start(d, &[]);
+    let http = Http::new();
+    let url = w.url("/api/v1/silences");
+    let body = json!({"match": "id == 'Q-FAIL'", "for": "1h", "reason": "deploy"});
+    assert_eq!(http.post(&url, Some(READ), body.clone()).0, 403);
+    assert_eq!(http.post(&url, None, body.clone()).0, 401);
+    for bad in [
+        json!({"match": "id ==", "for": "1h"}),
+        json!({"match": "true", "for": "soon"}),
+        json!({"match": "true", "for": "1h", "extra": 1}),
+    ] {
+        let (s, b) = http.post(&url, Some(ADMIN), bad.clone());
+        assert_eq!(s, 422, "{bad}: {b}");
+    }
+    let (s, created) = http.post(&url, Some(ADMIN), body);
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (s, listed) = http.get(&url, Some(READ));
+    assert_eq!(s, 200);
+    assert_eq!(listed["items"][0]["id"], id.as_str(), "{listed}");
+
+    // Red under the silence: the incident opens, nothing is sent.
+    let (s, report) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "quick"}),
+    );
+    assert_eq!(s, 200, "{report}");
+    let (_, inc) = http.get(&w.url("/api/v1/incidents?open=true"), Some(READ));
+    assert!(inc.to_string().contains("Q-FAIL"), "{inc}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(got.lock().unwrap().is_empty(), "{:?}", got.lock().unwrap());
+
+    // Expired while still red: the next run releases the firing, once.
+    let (s, _, b) = http.send("DELETE", &format!("{url}/{id}"), Some(ADMIN), None);
+    assert_eq!(s, 200, "{b}");
+    let (s, _, _) = http.send("DELETE", &format!("{url}/{id}"), Some(ADMIN), None);
+    assert_eq!(s, 404, "a second expiry finds no active silence");
+    let (s, _) = http.post(
+        &w.url("/api/v1/runs"),
+        Some(ADMIN),
+        json!({"suite": "quick"}),
+    );
+    assert_eq!(s, 200);
+    let t0 = Instant::now();
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no firing:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].to_string().contains("Q-FAIL"), "{bodies:?}");
+    let (_, listed) = http.get(&url, Some(READ));
+    assert_eq!(listed["items"], json!([]), "expired: not active");
 }

@@ -8,6 +8,7 @@ mod recording;
 mod report;
 mod run;
 mod schedule;
+mod silence;
 mod validate;
 mod watch;
 
@@ -81,6 +82,7 @@ fn execute(command: Command, cx: &Ctx) -> Result<Exit> {
         Command::History(args) => history::history(&args, cx),
         Command::Incidents(args) => history::incidents(&args, cx),
         Command::Report(args) => report::execute(&args, cx),
+        Command::Silence(cmd) => silence::execute(&cmd, cx),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "invar", &mut std::io::stdout());
             Ok(Exit::Ok)

@@ -1,0 +1,131 @@
+//! `invar silence add|list|expire`: one-off silences in the config's history store.
+
+use super::Ctx;
+use super::history::print_from_store;
+use crate::cli::{ListFormat, SilenceAddArgs, SilenceCommand, SilenceListArgs};
+use crate::exit::Exit;
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use invar_core::condition::{Condition, Scope};
+use invar_store::{NewSilence, Silence, Store};
+use std::fmt::Write as _;
+
+pub fn execute(cmd: &SilenceCommand, cx: &Ctx) -> Result<Exit> {
+    match cmd {
+        SilenceCommand::Add(args) => add(args, cx),
+        SilenceCommand::List(args) => list(args, cx),
+        SilenceCommand::Expire { id } => {
+            let id = id.clone();
+            print_from_store(cx, async move |store: &dyn Store| {
+                if store.expire_silence(&id, Utc::now()).await? {
+                    Ok(format!("expired {id}\n"))
+                } else {
+                    bail!("no active silence has id `{id}`")
+                }
+            })
+        }
+    }
+}
+
+/// The new silence from the arguments, checked before the store is opened (exit 3).
+pub fn new_silence(
+    matcher: &str,
+    duration: std::time::Duration,
+    reason: &str,
+    starts: Option<&str>,
+    by: &str,
+) -> Result<NewSilence, String> {
+    Condition::compile(matcher, Scope::Silence).map_err(|e| {
+        let first = e.first().map(|e| e.message.clone()).unwrap_or_default();
+        format!("`--match {matcher}` is not a valid CEL matcher over id, severity, tags and suite: {first}")
+    })?;
+    let now = Utc::now();
+    let starts_at = match starts {
+        None => now,
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("`--starts {s}` is not an RFC 3339 time: {e}"))?
+            .with_timezone(&Utc),
+    };
+    let len = chrono::TimeDelta::from_std(duration)
+        .ok()
+        .filter(|d| *d > chrono::TimeDelta::zero())
+        .ok_or("`--for` must be longer than 0s and at most 10 years")?;
+    let ends_at = starts_at
+        .checked_add_signed(len)
+        .ok_or("`--starts` + `--for` is past the year 9999")?;
+    Ok(NewSilence {
+        matcher: matcher.to_string(),
+        starts_at,
+        ends_at,
+        reason: reason.to_string(),
+        created_by: by.to_string(),
+        created_at: now,
+    })
+}
+
+fn add(args: &SilenceAddArgs, cx: &Ctx) -> Result<Exit> {
+    let by = args
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    let new = match new_silence(
+        &args.matcher,
+        args.duration,
+        &args.reason,
+        args.starts.as_deref(),
+        &by,
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    print_from_store(cx, async move |store: &dyn Store| {
+        let s = store
+            .add_silence(&new)
+            .await
+            .context("adding the silence")?;
+        Ok(format!("{}\n", s.id))
+    })
+}
+
+fn list(args: &SilenceListArgs, cx: &Ctx) -> Result<Exit> {
+    let (all, json) = (args.all, args.format == ListFormat::Json);
+    print_from_store(cx, async move |store: &dyn Store| {
+        let now = Utc::now();
+        let items = store.silences((!all).then_some(now)).await?;
+        Ok(render(&items, json))
+    })
+}
+
+fn render(items: &[Silence], json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(&serde_json::json!({ "items": items }))
+            .unwrap_or_default()
+            + "\n";
+    }
+    if items.is_empty() {
+        return "no silences\n".into();
+    }
+    let mut out = String::new();
+    for s in items {
+        let ends = s.expired_at.map_or(s.ends_at, |e| e.min(s.ends_at));
+        let _ = writeln!(
+            out,
+            "{}  {} → {}  {}  by {}{}",
+            s.id,
+            s.starts_at.format("%Y-%m-%d %H:%M"),
+            ends.format("%Y-%m-%d %H:%M UTC"),
+            s.matcher,
+            s.created_by,
+            if s.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", s.reason)
+            }
+        );
+    }
+    out
+}
