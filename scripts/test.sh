@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: `cargo test --workspace` (arguments are passed on), then the list of
+# The whole test suite: `cargo test --workspace --no-fail-fast` (arguments are passed on), then the list of
 # tests that skipped because a server or tool was missing — outside CI such a test passes
 # after printing a banner the harness hides, so it is listed here, never a silent `ok`.
 # Under CI=true a missing server fails its test instead (invar-testkit `skip`).
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/invar-target}"
 ledger=$(mktemp)
 trap 'rm -f "$ledger"' EXIT
-INVAR_SKIP_LEDGER="$ledger" cargo test --workspace "$@"
+INVAR_SKIP_LEDGER="$ledger" cargo test --workspace --no-fail-fast "$@"
 rc=$?
 if [ -s "$ledger" ]; then
   n=$(sort -u "$ledger" | wc -l)

@@ -166,14 +166,27 @@ impl Redis {
         Some(r)
     }
 
-    /// Sends a raw command and reads one reply line.
+    /// Sends a raw command and reads one reply line. A server still starting up (or a loaded
+    /// machine) may reset the first connections: retried for up to 5 s.
     fn cmd(&self, line: &str) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-        let mut r = BufReader::new(s);
-        let mut out = String::new();
-        r.read_line(&mut out).unwrap();
-        out.trim().to_string()
+        let once = || -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+            s.write_all(format!("{line}\r\n").as_bytes())?;
+            let mut r = BufReader::new(s);
+            let mut out = String::new();
+            r.read_line(&mut out)?;
+            Ok(out.trim().to_string())
+        };
+        let t0 = Instant::now();
+        loop {
+            match once() {
+                Ok(out) if !out.is_empty() => return out,
+                Ok(_) | Err(_) if t0.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => panic!("redis {line}: {other:?}"),
+            }
+        }
     }
 }
 
