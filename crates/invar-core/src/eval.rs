@@ -334,6 +334,40 @@ fn eval_join(jc: &JoinCheck, snap: &Snapshot) -> Verdict {
     eval_rows(&conds, table, snap.now)
 }
 
+/// No rows: `on_empty: skip` and `fail` decide here (`Err`); `pass` goes on with `v`.
+fn on_empty(on_empty: OnEmpty, v: Verdict) -> Result<Verdict, Verdict> {
+    match on_empty {
+        OnEmpty::Skip => Err(Verdict {
+            reason: Some("probe returned no rows (on_empty: skip)".into()),
+            ..v.into_outcome(Outcome::Skip)
+        }),
+        OnEmpty::Fail => {
+            let mut v = v.into_outcome(Outcome::Fail);
+            v.reason = Some("probe returned no rows (on_empty: fail)".into());
+            v.push_violation(serde_json::json!({"empty": true}));
+            Err(v)
+        }
+        OnEmpty::Pass => Ok(v),
+    }
+}
+
+/// A table-level condition that reads a NaN has no answer: the error naming the column, never
+/// a pass.
+fn nan_read(pc: &RowConditions<'_>, table: &Table) -> Option<String> {
+    let count = table.len();
+    [pc.skip_when, pc.fail_when, pc.warn_when]
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            let rows = if c.reads_all_rows() {
+                count
+            } else {
+                count.min(1)
+            };
+            c.nan_read(table, 0..rows).map(|(_, reason)| reason)
+        })
+}
+
 fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdict {
     let count = table.len();
     let mut v = Verdict::new(Outcome::Pass);
@@ -346,21 +380,10 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
     }
 
     if count == 0 {
-        match pc.on_empty {
-            OnEmpty::Skip => {
-                return Verdict {
-                    reason: Some("probe returned no rows (on_empty: skip)".into()),
-                    ..v.into_outcome(Outcome::Skip)
-                };
-            }
-            OnEmpty::Fail => {
-                let mut v = v.into_outcome(Outcome::Fail);
-                v.reason = Some("probe returned no rows (on_empty: fail)".into());
-                v.push_violation(serde_json::json!({"empty": true}));
-                return v;
-            }
-            OnEmpty::Pass => {}
-        }
+        v = match on_empty(pc.on_empty, v) {
+            Ok(v) => v,
+            Err(decided) => return decided,
+        };
     }
 
     let has_conditions = pc.fail_when.is_some()
@@ -381,22 +404,11 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
     }
 
-    // A condition that reads a NaN has no answer: an error naming the column, never a pass.
-    for c in [pc.skip_when, pc.fail_when, pc.warn_when]
-        .into_iter()
-        .flatten()
-    {
-        let rows = if c.reads_all_rows() {
-            count
-        } else {
-            count.min(1)
+    if let Some(reason) = nan_read(pc, table) {
+        return Verdict {
+            measured: v.measured,
+            ..Verdict::error(reason)
         };
-        if let Some((_, reason)) = c.nan_read(table, 0..rows) {
-            return Verdict {
-                measured: v.measured,
-                ..Verdict::error(reason)
-            };
-        }
     }
     if let Some(c) = pc.skip_when {
         match c.eval_bool_over(&ctx, count == 0) {
