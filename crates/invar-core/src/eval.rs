@@ -334,20 +334,23 @@ fn eval_join(jc: &JoinCheck, snap: &Snapshot) -> Verdict {
     eval_rows(&conds, table, snap.now)
 }
 
-/// No rows: `on_empty: skip` and `fail` decide here (`Err`); `pass` goes on with `v`.
-fn on_empty(on_empty: OnEmpty, v: Verdict) -> Result<Verdict, Verdict> {
+/// No rows: `on_empty: skip` and `fail` decide here (`true`); `pass` goes on with `v`.
+fn on_empty(on_empty: OnEmpty, v: Verdict) -> (Verdict, bool) {
     match on_empty {
-        OnEmpty::Skip => Err(Verdict {
-            reason: Some("probe returned no rows (on_empty: skip)".into()),
-            ..v.into_outcome(Outcome::Skip)
-        }),
+        OnEmpty::Skip => (
+            Verdict {
+                reason: Some("probe returned no rows (on_empty: skip)".into()),
+                ..v.into_outcome(Outcome::Skip)
+            },
+            true,
+        ),
         OnEmpty::Fail => {
             let mut v = v.into_outcome(Outcome::Fail);
             v.reason = Some("probe returned no rows (on_empty: fail)".into());
             v.push_violation(serde_json::json!({"empty": true}));
-            Err(v)
+            (v, true)
         }
-        OnEmpty::Pass => Ok(v),
+        OnEmpty::Pass => (v, false),
     }
 }
 
@@ -380,10 +383,11 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
     }
 
     if count == 0 {
-        v = match on_empty(pc.on_empty, v) {
-            Ok(v) => v,
-            Err(decided) => return decided,
-        };
+        let (after, decided) = on_empty(pc.on_empty, v);
+        if decided {
+            return after;
+        }
+        v = after;
     }
 
     let has_conditions = pc.fail_when.is_some()
