@@ -92,8 +92,7 @@ pub async fn active_silences(
 ) -> Result<Vec<ActiveSilence>, StoreError> {
     let mut active = invar_core::silence::active_rules(&config.silences, now);
     for s in store.silences(Some(now)).await? {
-        let until = s.expired_at.map_or(s.ends_at, |e| e.min(s.ends_at));
-        match ActiveSilence::compile(&s.id, &s.matcher, until, &s.reason) {
+        match ActiveSilence::compile(&s.id, &s.matcher, s.until(), &s.reason) {
             Ok(a) => active.push(a),
             Err(e) => tracing::warn!(error = %e, "a stored silence matches nothing"),
         }
@@ -128,4 +127,34 @@ pub fn hold_silenced(
                 .push(format!("silence {} until {}", s.id, s.until.to_rfc3339()));
         }
     }
+}
+
+/// A one-off silence as the CLI and the API make it: `matcher` checked, `[starts_at,
+/// starts_at + duration)`. The error names what is wrong (`match`, `for` or the start).
+pub fn new_silence(
+    matcher: &str,
+    starts_at: DateTime<Utc>,
+    duration: std::time::Duration,
+    reason: &str,
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<invar_store::NewSilence, String> {
+    invar_core::silence::compile_matcher(matcher).map_err(|e| {
+        format!("`{matcher}` is not a valid CEL matcher over id, severity, tags and suite: {e}")
+    })?;
+    let len = chrono::TimeDelta::from_std(duration)
+        .ok()
+        .filter(|d| *d > chrono::TimeDelta::zero())
+        .ok_or("the duration must be longer than 0s and at most 10 years")?;
+    let ends_at = starts_at
+        .checked_add_signed(len)
+        .ok_or("the start + the duration is past the year 9999")?;
+    Ok(invar_store::NewSilence {
+        matcher: matcher.to_string(),
+        starts_at,
+        ends_at,
+        reason: reason.to_string(),
+        created_by: created_by.to_string(),
+        created_at: now,
+    })
 }

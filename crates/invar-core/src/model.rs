@@ -702,6 +702,18 @@ impl Check {
     }
 }
 
+impl Invariant {
+    /// `id`, `severity` and `tags` as CEL variables: what a suite's `select` and a silence's
+    /// `match` read.
+    pub fn cel_context(&self) -> cel::Context<'static, 'static> {
+        let mut ctx = crate::condition::context();
+        ctx.add_variable_from_value("id", self.id.clone());
+        ctx.add_variable_from_value("severity", self.severity.as_str().to_string());
+        ctx.add_variable_from_value("tags", self.tags.clone());
+        ctx
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invariant {
     pub id: String,
@@ -802,11 +814,7 @@ impl Suite {
         let Some(cond) = &self.select else {
             return Ok(true);
         };
-        let mut ctx = crate::condition::context();
-        ctx.add_variable_from_value("id", inv.id.clone());
-        ctx.add_variable_from_value("severity", inv.severity.as_str().to_string());
-        ctx.add_variable_from_value("tags", inv.tags.clone());
-        cond.eval_bool(&ctx)
+        cond.eval_bool(&inv.cel_context())
     }
 }
 

@@ -66,10 +66,8 @@ impl ActiveSilence {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<ActiveSilence, String> {
-        let matcher = Condition::compile(matcher, Scope::Silence).map_err(|e| {
-            let first = e.first().map(|e| e.message.clone()).unwrap_or_default();
-            format!("silence {id}: `{matcher}` is not a valid matcher: {first}")
-        })?;
+        let matcher = compile_matcher(matcher)
+            .map_err(|e| format!("silence {id}: `{matcher}` is not a valid matcher: {e}"))?;
         Ok(ActiveSilence {
             id: id.to_string(),
             matcher,
@@ -80,13 +78,16 @@ impl ActiveSilence {
 
     /// Whether it holds `inv` in a run of `suite`; an evaluation error is `Err`.
     pub fn matches(&self, inv: &Invariant, suite: &str) -> Result<bool, String> {
-        let mut ctx = crate::condition::context();
-        ctx.add_variable_from_value("id", inv.id.clone());
-        ctx.add_variable_from_value("severity", inv.severity.as_str().to_string());
-        ctx.add_variable_from_value("tags", inv.tags.clone());
+        let mut ctx = inv.cel_context();
         ctx.add_variable_from_value("suite", suite.to_string());
         self.matcher.eval_bool(&ctx)
     }
+}
+
+/// A silence's `match` (CEL over `id`, `severity`, `tags`, `suite`), or its first error.
+pub fn compile_matcher(src: &str) -> Result<Condition, String> {
+    Condition::compile(src, Scope::Silence)
+        .map_err(|e| e.first().map(|e| e.message.clone()).unwrap_or_default())
 }
 
 /// The config's windows open at `now`.

@@ -100,11 +100,7 @@ impl HttpConn {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let mut out = self.base.scrub(text);
-        for (_, v) in &self.headers {
-            out = v.scrub(&out);
-        }
-        out
+        scrub(&self.base, &self.headers, text)
     }
 
     async fn request(&self, probe: &HttpProbe, path: &str) -> Result<Vec<Value>, String> {
@@ -118,15 +114,7 @@ impl HttpConn {
         };
         let timeout = probe.timeout.unwrap_or(self.timeout);
         // The probe's headers replace the source's of the same name.
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in self.headers.iter().chain(&probe.headers) {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("`{name}` is not a valid header name"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(value.expose())
-                .map_err(|_| format!("the value of header `{name}` is not valid"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let headers = header_map(self.headers.iter().chain(&probe.headers))?;
         let mut req = client
             .request(method, &url)
             .headers(headers)
@@ -200,6 +188,31 @@ impl HttpConn {
             Value::Map(header_map),
         ])
     }
+}
+
+/// Secret headers as reqwest's, marked sensitive; later names replace earlier ones.
+pub(crate) fn header_map<'a>(
+    headers: impl IntoIterator<Item = &'a (String, HeaderValue)>,
+) -> Result<reqwest::header::HeaderMap, String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("the value of header `{name}` is not valid"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// `text` without the base URL (it may hold credentials) or any header value.
+pub(crate) fn scrub(base: &Secret, headers: &[(String, HeaderValue)], text: &str) -> String {
+    let mut out = base.scrub(text);
+    for (_, v) in headers {
+        out = v.scrub(&out);
+    }
+    out
 }
 
 /// An error's innermost causes on one line: `tcp connect error: Connection refused (os error

@@ -17,7 +17,7 @@
 //! proxy) makes the source unavailable for the run. The URL and header values are secrets:
 //! every message is scrubbed of them.
 
-use crate::http::chain;
+use crate::http::{chain, header_map, scrub};
 use crate::sink::{Output, RowSink};
 use crate::{Concurrency, ReadCx, ReadError, SourceDriver};
 use chrono::{DateTime, Utc};
@@ -38,7 +38,10 @@ pub struct PromConn {
     client: reqwest::Client,
     base: Secret,
     timeout: Duration,
+    /// Kept to scrub messages of their values.
     headers: Vec<(String, HeaderValue)>,
+    /// The same, as sent (built once).
+    header_map: reqwest::header::HeaderMap,
 }
 
 impl PromConn {
@@ -56,15 +59,12 @@ impl PromConn {
             base: src.url.clone(),
             timeout: src.timeout,
             headers: src.headers.clone(),
+            header_map: header_map(&src.headers)?,
         })
     }
 
     fn scrub(&self, text: &str) -> String {
-        let mut out = self.base.scrub(text);
-        for (_, v) in &self.headers {
-            out = v.scrub(&out);
-        }
-        out
+        scrub(&self.base, &self.headers, text)
     }
 
     /// Runs the query; `Err` holds the message and whether the server gave no answer.
@@ -95,17 +95,6 @@ impl PromConn {
             (form.finish(), endpoint)
         };
         let url = format!("{}/{endpoint}", self.base.expose().trim_end_matches('/'));
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &self.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ReadError::probe(format!("`{name}` is not a valid header name")))?;
-            let mut value =
-                reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
-                    ReadError::probe(format!("the value of header `{name}` is not valid"))
-                })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
         // A little past Prometheus' own timeout, so its message (not ours) explains a slow query.
         let timeout = self.timeout + Duration::from_secs(2);
         let down = |e: reqwest::Error| {
@@ -127,7 +116,7 @@ impl PromConn {
         let mut resp = self
             .client
             .post(url)
-            .headers(headers)
+            .headers(self.header_map.clone())
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",

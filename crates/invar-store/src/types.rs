@@ -377,6 +377,14 @@ pub struct Silence {
     pub expired_at: Option<DateTime<Utc>>,
 }
 
+impl Silence {
+    /// When it ends (exclusive): its `ends_at`, or when it was expired, if sooner.
+    pub fn until(&self) -> DateTime<Utc> {
+        self.expired_at
+            .map_or(self.ends_at, |e| e.min(self.ends_at))
+    }
+}
+
 /// Skip reasons grouped for the report.
 pub fn skip_category(reason: Option<&str>) -> &'static str {
     let r = reason.unwrap_or("").to_ascii_lowercase();

@@ -869,7 +869,7 @@ async fn expire_silence(
 /// A `POST /api/v1/silences` body (here, not in `request.rs`, which the fuzz targets build
 /// without the store): `match` (CEL over `id`, `severity`, `tags`, `suite`),
 /// `for` (a duration), `reason`, optional `starts_at` (RFC 3339, default now) and `created_by`.
-pub fn silence_request(
+fn silence_request(
     body: &[u8],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<invar_store::NewSilence, String> {
@@ -889,33 +889,21 @@ pub fn silence_request(
         "expected {\"match\": CEL, \"for\": \"4h\", \"reason\": TEXT, \"starts_at\": RFC3339?}";
     let b: Body =
         serde_json::from_slice(body).map_err(|e| format!("invalid silence: {e}; {expected}"))?;
-    invar_core::condition::Condition::compile(&b.matcher, invar_core::condition::Scope::Silence)
-        .map_err(|e| {
-            let first = e.first().map(|e| e.message.clone()).unwrap_or_default();
-            format!("`match` is not a valid CEL matcher over id, severity, tags and suite: {first}")
-        })?;
-    let len = invar_core::units::parse_duration(&b.duration)
-        .ok()
-        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-        .filter(|d| *d > chrono::TimeDelta::zero())
-        .ok_or_else(|| {
-            format!(
-                "`for` must be a duration like `4h` (at most 10 years), found `{}`",
-                b.duration
-            )
-        })?;
-    let starts_at = b.starts_at.unwrap_or(now);
-    let ends_at = starts_at
-        .checked_add_signed(len)
-        .ok_or("`starts_at` + `for` is past the year 9999")?;
-    Ok(invar_store::NewSilence {
-        matcher: b.matcher,
-        starts_at,
-        ends_at,
-        reason: b.reason,
-        created_by: b.created_by.unwrap_or_else(|| "api".into()),
-        created_at: now,
-    })
+    let duration = invar_core::units::parse_duration(&b.duration).map_err(|_| {
+        format!(
+            "`for` must be a duration like `4h` (at most 10 years), found `{}`",
+            b.duration
+        )
+    })?;
+    invar_alerts::new_silence(
+        &b.matcher,
+        b.starts_at.unwrap_or(now),
+        duration,
+        &b.reason,
+        b.created_by.as_deref().unwrap_or("api"),
+        now,
+    )
+    .map_err(|e| format!("invalid silence: {e}"))
 }
 
 fn limit(l: Option<u32>) -> u32 {

@@ -296,20 +296,45 @@ impl SqlStore<SqliteBackend> {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(SQLITE_BUSY_WAIT)
             .foreign_keys(true)
             // sqlx hands SQLite rows across a channel from its worker thread; the default 50
             // parks that thread several times for one API page of up to 1,000 rows.
             .row_buffer_size(1024);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Open(format!("`{}`: {e}", path.display())))?;
+        // Two processes opening a new file at once: switching it to WAL needs the file to
+        // itself, and SQLite answers SQLITE_BUSY there without waiting on the busy handler.
+        // Retried for as long as the busy timeout would have waited.
+        let t0 = std::time::Instant::now();
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts.clone())
+                .await
+            {
+                Err(e) if is_busy(&e) && t0.elapsed() < SQLITE_BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => {
+                    break r.map_err(|e| StoreError::Open(format!("`{}`: {e}", path.display())))?;
+                }
+            }
+        };
         let store = SqlStore::new(pool);
         store.migrate().await?;
         Ok(store)
     }
+}
+
+/// How long opening a SQLite store waits out another process's lock.
+const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), with or without an extended code.
+fn is_busy(e: &sqlx::Error) -> bool {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok());
+    code.is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 impl SqlStore<PgBackend> {

@@ -6,7 +6,6 @@ use crate::cli::{ListFormat, SilenceAddArgs, SilenceCommand, SilenceListArgs};
 use crate::exit::Exit;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use invar_core::condition::{Condition, Scope};
 use invar_store::{NewSilence, Silence, Store};
 use std::fmt::Write as _;
 
@@ -28,17 +27,13 @@ pub fn execute(cmd: &SilenceCommand, cx: &Ctx) -> Result<Exit> {
 }
 
 /// The new silence from the arguments, checked before the store is opened (exit 3).
-pub fn new_silence(
+fn new_silence(
     matcher: &str,
     duration: std::time::Duration,
     reason: &str,
     starts: Option<&str>,
     by: &str,
 ) -> Result<NewSilence, String> {
-    Condition::compile(matcher, Scope::Silence).map_err(|e| {
-        let first = e.first().map(|e| e.message.clone()).unwrap_or_default();
-        format!("`--match {matcher}` is not a valid CEL matcher over id, severity, tags and suite: {first}")
-    })?;
     let now = Utc::now();
     let starts_at = match starts {
         None => now,
@@ -46,21 +41,8 @@ pub fn new_silence(
             .map_err(|e| format!("`--starts {s}` is not an RFC 3339 time: {e}"))?
             .with_timezone(&Utc),
     };
-    let len = chrono::TimeDelta::from_std(duration)
-        .ok()
-        .filter(|d| *d > chrono::TimeDelta::zero())
-        .ok_or("`--for` must be longer than 0s and at most 10 years")?;
-    let ends_at = starts_at
-        .checked_add_signed(len)
-        .ok_or("`--starts` + `--for` is past the year 9999")?;
-    Ok(NewSilence {
-        matcher: matcher.to_string(),
-        starts_at,
-        ends_at,
-        reason: reason.to_string(),
-        created_by: by.to_string(),
-        created_at: now,
-    })
+    invar_alerts::new_silence(matcher, starts_at, duration, reason, by, now)
+        .map_err(|e| format!("`invar silence add`: {e}"))
 }
 
 fn add(args: &SilenceAddArgs, cx: &Ctx) -> Result<Exit> {
@@ -111,7 +93,7 @@ fn render(items: &[Silence], json: bool) -> String {
     }
     let mut out = String::new();
     for s in items {
-        let ends = s.expired_at.map_or(s.ends_at, |e| e.min(s.ends_at));
+        let ends = s.until();
         let _ = writeln!(
             out,
             "{}  {} → {}  {}  by {}{}",
