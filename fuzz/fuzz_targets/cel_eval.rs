@@ -53,7 +53,13 @@ fuzz_target!(|data: &[u8]| {
         .cloned()
         .unwrap_or_else(|| Value::Map(BTreeMap::new()).to_cel());
     let now = chrono::DateTime::from_timestamp(1_764_700_000, 0).unwrap_or_default();
-    for scope in [Scope::Probe, Scope::EveryRow, Scope::SkipIf, Scope::Select] {
+    for scope in [
+        Scope::Probe,
+        Scope::EveryRow,
+        Scope::SkipIf,
+        Scope::Select,
+        Scope::Silence,
+    ] {
         let Ok(cond) = Condition::compile(expr, scope) else {
             continue;
         };
@@ -72,11 +78,14 @@ fuzz_target!(|data: &[u8]| {
                 f.insert("size_bytes".to_string(), Value::Int(5_000_000));
                 ctx.add_variable_from_value("source", Value::Map(f).to_cel());
             }
-            Scope::Select => {
+            Scope::Select | Scope::Silence => {
                 ctx.add_variable_from_value("id", Value::Text("A-1".into()).to_cel());
                 ctx.add_variable_from_value("severity", Value::Text("major".into()).to_cel());
                 let tags = Value::List(vec![Value::Text("nightly".into())]);
                 ctx.add_variable_from_value("tags", tags.to_cel());
+                if scope == Scope::Silence {
+                    ctx.add_variable_from_value("suite", Value::Text("gate".into()).to_cel());
+                }
             }
         }
         // An outcome either way; only a panic is a bug.
