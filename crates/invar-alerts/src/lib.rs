@@ -38,7 +38,7 @@ pub use sinks::{
 use chrono::{DateTime, Utc};
 use invar_core::incident::observe;
 use invar_core::silence::ActiveSilence;
-use invar_core::{Config, RunReport};
+use invar_core::{Config, RunReport, SilencedBy};
 use invar_store::{Recorded, RememberedState, RunRecord, Store, StoreError};
 
 /// Records a run and everything it causes — incident transitions and their outbox rows — in
@@ -48,23 +48,23 @@ pub async fn record_run(
     config: &Config,
     report: &RunReport,
 ) -> Result<Recorded, StoreError> {
-    record_run_with(store, config, report, Vec::new()).await
+    record_run_with(store, config, &mut report.clone(), Vec::new()).await
 }
 
 /// [`record_run`], also upserting the states `transitions` invariants remember from this run
-/// (in the same transaction as the run).
+/// (in the same transaction as the run). Marks in `report` which invariants a silence holds
+/// (`silenced`), the same marks that hold back their firing notices.
 pub async fn record_run_with(
     store: &dyn Store,
     config: &Config,
-    report: &RunReport,
+    report: &mut RunReport,
     remembered: Vec<RememberedState>,
 ) -> Result<Recorded, StoreError> {
-    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&report.started_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
-    let mut observations = observe(config, report);
+    let now = report.started_at;
     let silences = active_silences(store, config, now).await?;
-    hold_silenced(config, report, &silences, &mut observations);
+    mark_silenced(config, report, &silences);
+    let mut observations = observe(config, report);
+    hold_silenced(report, &mut observations);
     let sources: Vec<Vec<String>> = report
         .results
         .iter()
@@ -100,29 +100,64 @@ pub async fn active_silences(
     Ok(active)
 }
 
-/// Marks each invariant a silence matches as held by it (`silence <id> until <t>`): its
-/// firing notice waits until a run after the silence, and is never sent if it resolves first.
-pub fn hold_silenced(
-    config: &Config,
-    report: &RunReport,
-    silences: &[ActiveSilence],
-    observations: &mut [invar_core::incident::Observation],
-) {
-    if silences.is_empty() {
-        return;
-    }
-    for o in observations
-        .iter_mut()
-        .filter(|o| o.kind == invar_core::incident::SubjectKind::Invariant)
-    {
-        let Some(inv) = config.invariant(&o.subject) else {
+/// Marks each result whose invariant a silence matches with that silence (`silenced`).
+pub fn mark_silenced(config: &Config, report: &mut RunReport, silences: &[ActiveSilence]) {
+    for r in &mut report.results {
+        r.silenced = None;
+        let Some(inv) = config.invariant(&r.id) else {
             continue;
         };
         let (held, errors) = invar_core::silence::holding(silences, inv, &report.suite);
         for e in errors {
             tracing::warn!(invariant = %inv.id, error = %e, "a silence could not be matched");
         }
-        if let Some(s) = held {
+        r.silenced = held.map(|s| SilencedBy {
+            id: s.id.clone(),
+            until: s.until,
+            reason: s.reason.clone(),
+        });
+    }
+}
+
+/// The silence holding `inv` now, outside a run (`invar incidents`, the status page,
+/// `/metrics`): tried as a run of each suite that selects it, then of `all`; the first wins.
+pub fn silencing(
+    config: &Config,
+    silences: &[ActiveSilence],
+    inv: &invar_core::Invariant,
+) -> Option<SilencedBy> {
+    if silences.is_empty() {
+        return None;
+    }
+    let suites = config
+        .suites
+        .iter()
+        .filter(|s| s.selects(inv).unwrap_or(false))
+        .map(|s| s.name.as_str())
+        .chain(std::iter::once("all"));
+    suites
+        .filter_map(|suite| invar_core::silence::holding(silences, inv, suite).0)
+        .next()
+        .map(|s| SilencedBy {
+            id: s.id.clone(),
+            until: s.until,
+            reason: s.reason.clone(),
+        })
+}
+
+/// Holds the firing notice of each invariant the report marks as silenced (`silence <id>
+/// until <t>`): it waits until a run after the silence, and is never sent if it resolves first.
+pub fn hold_silenced(report: &RunReport, observations: &mut [invar_core::incident::Observation]) {
+    for o in observations
+        .iter_mut()
+        .filter(|o| o.kind == invar_core::incident::SubjectKind::Invariant)
+    {
+        if let Some(s) = report
+            .results
+            .iter()
+            .find(|r| r.id == o.subject)
+            .and_then(|r| r.silenced.as_ref())
+        {
             o.held_by
                 .push(format!("silence {} until {}", s.id, s.until.to_rfc3339()));
         }

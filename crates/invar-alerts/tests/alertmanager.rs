@@ -173,6 +173,7 @@ fn res(outcome: Outcome) -> InvariantResult {
             vec![]
         },
         runbook: None,
+        silenced: None,
     }
 }
 
@@ -185,8 +186,7 @@ fn run(base: DateTime<Utc>, n: i64, outcome: Outcome) -> RunReport {
         run_id: format!("run-{n}"),
         suite: "gate".into(),
         trigger: "cli".into(),
-        started_at: (base + TimeDelta::minutes(15 * n))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: (base + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
         exit_code: 0,

@@ -186,6 +186,7 @@ fn res(id: &str, outcome: Outcome) -> InvariantResult {
             vec![]
         },
         runbook: None,
+        silenced: None,
     }
 }
 
@@ -198,8 +199,7 @@ fn run(n: i64, results: Vec<InvariantResult>, unavailable: &[&str]) -> RunReport
         run_id: format!("run-{n}"),
         suite: "all".into(),
         trigger: "cli".into(),
-        started_at: (t0() + TimeDelta::minutes(15 * n))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
         exit_code: 0,

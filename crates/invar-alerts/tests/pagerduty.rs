@@ -200,6 +200,7 @@ fn res(id: &str, outcome: Outcome) -> InvariantResult {
             vec![]
         },
         runbook: None,
+        silenced: None,
     }
 }
 
@@ -218,8 +219,7 @@ fn run(n: i64, results: Vec<InvariantResult>) -> RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
         trigger: "cli".into(),
-        started_at: (t0() + TimeDelta::minutes(15 * n))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
         exit_code: 0,

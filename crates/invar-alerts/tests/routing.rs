@@ -52,6 +52,7 @@ fn run(n: i64, outcome: Outcome, down: bool) -> RunReport {
         violations_total: 0,
         violations: vec![],
         runbook: None,
+        silenced: None,
     }];
     let mut counts = Counts::default();
     counts.add(outcome);
@@ -59,8 +60,7 @@ fn run(n: i64, outcome: Outcome, down: bool) -> RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
         trigger: "cli".into(),
-        started_at: (t0() + TimeDelta::minutes(15 * n))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
         exit_code: 0,

@@ -50,6 +50,7 @@ fn result(id: &str, outcome: Outcome) -> InvariantResult {
         violations_total: 0,
         violations: vec![],
         runbook: None,
+        silenced: None,
     }
 }
 
@@ -64,7 +65,7 @@ fn run(n: usize, when: DateTime<Utc>, outcomes: &[(&str, Outcome)]) -> RunReport
         run_id: format!("run-{n}"),
         suite: "all".into(),
         trigger: "cli".into(),
-        started_at: when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: when,
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
         exit_code: 0,

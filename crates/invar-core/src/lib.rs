@@ -26,6 +26,8 @@ pub use eval::{
 };
 pub use metrics::{MetricFn, MetricsProbe};
 pub use model::*;
-pub use report::{Counts, InvariantResult, Outcome, RunReport, SourceUnavailable, Verdict};
+pub use report::{
+    Counts, InvariantResult, Outcome, RunReport, SilencedBy, SourceUnavailable, Verdict,
+};
 pub use secret::{Secret, redact_url};
 pub use value::{Table, Value};

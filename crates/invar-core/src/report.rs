@@ -112,6 +112,20 @@ pub struct InvariantResult {
     pub violations_total: u64,
     pub violations: Vec<serde_json::Value>,
     pub runbook: Option<String>,
+    /// The silence holding back this invariant's notices at the run's instant (set when the
+    /// run is recorded; absent when none matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced: Option<SilencedBy>,
+}
+
+/// Which silence holds an invariant's notices, until when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilencedBy {
+    /// `config:FILE:LINE` for a window of the config, the store's id for a one-off.
+    pub id: String,
+    /// Exclusive.
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,8 +165,9 @@ pub struct RunReport {
     pub run_id: String,
     pub suite: String,
     pub trigger: String,
-    /// RFC 3339, UTC.
-    pub started_at: String,
+    /// RFC 3339, UTC, milliseconds (`2026-12-04T18:32:02.123Z`).
+    #[serde(with = "rfc3339_millis")]
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub duration_ms: u64,
     pub status: Outcome,
     pub exit_code: i32,
@@ -177,7 +192,7 @@ impl RunReport {
             run_id,
             suite: suite.to_string(),
             trigger: trigger.to_string(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at,
             duration_ms: 0,
             status: Outcome::Pass,
             exit_code: 0,
@@ -246,9 +261,42 @@ pub fn exit_code(counts: &Counts, fail_on: FailOn) -> i32 {
     }
 }
 
+/// The report's timestamps as the JSON contract writes them: RFC 3339 in UTC with milliseconds;
+/// any RFC 3339 offset is read.
+mod rfc3339_millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_at_is_rfc3339_utc_with_millis_and_reads_any_offset() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-04T19:32:02.123456+01:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let r = RunReport::new("r".into(), "all", "cli", t);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["started_at"], "2026-12-04T18:32:02.123Z");
+        let back: RunReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back.started_at.timestamp_millis(), t.timestamp_millis());
+        let mut bad = serde_json::to_value(&r).unwrap();
+        bad["started_at"] = "yesterday".into();
+        assert!(serde_json::from_value::<RunReport>(bad).is_err());
+    }
 
     #[test]
     fn exit_codes_follow_the_contract() {

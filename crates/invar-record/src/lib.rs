@@ -6,7 +6,7 @@
 //! outbox worker for the watcher).
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use invar_core::{Check, Config, Remembered, RunReport};
 use invar_store::{Recorded, RememberedState, Store};
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ pub async fn load_remembered(
 pub async fn record(
     store: &dyn Store,
     cfg: &Config,
-    report: &RunReport,
+    report: &mut RunReport,
     remembered: HashMap<String, Vec<Remembered>>,
 ) -> Result<Recorded> {
     let mut states = Vec::new();
@@ -65,9 +65,7 @@ pub async fn record(
     let recorded = invar_alerts::record_run_with(store, cfg, report, states)
         .await
         .context("recording the run")?;
-    let now = DateTime::parse_from_rfc3339(&report.started_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
+    let now = report.started_at;
     for (id, remember) in forget {
         let before = now - chrono::Duration::from_std(remember).unwrap_or(chrono::Duration::MAX);
         store

@@ -50,6 +50,7 @@ fn result(id: &str, outcome: Outcome) -> InvariantResult {
         violations_total: u64::from(outcome == Outcome::Fail),
         violations: Vec::new(),
         runbook: None,
+        silenced: None,
     }
 }
 
@@ -98,7 +99,7 @@ async fn a_recorded_run_leaves_its_run_incident_and_remembered_states() {
     let rec = invar_record::record(
         store.as_ref(),
         &cfg,
-        &report("run-1", now, Outcome::Fail),
+        &mut report("run-1", now, Outcome::Fail),
         remembered,
     )
     .await
@@ -146,7 +147,7 @@ async fn keys_unseen_for_longer_than_remember_are_forgotten() {
     invar_record::record(
         store.as_ref(),
         &cfg,
-        &report("run-1", now, Outcome::Pass),
+        &mut report("run-1", now, Outcome::Pass),
         remembered,
     )
     .await
@@ -168,7 +169,7 @@ async fn runs_older_than_retention_are_pruned() {
         invar_record::record(
             store.as_ref(),
             &cfg,
-            &report(run, at, Outcome::Pass),
+            &mut report(run, at, Outcome::Pass),
             HashMap::new(),
         )
         .await

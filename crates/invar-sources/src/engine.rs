@@ -1047,5 +1047,6 @@ fn to_result(inv: &Invariant, v: Verdict, took: Duration) -> InvariantResult {
         violations_total: v.violations_total,
         violations: v.violations,
         runbook: inv.runbook.clone(),
+        silenced: None,
     }
 }

@@ -47,6 +47,7 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
                     vec![]
                 },
                 runbook: Some("https://runbooks.example.com/inv".into()),
+                silenced: None,
             }
         })
         .collect();

@@ -57,6 +57,7 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
                 violations_total: violations.len() as u64,
                 violations,
                 runbook: None,
+                silenced: None,
             }
         })
         .collect();

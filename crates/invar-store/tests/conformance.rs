@@ -37,6 +37,7 @@ fn result(id: &str, outcome: Outcome, reason: Option<&str>, violations: usize) -
             .map(|i| json!({"key": i, "state": "bad"}))
             .collect(),
         runbook: Some("re-run the ingest".into()),
+        silenced: None,
     }
 }
 
@@ -55,7 +56,7 @@ fn report(
         run_id: id.into(),
         suite: suite.into(),
         trigger: "cli".into(),
-        started_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: at,
         duration_ms: 42,
         status: invar_core::report::run_status(&results),
         exit_code: if counts.error > 0 {
@@ -84,9 +85,7 @@ fn report(
 /// Records `r` with the real incident machine; every notice becomes one outbox row for the
 /// sink `hook`.
 async fn record(store: &dyn Store, r: &RunReport, sources: &[(&str, &[&str])]) -> Recorded {
-    let at = DateTime::parse_from_rfc3339(&r.started_at)
-        .unwrap()
-        .with_timezone(&Utc);
+    let at = r.started_at;
     let source_of = |id: &str| -> Vec<String> {
         sources
             .iter()

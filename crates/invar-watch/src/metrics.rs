@@ -14,6 +14,8 @@
 //! | `invar_invariant_violations` | `id`, `severity` | violations in the latest result |
 //! | `invar_invariant_last_run_timestamp_seconds` | `id`, `severity` | Unix time of the latest result (absent if never run) |
 //! | `invar_invariant_last_change_timestamp_seconds` | `id`, `severity` | Unix time the outcome last changed (absent if never run) |
+//! | `invar_invariant_silenced` | `id`, `severity` | 1 while a silence holds back its notices, else 0 |
+//! | `invar_invariant_silenced_until_timestamp_seconds` | `id`, `severity`, `silence` | Unix time that silence ends (absent when none holds it) |
 //! | `invar_suite_last_run_start_timestamp_seconds` | `suite` | Unix time the latest run started (absent if never run) |
 //! | `invar_suite_last_run_duration_seconds` | `suite` | how long the latest run took |
 //! | `invar_suite_last_run_status` | `suite`, `status` | one-hot over `pass`, `warn`, `fail`, `error` |
@@ -44,8 +46,6 @@ pub const RUN_STATUSES: [&str; 4] = ["pass", "warn", "fail", "error"];
 /// `Content-Type: text/plain; version=0.0.4; charset=utf-8`.
 pub fn render(s: &StatusSnapshot) -> String {
     let mut out = String::new();
-    let inv = &s.invariants;
-    let suites = &s.suites;
 
     family(
         &mut out,
@@ -61,9 +61,16 @@ pub fn render(s: &StatusSnapshot) -> String {
         "The history store backend (sqlite or postgres); always 1.",
         vec![sample(&[("backend", &s.store)], "1".into())],
     );
+    invariant_families(&mut out, &s.invariants);
+    suite_families(&mut out, &s.suites);
+    delivery_families(&mut out, &s.deliveries);
+    out
+}
 
+/// The `invar_invariant_*` families.
+fn invariant_families(out: &mut String, inv: &[InvariantStatus]) {
     family(
-        &mut out,
+        out,
         "invar_invariant_outcome",
         "gauge",
         "The invariant's latest outcome, one-hot over pass, warn, fail, skip and error; all 0 if it never ran.",
@@ -80,7 +87,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_invariant_incident_firing",
         "gauge",
         "1 while the invariant has an open incident, else 0.",
@@ -89,7 +96,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_invariant_violations",
         "gauge",
         "Violations in the invariant's latest result.",
@@ -98,7 +105,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_invariant_last_run_timestamp_seconds",
         "gauge",
         "Unix time of the invariant's latest result.",
@@ -110,7 +117,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_invariant_last_change_timestamp_seconds",
         "gauge",
         "Unix time the invariant's outcome last changed (the first run of the current streak).",
@@ -121,9 +128,36 @@ pub fn render(s: &StatusSnapshot) -> String {
             })
             .collect(),
     );
-
     family(
-        &mut out,
+        out,
+        "invar_invariant_silenced",
+        "gauge",
+        "1 while a silence holds back the invariant's notices, else 0.",
+        inv.iter()
+            .map(|i| per_invariant(i, flag(i.silenced.is_some())))
+            .collect(),
+    );
+    family(
+        out,
+        "invar_invariant_silenced_until_timestamp_seconds",
+        "gauge",
+        "Unix time the silence holding the invariant's notices ends; the silence label names it.",
+        inv.iter()
+            .filter_map(|i| {
+                let s = i.silenced.as_ref()?;
+                Some(sample(
+                    &[("id", &i.id), ("severity", &i.severity), ("silence", &s.id)],
+                    timestamp(s.until),
+                ))
+            })
+            .collect(),
+    );
+}
+
+/// The `invar_suite_*` families.
+fn suite_families(out: &mut String, suites: &[crate::status::SuiteStatus]) {
+    family(
+        out,
         "invar_suite_last_run_start_timestamp_seconds",
         "gauge",
         "Unix time the suite's latest recorded run started (any trigger, any replica).",
@@ -136,7 +170,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_suite_last_run_duration_seconds",
         "gauge",
         "How long the suite's latest recorded run took.",
@@ -152,7 +186,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_suite_last_run_status",
         "gauge",
         "The status of the suite's latest recorded run, one-hot over pass, warn, fail and error.",
@@ -170,7 +204,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_suite_running",
         "gauge",
         "1 while a run of the suite is in progress in this process, else 0.",
@@ -180,7 +214,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_suite_overdue",
         "gauge",
         "1 when a scheduled tick of the suite passed more than overdue_after ago with no run recorded, else 0.",
@@ -190,7 +224,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             .collect(),
     );
     family(
-        &mut out,
+        out,
         "invar_suite_next_run_timestamp_seconds",
         "gauge",
         "Unix time of the suite's next scheduled tick.",
@@ -202,30 +236,31 @@ pub fn render(s: &StatusSnapshot) -> String {
             })
             .collect(),
     );
+}
 
-    let d = &s.deliveries;
+/// The `invar_alert_*` families.
+fn delivery_families(out: &mut String, d: &crate::status::DeliveryCounts) {
     family(
-        &mut out,
+        out,
         "invar_alert_outbox_delivered",
         "gauge",
         "Delivered alerts the store's outbox still keeps (retention prunes them, so this can go down).",
         vec![sample(&[], d.delivered.to_string())],
     );
     family(
-        &mut out,
+        out,
         "invar_alert_outbox_failed_attempts",
         "gauge",
         "Failed alert delivery attempts the store's outbox still keeps, each retry counted (retention prunes them).",
         vec![sample(&[], d.failed_attempts.to_string())],
     );
     family(
-        &mut out,
+        out,
         "invar_alert_deliveries_pending",
         "gauge",
         "Alerts waiting for a first or next delivery attempt.",
         vec![sample(&[], d.pending.to_string())],
     );
-    out
 }
 
 /// One sample line without its metric name: `{labels} value`.
@@ -321,6 +356,7 @@ mod tests {
             last_run_at: outcome.map(|_| at(12, 0, 0)),
             last_change: outcome.map(|_| at(11, 0, 0)),
             violations: 0,
+            silenced: None,
             recent: vec![],
         }
     }
@@ -329,6 +365,11 @@ mod tests {
         let mut orders = invariant("orders_paid", "critical", Some("fail"));
         orders.incident = IncidentStatus::Firing;
         orders.violations = 3;
+        orders.silenced = Some(invar_core::SilencedBy {
+            id: "sil-1".into(),
+            until: at(14, 0, 0),
+            reason: "vacuum".into(),
+        });
         StatusSnapshot {
             generated_at: at(12, 30, 0),
             version: "0.1.0 (abc1234)".into(),
@@ -407,6 +448,13 @@ invar_invariant_last_run_timestamp_seconds{id="orders_paid",severity="critical"}
 # HELP invar_invariant_last_change_timestamp_seconds Unix time the invariant's outcome last changed (the first run of the current streak).
 # TYPE invar_invariant_last_change_timestamp_seconds gauge
 invar_invariant_last_change_timestamp_seconds{id="orders_paid",severity="critical"} 1714561200
+# HELP invar_invariant_silenced 1 while a silence holds back the invariant's notices, else 0.
+# TYPE invar_invariant_silenced gauge
+invar_invariant_silenced{id="orders_paid",severity="critical"} 1
+invar_invariant_silenced{id="new_one",severity="minor"} 0
+# HELP invar_invariant_silenced_until_timestamp_seconds Unix time the silence holding the invariant's notices ends; the silence label names it.
+# TYPE invar_invariant_silenced_until_timestamp_seconds gauge
+invar_invariant_silenced_until_timestamp_seconds{id="orders_paid",severity="critical",silence="sil-1"} 1714572000
 # HELP invar_suite_last_run_start_timestamp_seconds Unix time the suite's latest recorded run started (any trigger, any replica).
 # TYPE invar_suite_last_run_start_timestamp_seconds gauge
 invar_suite_last_run_start_timestamp_seconds{suite="nightly"} 1714532400.25

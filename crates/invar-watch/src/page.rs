@@ -156,10 +156,28 @@ fn incident_row(h: &mut String, now: DateTime<Utc>, i: &InvariantStatus) {
         let _ = write!(h, " · {}", violations(i.violations));
     }
     h.push_str("</div>");
+    silenced(h, now, i);
     if let Some(r) = i.last_reason.as_deref().filter(|r| !r.is_empty()) {
         let _ = write!(h, "<div class=\"reason\">{}</div>", esc(r));
     }
     h.push_str("</li>\n");
+}
+
+/// `silenced by ID until T: reason` when a silence holds the invariant's notices.
+fn silenced(h: &mut String, now: DateTime<Utc>, i: &InvariantStatus) {
+    if let Some(s) = &i.silenced {
+        let _ = write!(
+            h,
+            "<div class=\"silenced\" data-silenced-by=\"{id}\">silenced by {id} until {until}{reason}</div>",
+            id = esc(&s.id),
+            until = when(now, s.until),
+            reason = if s.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", esc(&s.reason))
+            },
+        );
+    }
 }
 
 fn invariant_row(h: &mut String, now: DateTime<Utc>, i: &InvariantStatus) {
@@ -200,6 +218,7 @@ fn invariant_row(h: &mut String, now: DateTime<Utc>, i: &InvariantStatus) {
     }
     h.push_str(&facts.join(" · "));
     h.push_str("</div>");
+    silenced(h, now, i);
     if let Some(r) = i.last_reason.as_deref().filter(|r| !r.is_empty()) {
         let _ = write!(h, "<div class=\"reason\">{}</div>", esc(r));
     }
@@ -474,6 +493,7 @@ font-weight:700;line-height:1.35rem;white-space:nowrap}\
 .title{margin:.1rem 0;overflow-wrap:anywhere}\
 .facts,.reason{font-size:.82rem;color:var(--muted);overflow-wrap:anywhere}\
 .reason{font-style:italic}\
+.silenced{font-size:.82rem;color:var(--warn);overflow-wrap:anywhere}\
 .alarm{font-size:.85rem;font-weight:700;color:var(--fail)}\
 code{font:.85em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}\
 time[title]{text-decoration:underline dotted;text-underline-offset:2px}\
@@ -512,6 +532,7 @@ mod tests {
             last_run_at: Some(now() - Duration::minutes(1)),
             last_change: Some(now() - Duration::minutes(12)),
             violations: 0,
+            silenced: None,
             recent: vec![
                 RecentOutcome {
                     run_id: "r1".into(),
@@ -588,6 +609,26 @@ mod tests {
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
         assert_eq!(html.matches("data-invariant=").count(), 4);
         assert!(html.contains("Open incidents (2)"));
+    }
+
+    #[test]
+    fn a_silenced_invariant_says_by_which_silence_until_when_and_why() {
+        let mut held = invariant("orders", "critical", "fail", true);
+        held.silenced = Some(invar_core::SilencedBy {
+            id: "config:invar.yaml:12".into(),
+            until: now() + Duration::hours(2),
+            reason: "weekly <vacuum>".into(),
+        });
+        let html = render(&snapshot(
+            vec![held, invariant("other", "minor", "pass", false)],
+            vec![],
+        ));
+        let note = "<div class=\"silenced\" data-silenced-by=\"config:invar.yaml:12\">silenced by \
+                    config:invar.yaml:12 until <time datetime=\"2024-05-01T14:30:00Z\" \
+                    title=\"2024-05-01 14:30:00 UTC\">in 2h</time>: weekly &lt;vacuum&gt;</div>";
+        // Once in the open incident, once in the invariant's row; never for `other`.
+        assert_eq!(html.matches(note).count(), 2, "{html}");
+        assert_eq!(html.matches("data-silenced-by").count(), 2);
     }
 
     #[test]

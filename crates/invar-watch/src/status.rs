@@ -70,6 +70,8 @@ pub struct InvariantStatus {
     pub last_change: Option<DateTime<Utc>>,
     /// Violations in the latest result.
     pub violations: u64,
+    /// The silence holding its notices now, if any.
+    pub silenced: Option<invar_core::SilencedBy>,
     /// Recent outcomes, oldest first (at most [`RECENT_RUNS`]).
     pub recent: Vec<RecentOutcome>,
 }

@@ -317,9 +317,11 @@ impl Watcher {
             remembered,
         };
         let invar_sources::RunOutcome {
-            report, remembered, ..
+            mut report,
+            remembered,
+            ..
         } = slot.engine.run(&opts).await;
-        recorder::record(self.store.as_ref(), &self.cfg, &report, remembered).await?;
+        recorder::record(self.store.as_ref(), &self.cfg, &mut report, remembered).await?;
         tracing::info!(
             suite = %report.suite,
             trigger,
@@ -363,10 +365,14 @@ impl Watcher {
             }
             Err(RunError::Busy) => {
                 tracing::warn!(suite, %tick, "the suite is still running: lock_skipped");
-                let report = lock_skipped_report(suite, "schedule");
-                if let Err(e) =
-                    recorder::record(self.store.as_ref(), &self.cfg, &report, Default::default())
-                        .await
+                let mut report = lock_skipped_report(suite, "schedule");
+                if let Err(e) = recorder::record(
+                    self.store.as_ref(),
+                    &self.cfg,
+                    &mut report,
+                    Default::default(),
+                )
+                .await
                 {
                     tracing::error!(error = %e, suite, "cannot record the lock_skipped run");
                 }
@@ -507,6 +513,9 @@ impl Watcher {
             .iter()
             .map(|i| (i.subject.as_str(), i.opened_at))
             .collect();
+        let silences = invar_alerts::active_silences(store, &self.cfg, self.clock.now())
+            .await
+            .context("reading silences")?;
         let mut invariants = Vec::new();
         for inv in &self.cfg.invariants {
             let runs = recent.get(&inv.id).map(Vec::as_slice).unwrap_or(&[]);
@@ -533,6 +542,7 @@ impl Watcher {
                 last_run_at: latest.map(|l| l.started_at),
                 last_change,
                 violations: latest.map_or(0, |l| l.violations_total),
+                silenced: invar_alerts::silencing(&self.cfg, &silences, inv),
                 recent: runs
                     .iter()
                     .rev()
@@ -603,7 +613,13 @@ impl Watcher {
                 error: msg,
             };
             report.set_results(Vec::new(), vec![reason], invar_core::FailOn::Fail);
-            recorder::record(self.store.as_ref(), &self.cfg, &report, Default::default()).await?;
+            recorder::record(
+                self.store.as_ref(),
+                &self.cfg,
+                &mut report,
+                Default::default(),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -66,6 +66,7 @@ fn invariant(
         last_run_at: Some(now() - Duration::seconds(87)),
         last_change: Some(now() - Duration::minutes(15 * streak as i64)),
         violations: if outcome == "fail" { 42 } else { 0 },
+        silenced: None,
         recent,
     }
 }

@@ -45,6 +45,7 @@ fn invariant(id: &str, severity: &str, outcome: Option<&str>, firing: bool) -> I
         last_run_at: outcome.map(|_| now() - Duration::seconds(87)),
         last_change: outcome.map(|_| Utc.timestamp_millis_opt(1_730_706_543_210).unwrap()),
         violations: if outcome == Some("fail") { 42 } else { 0 },
+        silenced: None,
         recent,
     }
 }

@@ -107,6 +107,9 @@ fn table(report: &RunReport, color: bool) -> String {
             },
         );
         let pad = " ".repeat(2 + 5 + 2 + 8 + 2 + id_w + 2);
+        if let Some(s) = &r.silenced {
+            let _ = writeln!(out, "{pad}{}", st.paint("35", &silenced_line(s)));
+        }
         if r.outcome != Outcome::Pass
             && let Some(reason) = &r.reason
         {
@@ -148,6 +151,20 @@ pub fn summary_line(report: &RunReport, color: bool) -> String {
         "{status}: {} pass · {} warn · {} fail · {} skip · {} error → exit {}\n",
         c.pass, c.warn, c.fail, c.skip, c.error, report.exit_code
     )
+}
+
+/// `silenced by ID until T: reason` — why an invariant's notices are held back.
+pub fn silenced_line(s: &invar_core::SilencedBy) -> String {
+    let mut line = format!(
+        "silenced by {} until {}",
+        s.id,
+        s.until.format("%Y-%m-%d %H:%M UTC")
+    );
+    if !s.reason.is_empty() {
+        line.push_str(": ");
+        line.push_str(&s.reason);
+    }
+    line
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -231,7 +248,12 @@ fn markdown(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "Started {} · {} ms · run `{}` · exit {}\n",
-        report.started_at, report.duration_ms, report.run_id, report.exit_code
+        report
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        report.duration_ms,
+        report.run_id,
+        report.exit_code
     );
     let _ = writeln!(
         out,
@@ -254,7 +276,13 @@ fn markdown(report: &RunReport) -> String {
         "| outcome | severity | id | title | detail |\n|---|---|---|---|---|"
     );
     for r in sorted(report) {
-        let detail = r.reason.clone().unwrap_or_default();
+        let mut detail = r.reason.clone().unwrap_or_default();
+        if let Some(s) = &r.silenced {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            detail.push_str(&silenced_line(s));
+        }
         let _ = writeln!(
             out,
             "| {}{} | {} | `{}` | {} | {} |",

@@ -671,6 +671,51 @@ fn silence_add_list_expire() {
     let v: J = serde_json::from_str(&json).unwrap();
     assert_eq!(v["items"][0]["id"], id.as_str());
 
+    // A run under the silence marks every result with it, and `invar incidents` says so.
+    let run_json = || {
+        let out = invar()
+            .args(["--config", cfg_s, "run", "--format", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<J>(&out.stdout).unwrap()
+    };
+    let r = run_json();
+    let results = r["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for res in results {
+        assert_eq!(res["silenced"]["id"], id.as_str(), "{res}");
+        assert_eq!(res["silenced"]["reason"], "maint");
+        assert!(res["silenced"]["until"].as_str().unwrap().ends_with('Z'));
+    }
+    let out = invar()
+        .args(["--config", cfg_s, "run", "--format", "table"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("silenced by {id} until ")), "{text}");
+    let out = invar()
+        .args(["--config", cfg_s, "incidents", "--open"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("silenced by {id} until ")) && text.contains(": maint"),
+        "{text}"
+    );
+    let out = invar()
+        .args(["--config", cfg_s, "incidents", "--open", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: J = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v.as_array().unwrap().is_empty());
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["silenced"]["id"] == id.as_str()),
+        "{v}"
+    );
+
     let (code, out, err) = sil(&["expire", &id]);
     assert_eq!(
         (code, out.trim()),
@@ -681,5 +726,14 @@ fn silence_add_list_expire() {
     assert_eq!(code, 2, "a second expiry finds no active silence");
     let (_, listed, _) = sil(&["list"]);
     assert_eq!(listed, "no silences\n");
+    let r = run_json();
+    assert!(
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|res| res.get("silenced").is_none()),
+        "{r}"
+    );
     drop(dir);
 }

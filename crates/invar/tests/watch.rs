@@ -970,10 +970,37 @@ fn an_api_silence_holds_back_a_firing_until_it_is_expired_while_still_red() {
         json!({"suite": "quick"}),
     );
     assert_eq!(s, 200, "{report}");
+    let silenced: Vec<&J> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("silenced").is_some())
+        .collect();
+    assert_eq!(silenced.len(), 1, "only Q-FAIL is matched: {report}");
+    assert_eq!(silenced[0]["id"], "Q-FAIL");
+    assert_eq!(silenced[0]["silenced"]["id"], id.as_str());
+    assert_eq!(silenced[0]["silenced"]["reason"], "deploy");
     let (_, inc) = http.get(&w.url("/api/v1/incidents?open=true"), Some(READ));
     assert!(inc.to_string().contains("Q-FAIL"), "{inc}");
     std::thread::sleep(Duration::from_secs(3));
     assert!(got.lock().unwrap().is_empty(), "{:?}", got.lock().unwrap());
+    // The status page and /metrics say which silence holds it, until when.
+    let (_, _, metrics) = http.send("GET", &w.url("/metrics"), None, None);
+    assert!(
+        metrics.contains("invar_invariant_silenced{id=\"Q-FAIL\",severity=\"critical\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "invar_invariant_silenced_until_timestamp_seconds{{id=\"Q-FAIL\",severity=\"critical\",silence=\"{id}\"}}"
+        )),
+        "{metrics}"
+    );
+    let (_, _, html) = http.send("GET", &w.url("/"), None, None);
+    assert!(
+        html.contains(&format!("data-silenced-by=\"{id}\"")),
+        "{html}"
+    );
 
     // Expired while still red: the next run releases the firing, once.
     let (s, _, b) = http.send("DELETE", &format!("{url}/{id}"), Some(ADMIN), None);

@@ -239,10 +239,7 @@ fn outbox_rows(plan: &Plan, run_id: &str) -> Vec<Vec<Arg>> {
 impl<B: Backend> SqlStore<B> {
     async fn record_run_inner(&self, run: &RunRecord<'_>, plan: &Planner<'_>) -> Result<Recorded> {
         let r = run.report;
-        let started = DateTime::parse_from_rfc3339(&r.started_at)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| StoreError::Decode(format!("run started_at `{}`: {e}", r.started_at)))?;
-        let at = ms(started);
+        let at = ms(r.started_at);
         let mut tx = B::begin_write(&self.pool).await?;
         // What the planner sees, read under the write lock.
         let input = plan_input(&mut *tx).await?;
@@ -318,9 +315,7 @@ impl<B: Backend> SqlStore<B> {
             run_id: s.run_id,
             suite: s.suite,
             trigger: s.trigger,
-            started_at: s
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: s.started_at,
             duration_ms: s.duration_ms,
             status: rows::outcome_of(&s.status)?,
             exit_code: s.exit_code,

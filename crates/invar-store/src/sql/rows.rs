@@ -201,6 +201,7 @@ pub(super) fn invariant_result(
         violations_total: r.get::<i64>("violations_total")? as u64,
         violations,
         runbook: r.get("runbook")?,
+        silenced: None,
     })
 }
 

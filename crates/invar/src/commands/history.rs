@@ -6,6 +6,7 @@ use crate::cli::{HistoryArgs, IncidentsArgs, ListFormat};
 use crate::exit::Exit;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use invar_core::Config;
 use invar_store::{IncidentQuery, ResultQuery, RunQuery, Store};
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ pub fn history(args: &HistoryArgs, cx: &Ctx) -> Result<Exit> {
         .since
         .map(|d| Utc::now() - chrono::TimeDelta::from_std(d).unwrap_or_default());
     let json = args.format == ListFormat::Json;
-    print_from_store(cx, async |store: &dyn Store| {
+    print_from_store(cx, async |_, store: &dyn Store| {
         render_history(
             store,
             args.invariant.clone(),
@@ -31,8 +32,8 @@ pub fn history(args: &HistoryArgs, cx: &Ctx) -> Result<Exit> {
 /// `invar incidents [--open]`.
 pub fn incidents(args: &IncidentsArgs, cx: &Ctx) -> Result<Exit> {
     let json = args.format == ListFormat::Json;
-    print_from_store(cx, async |store: &dyn Store| {
-        render_incidents(store, args.open, args.limit, json).await
+    print_from_store(cx, async |cfg, store: &dyn Store| {
+        render_incidents(cfg, store, args.open, args.limit, json).await
     })
 }
 
@@ -40,14 +41,14 @@ pub fn incidents(args: &IncidentsArgs, cx: &Ctx) -> Result<Exit> {
 /// config does not load, 2 when the store cannot be opened or read.
 pub(super) fn print_from_store(
     cx: &Ctx,
-    render: impl AsyncFnOnce(&dyn Store) -> Result<String>,
+    render: impl AsyncFnOnce(&Config, &dyn Store) -> Result<String>,
 ) -> Result<Exit> {
     let Some(cfg) = cx.load() else {
         return Ok(Exit::Usage);
     };
     let text = cx.block_on(async {
         let store = super::recording::open(&cfg).await?;
-        render(store.as_ref()).await
+        render(&cfg, store.as_ref()).await
     })?;
     match text {
         Ok(t) => {
@@ -145,7 +146,9 @@ async fn render_history(
     Ok(out)
 }
 
+/// Open incidents of invariants a silence holds now say so (`silenced` in JSON).
 async fn render_incidents(
+    cfg: &Config,
     store: &dyn Store,
     open_only: bool,
     limit: u32,
@@ -158,10 +161,25 @@ async fn render_incidents(
             ..Default::default()
         })
         .await?;
-    if json {
-        return Ok(serde_json::to_string_pretty(&rows)? + "\n");
-    }
     let now = Utc::now();
+    let silences = invar_alerts::active_silences(store, cfg, now).await?;
+    let silenced = |i: &invar_store::IncidentRow| {
+        let inv = cfg.invariant(&i.subject)?;
+        (i.kind == "invariant" && i.resolved_at.is_none())
+            .then(|| invar_alerts::silencing(cfg, &silences, inv))
+            .flatten()
+    };
+    if json {
+        let mut items = Vec::with_capacity(rows.len());
+        for i in &rows {
+            let mut v = serde_json::to_value(i)?;
+            if let (Some(s), Some(o)) = (silenced(i), v.as_object_mut()) {
+                o.insert("silenced".into(), serde_json::to_value(s)?);
+            }
+            items.push(v);
+        }
+        return Ok(serde_json::to_string_pretty(&items)? + "\n");
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -178,15 +196,19 @@ async fn render_incidents(
             .last_red_at
             .map(|t| format!(" · last red {} ago", ago(now - t)))
             .unwrap_or_default();
+        let silence = silenced(&i)
+            .map(|s| format!(" · {}", crate::output::silenced_line(&s)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<9} {:<24} {:<8} opened {}  {}{}  ({})",
+            "  {:<9} {:<24} {:<8} opened {}  {}{}{}  ({})",
             i.kind,
             i.subject,
             i.severity,
             ts(&i.opened_at),
             state,
             last_red,
+            silence,
             i.id
         );
     }

@@ -44,7 +44,7 @@ pub async fn open_for_memory(cfg: &Config) -> Result<Option<Arc<dyn Store>>> {
 pub async fn record(
     store: &Arc<dyn Store>,
     cfg: &Config,
-    report: &RunReport,
+    report: &mut RunReport,
     remembered: HashMap<String, Vec<Remembered>>,
 ) -> Result<()> {
     invar_record::record(store.as_ref(), cfg, report, remembered).await?;
@@ -67,8 +67,7 @@ pub async fn record(
 
 /// `--artifacts DIR`: the run report at `DIR/YYYY-MM-DD/<run_id>.json` (UTC date).
 pub fn write_artifact(dir: &Path, report: &RunReport) -> Result<std::path::PathBuf> {
-    let day = report.started_at.get(..10).unwrap_or("unknown-date");
-    let folder = dir.join(day);
+    let folder = dir.join(report.started_at.format("%Y-%m-%d").to_string());
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let path = folder.join(format!("{}.json", report.run_id));
     std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")

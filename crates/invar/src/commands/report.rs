@@ -18,7 +18,7 @@ pub fn execute(args: &ReportArgs, cx: &Ctx) -> Result<Exit> {
         Err(e) => return Ok(usage(e)),
     };
     let json = args.format == ReportFormat::Json;
-    print_from_store(cx, async |store: &dyn Store| {
+    print_from_store(cx, async |_, store: &dyn Store| {
         let data = store.report(from, to).await?;
         let text = if json {
             serde_json::to_string_pretty(&data)? + "\n"

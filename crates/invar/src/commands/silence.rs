@@ -15,7 +15,7 @@ pub fn execute(cmd: &SilenceCommand, cx: &Ctx) -> Result<Exit> {
         SilenceCommand::List(args) => list(args, cx),
         SilenceCommand::Expire { id } => {
             let id = id.clone();
-            print_from_store(cx, async move |store: &dyn Store| {
+            print_from_store(cx, async move |_, store: &dyn Store| {
                 if store.expire_silence(&id, Utc::now()).await? {
                     Ok(format!("expired {id}\n"))
                 } else {
@@ -64,7 +64,7 @@ fn add(args: &SilenceAddArgs, cx: &Ctx) -> Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    print_from_store(cx, async move |store: &dyn Store| {
+    print_from_store(cx, async move |_, store: &dyn Store| {
         let s = store
             .add_silence(&new)
             .await
@@ -75,7 +75,7 @@ fn add(args: &SilenceAddArgs, cx: &Ctx) -> Result<Exit> {
 
 fn list(args: &SilenceListArgs, cx: &Ctx) -> Result<Exit> {
     let (all, json) = (args.all, args.format == ListFormat::Json);
-    print_from_store(cx, async move |store: &dyn Store| {
+    print_from_store(cx, async move |_, store: &dyn Store| {
         let now = Utc::now();
         let items = store.silences((!all).then_some(now)).await?;
         Ok(render(&items, json))

@@ -33,8 +33,8 @@ pub(super) fn run(session: &mut Session, opts: &mut RunOptions, h: Hold) -> Resu
     let mut last_red: Option<RunReport> = None;
     loop {
         let started = start.elapsed();
-        let (report, remembered) = session.evaluate(opts)?;
-        session.keep(&report, remembered)?;
+        let (mut report, remembered) = session.evaluate(opts)?;
+        session.keep(&mut report, remembered)?;
         let exit = Exit::of_report(&report);
         let (next, line) = h.step(
             &mut window,

@@ -165,9 +165,9 @@ pub fn run_suite(
         None => {
             let progress = output::Progress::start();
             opts.progress = Some(progress.callback());
-            let (report, remembered) = session.evaluate(&mut opts)?;
+            let (mut report, remembered) = session.evaluate(&mut opts)?;
             progress.finish();
-            session.keep(&report, remembered)?;
+            session.keep(&mut report, remembered)?;
             report
         }
         Some(h) => hold::run(&mut session, &mut opts, h)?,
@@ -273,12 +273,17 @@ impl<'a> Session<'a> {
     }
 
     /// Records the run (and delivers its alerts) and writes its artifact; a failure of either
-    /// is reported and makes the exit 2, the other still happens.
+    /// is reported and makes the exit 2, the other still happens. Marks the invariants a
+    /// silence holds (a dry run knows only the config's windows).
     fn keep(
         &mut self,
-        report: &RunReport,
+        report: &mut RunReport,
         remembered: HashMap<String, Vec<Remembered>>,
     ) -> Result<()> {
+        if self.store.is_none() {
+            let windows = invar_core::silence::active_rules(&self.cfg.silences, report.started_at);
+            invar_alerts::mark_silenced(&self.cfg, report, &windows);
+        }
         if let Some(store) = &self.store
             && let Err(e) = self
                 .cx
