@@ -4,6 +4,8 @@
 //! (a Drop guard, so also when the test panics). Runs are recorded and flushed the way
 //! `invar run` does: `record_run`, then `Outbox::flush`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::{Backoff, Outbox, record_run};
 use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport};

@@ -1,6 +1,8 @@
 //! Alerts end to end against real servers: a local HTTP receiver (a small tokio server in this
 //! file), a local SMTP server (`python3 -m aiosmtpd`), and the SQLite store on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::{Backoff, Outbox, record_run};
 use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport, SourceUnavailable};

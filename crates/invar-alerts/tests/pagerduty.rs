@@ -4,6 +4,8 @@
 //! 429, 5xx, or PagerDuty's 400 for an invalid event. Runs are recorded and flushed the way
 //! `invar run` does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::{Backoff, Outbox, record_run};
 use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport};

@@ -2,6 +2,8 @@
 //! `pagerduty`) next to a plain webhook, read straight from the outbox of a real SQLite store
 //! (nothing is delivered here: the receivers do not matter).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::record_run;
 use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport, SourceUnavailable};

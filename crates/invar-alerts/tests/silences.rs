@@ -2,6 +2,8 @@
 //! silenced, by a one-off silence in the store or a recurring window of the config (across a
 //! DST change), read straight from the outbox.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, Utc};
 use invar_alerts::record_run;
 use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport};

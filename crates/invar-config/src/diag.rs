@@ -126,11 +126,14 @@ fn byte_range(text: &str, col: usize, len: usize) -> (usize, usize) {
     (start, end)
 }
 
+// Constant patterns, compiled by every test of this module: they cannot fail at run time.
+#[allow(clippy::expect_used)]
 static URL_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)@")
         .expect("valid regex")
 });
 
+#[allow(clippy::expect_used)]
 static URL_TOKEN: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+"#).expect("valid regex")
 });

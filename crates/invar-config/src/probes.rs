@@ -618,7 +618,7 @@ fn redis(cx: &mut Cx, node: &Node, path: &str, source: String) -> Option<RedisPr
     let pattern = kind.and_then(|e| {
         let ppath = sub(path, &e.key);
         let pattern = cx.string(&e.value, &ppath)?;
-        let k = RedisKind::parse(&e.key).expect("filtered above");
+        let k = RedisKind::parse(&e.key)?; // always Some: the keys were filtered by kind above
         match RedisPattern::parse(&pattern) {
             Ok(p) => {
                 if let Some(c) = p

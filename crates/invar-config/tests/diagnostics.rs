@@ -1,6 +1,8 @@
 //! How config mistakes are rendered: one snapshot per kind of mistake, from fixture files
 //! under `tests/fixtures/errors/` (paths are relative to the crate, so snapshots are stable).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_config::{Diagnostics, load_with_env};
 use std::path::Path;
 

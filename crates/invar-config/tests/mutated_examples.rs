@@ -6,6 +6,8 @@
 //! The issue that started this found 79 panics in 3,000 such cases through the binary, all
 //! `Duration::from_secs_f64` on a huge duration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -142,7 +142,10 @@ pub fn evaluate_with_memory(
         Check::Subset(sub) => eval_subset(sub, snap),
         Check::Join(jc) => eval_join(jc, snap),
         Check::Transitions(tc) => {
-            let table = snap.get(&tc.probe).expect("checked by evaluate");
+            let table = match snap.get(&tc.probe) {
+                Ok(t) => t,
+                Err(e) => return (Verdict::error(e), None),
+            };
             let previous = snap
                 .remembered
                 .get(&inv.id)
@@ -305,7 +308,10 @@ struct RowConditions<'a> {
 }
 
 fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
-    let table = snap.get(&pc.probe).expect("checked by evaluate");
+    let table = match snap.get(&pc.probe) {
+        Ok(t) => t,
+        Err(e) => return Verdict::error(e),
+    };
     let conds = RowConditions {
         skip_when: pc.skip_when.as_ref(),
         fail_when: pc.fail_when.as_ref(),
@@ -628,11 +634,11 @@ impl KeySet {
             pos += 1;
             let mut float = 0.0;
             if tag == TAG_FLOAT {
-                let bits: [u8; 8] = self.bytes[pos..pos + 8].try_into().expect("8 bytes");
+                let bits: [u8; 8] = std::array::from_fn(|i| self.bytes[pos + i]);
                 float = f64::from_bits(u64::from_le_bytes(bits));
                 pos += 8;
             }
-            let len: [u8; 4] = self.bytes[pos..pos + 4].try_into().expect("4 bytes");
+            let len: [u8; 4] = std::array::from_fn(|i| self.bytes[pos + i]);
             let len = u32::from_le_bytes(len) as usize;
             pos += 4;
             // Written from `&str`s only, so always UTF-8.
@@ -661,7 +667,7 @@ impl KeySet {
     fn component_at(&self, pos: usize) -> (&[u8], usize) {
         let tag = self.bytes[pos];
         let pos = pos + 1 + if tag == TAG_FLOAT { 8 } else { 0 };
-        let len = u32::from_le_bytes(self.bytes[pos..pos + 4].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(std::array::from_fn(|i| self.bytes[pos + i]));
         let start = pos + 4;
         let end = start + len as usize;
         (&self.bytes[start..end], end)

@@ -282,13 +282,14 @@ pub fn step(
                     e.notice = Some(Notice::Flapping);
                     events.push(e);
                 }
-                let open = s.open.take().expect("checked above");
-                let mut e = event(&s, EventKind::Resolved);
-                e.incident_id = Some(open.id);
-                e.opened_at = Some(open.opened_at);
-                // A resolve is sent exactly when its firing was.
-                e.notice = open.alerted.then_some(Notice::Resolved);
-                events.push(e);
+                if let Some(open) = s.open.take() {
+                    let mut e = event(&s, EventKind::Resolved);
+                    e.incident_id = Some(open.id);
+                    e.opened_at = Some(open.opened_at);
+                    // A resolve is sent exactly when its firing was.
+                    e.notice = open.alerted.then_some(Notice::Resolved);
+                    events.push(e);
+                }
             }
         }
     }

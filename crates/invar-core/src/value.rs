@@ -111,12 +111,9 @@ impl Value {
             Value::Float(f) => cel::Value::Float(*f),
             Value::Text(s) => cel::Value::String(Arc::new(s.clone())),
             Value::Timestamp(t) => cel::Value::Timestamp(t.fixed_offset()),
-            Value::Date(d) => cel::Value::Timestamp(
-                d.and_hms_opt(0, 0, 0)
-                    .expect("midnight exists")
-                    .and_utc()
-                    .fixed_offset(),
-            ),
+            Value::Date(d) => {
+                cel::Value::Timestamp(d.and_time(chrono::NaiveTime::MIN).and_utc().fixed_offset())
+            }
             Value::List(l) => cel::Value::List(Arc::new(l.iter().map(Value::to_cel).collect())),
             Value::Map(m) => {
                 let hm: HashMap<cel::objects::Key, cel::Value> = m

@@ -2,6 +2,8 @@
 //! outcomes with reasons, never panics: random expressions over random rows, bound as the
 //! evaluator binds them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Condition, Scope, Table, Value};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

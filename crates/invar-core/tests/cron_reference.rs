@@ -4,6 +4,8 @@
 //! Lord Howe's 30-minute DST, Chatham's +12:45, Dublin's negative DST and Santiago's
 //! southern-hemisphere changes) over two years, every fire time compared.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, Datelike, TimeZone as _, Utc};
 use invar_core::schedule::Schedule;
 use jiff::civil::{Date, DateTime as Civil};

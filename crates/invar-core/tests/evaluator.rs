@@ -1,6 +1,8 @@
 //! The pure evaluator: every check kind over hand-built snapshots, then properties — the
 //! verdict does not depend on row order, nothing panics on any table, keys compare by text.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, Duration as Span, NaiveDate, TimeZone, Utc};
 use invar_core::eval::subset_from_pushdown;
 use invar_core::{

@@ -2,6 +2,8 @@
 //! query-string secrets are always found and hidden — in the redacted URL, in text scrubbed
 //! by the secret, and in its Display and Debug.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Secret, redact_url};
 use proptest::prelude::*;
 

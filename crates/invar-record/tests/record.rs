@@ -2,6 +2,8 @@
 //! its incident, the remembered states), forgetting keys unseen for longer than `remember`,
 //! and pruning runs older than retention.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::{Config, InvariantResult, Outcome, Remembered, RunReport};
 use invar_store::{IncidentQuery, RunQuery, Store};

@@ -446,15 +446,17 @@ impl Engine {
                 Some(Ok(d)) => d.sql().map(|p| p.dialect()),
                 _ => None,
             };
-            let fused = dialect.map(|d| {
-                let q = Arc::new(FusedQuery::build(d, members));
-                let sql = Probe::Sql {
-                    source: source.clone(),
-                    sql: q.sql.clone(),
-                };
-                let fut = self.read_probe(&sql, plan, bounds, &reads.down, gate, &[]);
-                (q, spawn_shared(as_table(fut)))
-            });
+            let fused = dialect
+                .and_then(|d| FusedQuery::build(d, members))
+                .map(|q| {
+                    let q = Arc::new(q);
+                    let sql = Probe::Sql {
+                        source: source.clone(),
+                        sql: q.sql.clone(),
+                    };
+                    let fut = self.read_probe(&sql, plan, bounds, &reads.down, gate, &[]);
+                    (q, spawn_shared(as_table(fut)))
+                });
             for (m, probe) in members.iter().zip(member_probes) {
                 let shared = match &fused {
                     Some((q, f)) => {

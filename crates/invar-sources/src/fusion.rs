@@ -17,7 +17,7 @@ pub struct FusedQuery {
 
 impl FusedQuery {
     /// Builds the query for probes sharing one fusion key (same source, table and filter).
-    pub fn build(dialect: Dialect, probes: &[&MetricsProbe]) -> FusedQuery {
+    pub fn build(dialect: Dialect, probes: &[&MetricsProbe]) -> Option<FusedQuery> {
         let mut aggregates: Vec<MetricFn> = Vec::new();
         for p in probes {
             for (_, m) in &p.compute {
@@ -26,7 +26,7 @@ impl FusedQuery {
                 }
             }
         }
-        let first = probes.first().expect("at least one probe");
+        let first = probes.first()?;
         let cols = aggregates
             .iter()
             .enumerate()
@@ -37,7 +37,7 @@ impl FusedQuery {
         if let Some(f) = &first.filter {
             sql.push_str(&format!(" WHERE ({f}\n)"));
         }
-        FusedQuery { sql, aggregates }
+        Some(FusedQuery { sql, aggregates })
     }
 
     /// The table of one probe: its named metrics, one row.
@@ -51,12 +51,14 @@ impl FusedQuery {
             .compute
             .iter()
             .map(|(_, m)| {
-                let i = self
+                // Every probe's metrics are in the fused query it was built from; one that is
+                // not reads as NULL rather than a wrong column.
+                let v = self
                     .aggregates
                     .iter()
                     .position(|a| a == m)
-                    .expect("built from these probes");
-                let v = row.get(i).cloned().unwrap_or(Value::Null);
+                    .and_then(|i| row.get(i).cloned())
+                    .unwrap_or(Value::Null);
                 // Counting aggregates of an empty table are 0, never NULL.
                 match (m, v) {
                     (
@@ -157,7 +159,7 @@ mod tests {
                 ("bad", "invalid(status, [paid, \"it's\"])"),
             ],
         );
-        let q = FusedQuery::build(Dialect::Postgres, &[&a, &b]);
+        let q = FusedQuery::build(Dialect::Postgres, &[&a, &b]).unwrap();
         assert_eq!(q.aggregates.len(), 3);
         assert_eq!(
             q.sql,

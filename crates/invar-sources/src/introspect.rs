@@ -440,15 +440,16 @@ async fn mysql(pool: &SqlPool) -> Result<Schema, String> {
         {
             t.primary_key.push(c.clone());
         }
-        if t.unique.last().is_none_or(|u| u.name != index) {
-            t.unique.push(UniqueIndex {
+        let u = last_or_push(
+            &mut t.unique,
+            |u| u.name == index,
+            || UniqueIndex {
                 name: index.clone(),
                 columns: Vec::new(),
                 expression: None,
                 partial: false,
-            });
-        }
-        let u = t.unique.last_mut().expect("pushed above");
+            },
+        );
         match column {
             Some(c) => u.columns.push(c),
             // A functional key part (MySQL 8): we cannot name its columns, so keep its name.
@@ -460,21 +461,18 @@ async fn mysql(pool: &SqlPool) -> Result<Schema, String> {
             continue;
         };
         let name = r.text("name");
-        let same = t
-            .foreign_keys
-            .last()
-            .is_some_and(|fk| fk.name == name && name.is_some());
-        if !same {
-            t.foreign_keys.push(ForeignKey {
-                name,
+        let fk = last_or_push(
+            &mut t.foreign_keys,
+            |fk| fk.name == name && name.is_some(),
+            || ForeignKey {
+                name: name.clone(),
                 columns: Vec::new(),
                 ref_schema: r.text("ref_schema"),
                 ref_table: r.text_or_empty("ref_table"),
                 ref_columns: Vec::new(),
                 validated: true,
-            });
-        }
-        let fk = t.foreign_keys.last_mut().expect("pushed above");
+            },
+        );
         fk.columns.push(r.text_or_empty("column_name"));
         fk.ref_columns.push(r.text_or_empty("ref_column"));
     }
@@ -546,15 +544,16 @@ async fn sqlite(pool: &SqlPool) -> Result<Schema, String> {
             continue;
         };
         let index = r.text_or_empty("index_name");
-        if t.unique.last().is_none_or(|u| u.name != index) {
-            t.unique.push(UniqueIndex {
+        let u = last_or_push(
+            &mut t.unique,
+            |u| u.name == index,
+            || UniqueIndex {
                 name: index.clone(),
                 columns: Vec::new(),
                 expression: None,
                 partial: r.bool("partial"),
-            });
-        }
-        let u = t.unique.last_mut().expect("pushed above");
+            },
+        );
         match r.text("column_name") {
             Some(c) => u.columns.push(c),
             None => u.expression = Some(r.text("definition").unwrap_or(index)),
@@ -567,18 +566,22 @@ async fn sqlite(pool: &SqlPool) -> Result<Schema, String> {
         let Some(t) = map.get_mut(&(None, tname.clone())) else {
             continue;
         };
-        if current.as_ref() != Some(&(tname.clone(), id.clone())) {
+        let same = current.as_ref() == Some(&(tname.clone(), id.clone()));
+        if !same {
             current = Some((tname, id));
-            t.foreign_keys.push(ForeignKey {
+        }
+        let fk = last_or_push(
+            &mut t.foreign_keys,
+            |_| same,
+            || ForeignKey {
                 name: None,
                 columns: Vec::new(),
                 ref_schema: None,
                 ref_table: r.text_or_empty("ref_table"),
                 ref_columns: Vec::new(),
                 validated: true,
-            });
-        }
-        let fk = t.foreign_keys.last_mut().expect("pushed above");
+            },
+        );
         fk.columns.push(r.text_or_empty("column_name"));
         // `to` is NULL when the key references the parent's primary key implicitly.
         fk.ref_columns
@@ -619,6 +622,20 @@ async fn sqlite(pool: &SqlPool) -> Result<Schema, String> {
         dialect: None,
         tables: map.into_values().collect(),
     })
+}
+
+/// The last element of `v`, after pushing `new()` unless that element `continues` (catalog
+/// rows come one per column, ordered, so a key spans consecutive rows).
+fn last_or_push<T>(
+    v: &mut Vec<T>,
+    continues: impl FnOnce(&T) -> bool,
+    new: impl FnOnce() -> T,
+) -> &mut T {
+    if !v.last().is_some_and(continues) {
+        v.push(new());
+    }
+    let last = v.len() - 1;
+    &mut v[last]
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::LazyLock;
 
+// A constant pattern, compiled by every test of this module.
+#[allow(clippy::expect_used)]
 static LEADING_TS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
         .expect("static regex")

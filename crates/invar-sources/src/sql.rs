@@ -987,7 +987,9 @@ impl crate::SourceDriver for SqlPool {
             Probe::Metrics(m) => {
                 let m = m.clone();
                 Box::pin(async move {
-                    let q = crate::fusion::FusedQuery::build(self.dialect(), &[&m]);
+                    let q = crate::fusion::FusedQuery::build(self.dialect(), &[&m]).ok_or_else(
+                        || crate::ReadError::from("a metrics probe without metrics".to_string()),
+                    )?;
                     let t = self
                         .query(&q.sql)
                         .await

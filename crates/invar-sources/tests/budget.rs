@@ -1,6 +1,8 @@
 //! The suite's `budget`: checks that have not started when it runs out are `skip` with a
 //! `budget:` reason and counted in `skipped_budget`; checks already running finish.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::Outcome;
 use invar_sources::{Engine, RunOptions};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Metrics fusion: N `metrics` invariants over one table (same `where`) cost exactly one
 //! statement, on SQLite and on the real PostgreSQL and MariaDB; and the aggregates are right.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Outcome, RunReport};
 use invar_sources::{Engine, RunOptions};
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! bodies, redirects, the body cap, timeouts and refused connections (`error`, never `pass`),
 //! and header secrets that never appear in a report.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Outcome, RunReport};
 use invar_sources::{Engine, RunOptions};
 use std::io::{BufRead, BufReader, Write};

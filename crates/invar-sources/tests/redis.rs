@@ -7,6 +7,8 @@
 //! FLUSHALL); Postgres tables carry the same suffix and are dropped. A server that is down
 //! fails the test under `CI` and skips it (loudly) otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Outcome, RedisKind, RedisProbe, RedisSource, RunReport, Secret, Table, Value};
 use invar_sources::redis::RedisConn;
 use invar_sources::{Engine, RunOptions};

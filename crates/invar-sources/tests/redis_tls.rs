@@ -15,6 +15,8 @@
 //! A missing `redis-server` or `openssl` fails the test under `CI` and skips it (loudly)
 //! otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{InvariantResult, Outcome, RunReport};
 use invar_sources::{Engine, RunOptions};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,6 +5,8 @@
 //! Override the URLs with `INVAR_TEST_POSTGRES_URL` / `INVAR_TEST_MYSQL_URL`. When a server is
 //! down, the test fails under `CI` and is skipped (loudly) otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};

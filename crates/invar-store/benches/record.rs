@@ -5,6 +5,8 @@
 //! ones, 1,000 incident states, the incident events and their outbox rows — one transaction.
 //! Env: `INVAR_BENCH_RUNS` (default 30), `INVAR_TEST_POSTGRES` (default loopback `test`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{self, Observation, Policy, Signal, SubjectKind};
 use invar_core::{InvariantResult, Outcome, RunReport, Secret};

@@ -10,6 +10,8 @@
 //! through the `Store` trait as the HTTP API calls it.
 //! Env: `INVAR_TEST_POSTGRES` (default loopback `test`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::{InvariantResult, Outcome, RunReport, Secret};
 use invar_store::*;

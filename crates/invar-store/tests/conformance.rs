@@ -1,6 +1,8 @@
 //! One store story, every backend: the same sequence runs on SQLite (a temp file) and on the
 //! real Postgres on loopback (a fresh schema per run).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{self, EventKind, Notice, Observation, Policy, Signal, SubjectKind};
 use invar_core::{

@@ -3,6 +3,9 @@
 //! (it must never be skipped quietly); on a developer's machine the test says, loudly, that
 //! it skipped.
 
+// A dev-dependency only: its job is to fail the test that uses it, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! `suite:NAME`, a recorded scheduled run is green, and the incident opens once and resolves
 //! once however many overdue ticks go by.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{
     IncidentState, Notice, OVERDUE_TRIGGER, Signal, SubjectKind, advance, observe,

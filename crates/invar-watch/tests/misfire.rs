@@ -1,6 +1,8 @@
 //! After downtime: `misfire: run_once` runs one catch-up for the latest missed tick (claimed
 //! like any tick), `misfire: skip` runs nothing until the next tick.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{TimeDelta, Timelike, Utc};
 use invar_store::{RunQuery, Store};
 use invar_watch::clock::Clock;

@@ -10,6 +10,8 @@
 //! Chromium comes from `scripts/ensure-services.sh`. Missing under `CI`: the test fails; on a
 //! developer's machine it says loudly that it skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration as StdDuration;

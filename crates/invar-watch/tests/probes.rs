@@ -6,6 +6,8 @@
 //! store timeout while `/livez` answers at once; and the alert families of
 //! `/metrics` never present a prune as a counter going down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_watch::api;
 use invar_watch::clock::Clock;
 use invar_watch::serve::{HEADER_READ_TIMEOUT, Workers, serve_http};

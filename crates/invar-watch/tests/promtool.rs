@@ -6,6 +6,8 @@
 //! it). Missing under `CI`: the test fails; on a developer's machine it says loudly that it
 //! skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use invar_watch::metrics;
 use invar_watch::status::{

@@ -3,6 +3,8 @@
 //! oracle of the documented rules; croner's own zoned iteration where the two agree by design;
 //! parse errors; misfire decisions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, Datelike, TimeDelta, Utc, Weekday};
 use croner::parser::{CronParser, Seconds};
 use invar_core::model::Misfire;

@@ -4,6 +4,8 @@
 //! skipped one. The loop is the production one ([`invar_watch::scheduler::drive`]); only the
 //! clock follows paused tokio time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use chrono::{DateTime, TimeZone, Utc};
 use invar_watch::clock::Clock;
 use invar_watch::schedule::Schedule;

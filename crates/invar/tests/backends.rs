@@ -10,6 +10,8 @@
 //!
 //! Table names carry a per-run suffix (pid, counter, clock) and are dropped after the run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use sqlx::{AssertSqlSafe, Connection};

@@ -1,6 +1,8 @@
 //! The canary worked example (docs/canary): its config loads, and against the real Redis and
 //! Postgres the seeded data is green and each injected fault fails exactly its invariant.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};

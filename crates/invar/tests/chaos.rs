@@ -5,6 +5,8 @@
 //! times; the store's disk full (a tiny tmpfs). Figures go to stderr (`--nocapture`) and to
 //! RELIABILITY.md. The whole file runs in well under a minute.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};

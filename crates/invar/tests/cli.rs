@@ -1,6 +1,8 @@
 //! The command line as users and scripts see it: exit codes, report formats, and what never
 //! leaks. Runs the real binary on SQLite files and a closed port (no server needed).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,8 @@
 //!
 //! Real PostgreSQL and MariaDB on loopback (fail loudly under `CI`), SQLite in a temp dir.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use sqlx::{AssertSqlSafe, Connection};

@@ -4,6 +4,8 @@
 //! The matches below are exhaustive on purpose: a new source type, check kind or probe kind
 //! does not compile here until it is named, and then this test wants an example of it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use invar_core::{Check, Config, Probe, SourceKind};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! alert per incident reaches a real local webhook receiver, and `history`, `incidents`,
 //! `report` and `--artifacts` show it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::Path;

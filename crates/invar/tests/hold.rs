@@ -3,6 +3,8 @@
 //! window; a suite that turns red inside the window restarts it; the timeout ends a hold that
 //! never settles, with the last red run's report and exit code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::Path;

@@ -10,6 +10,8 @@
 //! test creates its own database (`invar_init_<pid>_<n>`) and drops it. When a server is down
 //! the test panics under `CI` and is skipped (loudly) otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use sqlx::{AssertSqlSafe, Connection};

@@ -7,6 +7,8 @@
 //! sample every 15 s: service `bad` serves 10 errors per 1,000 requests (0.99 %), `good` 1
 //! per 1,000 (0.1 %).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::fmt::Write as _;

@@ -4,6 +4,8 @@
 //! promises (time zones, single flight, artifacts, cost guard). Also the release hygiene of
 //! the binary itself: `--version` with the commit, shell completions, the man page.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,8 @@
 //! PostgreSQL on 127.0.0.1:5432 (user `postgres`, database `test`): a test that needs it
 //! panics under `CI` when it is down and is skipped (loudly) otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::Path;

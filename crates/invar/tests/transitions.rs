@@ -2,6 +2,8 @@
 //! the history store across runs, and every `invar run` is a new process (so the memory
 //! survives a restart by construction).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::Command;
 use serde_json::Value as J;
 use std::path::Path;

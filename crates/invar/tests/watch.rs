@@ -3,6 +3,8 @@
 //! draining a running run and exiting 0, the dead-man's switch, and two replicas on one
 //! Postgres store running each tick once and alerting once per incident.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
+
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value as J, json};
 use std::io::{BufRead, BufReader};

@@ -174,18 +174,21 @@ impl Backend for PgBackend {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             // Batched like `insert`, for the same reason.
-            let mut batches: Vec<Vec<String>> = vec![vec![]];
-            let mut bytes = 0;
+            let mut batches: Vec<Vec<String>> = Vec::new();
+            let (mut current, mut bytes) = (Vec::new(), 0);
             for id in ids {
                 let size = 4 + id.len();
-                if bytes + size > PG_BATCH_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
-                    batches.push(vec![]);
+                if bytes + size > PG_BATCH_BYTES && !current.is_empty() {
+                    batches.push(std::mem::take(&mut current));
                     bytes = 0;
                 }
                 bytes += size;
-                batches.last_mut().expect("one batch").push(id);
+                current.push(id);
             }
-            for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+            if !current.is_empty() {
+                batches.push(current);
+            }
+            for batch in batches {
                 sqlx::query(
                     "UPDATE incidents SET resolved_at = $1, resolved_run_id = $2 \
                      WHERE id = ANY($3::text[])",

@@ -12,9 +12,11 @@ use std::fmt::Write as _;
 
 /// `invar history`: `--invariant ID` lists that invariant's results, else whole runs.
 pub fn history(args: &HistoryArgs, cx: &Ctx) -> Result<Exit> {
-    let since = args
-        .since
-        .map(|d| Utc::now() - chrono::TimeDelta::from_std(d).unwrap_or_default());
+    let since = match args.since.map(|d| super::report::since_ago(Utc::now(), d)) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Ok(crate::exit::usage(e)),
+    };
     let json = args.format == ListFormat::Json;
     print_from_store(cx, async |_, store: &dyn Store| {
         render_history(

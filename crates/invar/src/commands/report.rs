@@ -51,19 +51,31 @@ fn range(
                 chrono::NaiveDate::from_ymd_opt(start.year(), start.month() + 1, 1)
             }
             .ok_or("month out of range")?;
-            let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let at = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
             Ok((at(start), at(next)))
         }
-        (None, Some(d)) => Ok((
-            now - chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())?,
-            now,
-        )),
+        (None, Some(d)) => Ok((since_ago(now, d)?, now)),
         (None, None) => {
-            let start = chrono::NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
-                .expect("first of month");
-            Ok((start.and_hms_opt(0, 0, 0).expect("midnight").and_utc(), now))
+            let start = now
+                .date_naive()
+                .with_day(1)
+                .unwrap_or_else(|| now.date_naive());
+            Ok((start.and_time(chrono::NaiveTime::MIN).and_utc(), now))
         }
     }
+}
+
+/// `now - d`, or what is wrong with `--since D` (further back than a date can be).
+pub(super) fn since_ago(now: DateTime<Utc>, d: Duration) -> Result<DateTime<Utc>, String> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| {
+            format!(
+                "`--since`: {} s is further back than a date can be",
+                d.as_secs()
+            )
+        })
 }
 
 fn report_markdown(r: &ReportData) -> String {
@@ -146,4 +158,20 @@ fn report_markdown(r: &ReportData) -> String {
         &r.unavailable_by_source,
     ));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_ago_refuses_what_no_date_can_be() {
+        let now = Utc::now();
+        assert_eq!(
+            since_ago(now, Duration::from_secs(3600)),
+            Ok(now - chrono::TimeDelta::hours(1))
+        );
+        assert!(since_ago(now, Duration::MAX).is_err());
+        assert!(since_ago(now, Duration::from_secs(400_000 * 365 * 86_400)).is_err());
+    }
 }
