@@ -1,8 +1,8 @@
 //! The chaos suite: the real `invar` binary against real servers that the tests start and
 //! break on purpose, each case asserting what docs/ALERTS.md, docs/WATCH.md and RELIABILITY.md
 //! promise. A private `redis-server` killed mid-query; a webhook answering 500 across runs;
-//! `invar run` SIGKILLed at random points 50 times; two runs at once on one SQLite store, 20
-//! times; the store's disk full (a tiny tmpfs). Figures go to stderr (`--nocapture`) and to
+//! `invar run` and `invar watch` each SIGKILLed at random points 50 times; two runs at once on
+//! one SQLite store, 20 times; the store's disk full (a tiny tmpfs). Figures go to stderr (`--nocapture`) and to
 //! RELIABILITY.md. The whole file runs in well under a minute.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
@@ -341,19 +341,19 @@ impl Rng {
     }
 }
 
-#[test]
-fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
-    const KILLS: usize = 50;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // A short delay before each answer widens the window between send and acknowledgement.
-    let hook = receiver(Duration::from_millis(30));
-    let state = d.join("state.log");
-    let cfg = d.join("invar.yaml");
+/// The config both SIGKILL storms run: K-1 follows a state file (flipped by the test), K-2
+/// always passes, K-3 takes 50 ms (a wider window for kills in evaluation).
+/// Suites `k0`…`k49` all select everything: a watcher killed mid-run leaves its suite's lease
+/// to expire (60 s, docs/WATCH.md), so each kill of `invar watch` asks for a suite of its own.
+fn kill_config(cfg: &Path, hook: &Receiver, state: &Path, extra: &str) {
+    let suites: String = (0..50)
+        .map(|i| format!("  k{i}: {{ select: \"true\" }}\n"))
+        .collect();
     std::fs::write(
-        &cfg,
+        cfg,
         format!(
-            "store: sqlite://h.db\nalerts:\n  hook: {{ type: webhook, url: \"{}\", timeout: 1s }}\n\
+            "store: sqlite://h.db\n{extra}alerts:\n  hook: {{ type: webhook, url: \"{}\", timeout: 1s }}\n\
+             suites:\n{suites}\
              invariants:\n\
              \x20 - id: K-1\n    title: no BAD line\n    severity: critical\n    probe: {{ lines: {{ path: {}, match: BAD }} }}\n    fail_when: count > 0.0\n\
              \x20 - id: K-2\n    title: passes\n    probe: {{ values: [a, b] }}\n    fail_when: count == 0.0\n\
@@ -363,7 +363,46 @@ fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
         ),
     )
     .unwrap();
-    let db = d.join("h.db");
+}
+
+/// The state K-1 reads in iteration `i`: it flips every 6 iterations, so incidents open and
+/// resolve under the kills (faster flips make it flapping, whose incidents are quiet by design).
+fn flip(state: &Path, i: usize) {
+    std::fs::write(state, if (i / 6) % 2 == 0 { "BAD\n" } else { "ok\n" }).unwrap();
+}
+
+/// A kill during a delivery leaves its row leased by the dead process (the sink's timeout × 2
+/// + 5 s): it is delivered again, with its key, once the lease ends. Waits that out; returns
+/// how many rows were left leased.
+fn wait_out_leases(db: &Path) -> u64 {
+    let leased: u64 = sqlite(
+        db,
+        "SELECT count(*) FROM outbox WHERE status = 'pending' AND lease_until IS NOT NULL",
+    )
+    .parse()
+    .unwrap();
+    let until: i64 = sqlite(
+        db,
+        "SELECT coalesce(max(lease_until), 0) FROM outbox WHERE status = 'pending'",
+    )
+    .parse()
+    .unwrap();
+    let wait = until - chrono_now_ms();
+    if wait > 0 {
+        std::thread::sleep(Duration::from_millis(wait as u64 + 200));
+    }
+    leased
+}
+
+#[test]
+fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
+    const KILLS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A short delay before each answer widens the window between send and acknowledgement.
+    let hook = receiver(Duration::from_millis(30));
+    let (state, cfg, db) = (d.join("state.log"), d.join("invar.yaml"), d.join("h.db"));
+    kill_config(&cfg, &hook, &state, "");
     // One clean run first: the store exists, so kills land in evaluation, recording and
     // delivery rather than all in the migration.
     std::fs::write(&state, "ok\n").unwrap();
@@ -373,9 +412,7 @@ fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
     let mut exited = 0;
     let t0 = Instant::now();
     for i in 0..KILLS {
-        // The invariant flips every 6 iterations: incidents open and resolve under the kills
-        // (faster flips make it flapping, whose incidents are quiet by design).
-        std::fs::write(&state, if (i / 6) % 2 == 0 { "BAD\n" } else { "ok\n" }).unwrap();
+        flip(&state, i);
         let mut child = invar()
             .args(["run", "--format", "json", "--config"])
             .arg(&cfg)
@@ -391,24 +428,7 @@ fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
         let _ = child.wait();
     }
     let kills_took = t0.elapsed();
-    // A kill during a delivery leaves its row leased by the dead process (the sink's timeout
-    // × 2 + 5 s): it is delivered again, with its key, once the lease ends.
-    let leased: u64 = sqlite(
-        &db,
-        "SELECT count(*) FROM outbox WHERE status = 'pending' AND lease_until IS NOT NULL",
-    )
-    .parse()
-    .unwrap();
-    let until: i64 = sqlite(
-        &db,
-        "SELECT coalesce(max(lease_until), 0) FROM outbox WHERE status = 'pending'",
-    )
-    .parse()
-    .unwrap();
-    let wait = until - chrono_now_ms();
-    if wait > 0 {
-        std::thread::sleep(Duration::from_millis(wait as u64 + 200));
-    }
+    let leased = wait_out_leases(&db);
     // A run after the storm delivers whatever the kills left queued.
     std::fs::write(&state, "ok\n").unwrap();
     let (code, _, err) = run(&cfg);
@@ -416,8 +436,137 @@ fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
         code == 0 || code == 1,
         "the store is broken after the kills: {err}"
     );
+    check_whole_runs_and_notices(&db, &hook, "invar run", KILLS, exited, kills_took, leased);
+}
 
-    let q = |sql: &str| sqlite(&db, sql);
+const ADMIN: &str = "chaos-admin-0123456789abcdef";
+
+/// `invar watch --listen 127.0.0.1:0` on `cfg`, and the address it listens on. Its stderr is
+/// drained by a thread (a full pipe would stall it) into the returned log.
+fn start_watch(cfg: &Path) -> (std::process::Child, String, Arc<Mutex<String>>) {
+    let mut child = invar()
+        .args(["watch", "--listen", "127.0.0.1:0", "--config"])
+        .arg(cfg)
+        .env("INVAR_LOG", "info,sqlx=error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+            let mut g = l.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("invar watch did not start:\n{}", log.lock().unwrap()));
+    (child, addr, log)
+}
+
+/// Asks the watcher at `addr` for a run of `suite` (`POST /api/v1/runs`) and returns the open
+/// connection without reading the answer: closing it could cancel the request, and the kill,
+/// not the client, is what this test is about.
+fn ask_for_run(addr: &str, suite: &str) -> std::net::TcpStream {
+    let body = format!(r#"{{"suite": "{suite}"}}"#);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/runs HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn sigkill_of_invar_watch_at_random_points_leaves_whole_runs_and_each_notice_once() {
+    const KILLS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hook = receiver(Duration::from_millis(30));
+    let (state, cfg, db) = (d.join("state.log"), d.join("invar.yaml"), d.join("h.db"));
+    kill_config(
+        &cfg,
+        &hook,
+        &state,
+        &format!("server:\n  admin_token: \"{ADMIN}\"\n"),
+    );
+    std::fs::write(&state, "ok\n").unwrap();
+    let (code, _, err) = run(&cfg);
+    assert_eq!(code, 0, "{err}");
+    let runs = || -> u64 { sqlite(&db, "SELECT count(*) FROM runs").parse().unwrap() };
+    let mut rng = Rng(0x5EED_0022_u64);
+    let mut recorded_first = 0;
+    let t0 = Instant::now();
+    for i in 0..KILLS {
+        flip(&state, i);
+        let before = runs();
+        let (mut child, addr, log) = start_watch(&cfg);
+        let conn = ask_for_run(&addr, &format!("k{i}"));
+        // Up to 250 ms: the run (about 60 ms of checks), its recording, and the outbox
+        // worker's delivery through a receiver that waits 30 ms before it answers.
+        std::thread::sleep(Duration::from_millis(rng.below(250)));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "invar watch exited by itself:\n{}",
+            log.lock().unwrap()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(conn);
+        if runs() > before {
+            recorded_first += 1;
+        }
+    }
+    let kills_took = t0.elapsed();
+    let leased = wait_out_leases(&db);
+    std::fs::write(&state, "ok\n").unwrap();
+    let (code, _, err) = run(&cfg);
+    assert!(
+        code == 0 || code == 1,
+        "the store is broken after the kills: {err}"
+    );
+    check_whole_runs_and_notices(
+        &db,
+        &hook,
+        "invar watch",
+        KILLS,
+        recorded_first,
+        kills_took,
+        leased,
+    );
+    assert!(
+        recorded_first > 0 && recorded_first < KILLS,
+        "the kills should land both before and after recording: {recorded_first} of {KILLS} recorded"
+    );
+}
+
+/// What a storm of SIGKILLs must leave: every recorded run whole, every notice of every
+/// incident once in the outbox and delivered (once, or again with the same key when a kill
+/// fell between send and acknowledgement), nothing pending. Prints the figures.
+fn check_whole_runs_and_notices(
+    db: &Path,
+    hook: &Receiver,
+    what: &str,
+    kills: usize,
+    exited: usize,
+    kills_took: Duration,
+    leased: u64,
+) {
+    let q = |sql: &str| sqlite(db, sql);
     let runs: u64 = q("SELECT count(*) FROM runs").parse().unwrap();
     // Every recorded run is whole: its counts add up to its result rows, all three.
     assert_eq!(
@@ -483,9 +632,9 @@ fn sigkill_at_random_points_leaves_whole_runs_and_each_notice_once() {
     let incidents = q("SELECT count(*) FROM incidents");
     let flapping = q("SELECT count(*) FROM outbox WHERE idempotency_key LIKE '%:flapping:%'");
     eprintln!(
-        "{KILLS} SIGKILLs in {kills_took:?} ({exited} runs had already exited): {runs} runs recorded, \
-         all whole; {incidents} incidents, {} notices ({flapping} flapping), each once in the outbox; \
-         {leased} left leased by a killed run, {again} sent again with the same key",
+        "{what}: {kills} SIGKILLs in {kills_took:?} ({exited} had already finished): {runs} runs \
+         recorded, all whole; {incidents} incidents, {} notices ({flapping} flapping), each once in \
+         the outbox; {leased} left leased by a killed process, {again} sent again with the same key",
         keys.len()
     );
     assert!(
@@ -589,14 +738,37 @@ fn a_full_disk_under_the_store_is_a_clear_error_exit_2_with_the_run_still_report
     let (code, report, err) = run(&cfg);
     eprintln!("disk full: exit {code}: {}", err.trim());
     assert_eq!(code, 2, "{err}");
-    // SQLite says "database or disk is full" when a write hits the limit, and "disk I/O
-    // error" when the shared-memory file cannot grow at open; both name the store and path.
+    // SQLite says "database or disk is full" when a write hits the limit, and only "disk I/O
+    // error" when the shared-memory file cannot grow at open: invar then says the file system
+    // is full. Either way the message names the store and what to fix.
     assert!(
         err.contains("history store")
-            && (err.contains("disk is full") || err.contains("disk I/O error")),
+            && (err.contains("disk is full") || err.contains("file system holding")),
         "{err}"
     );
+    if err.contains("disk I/O error") {
+        assert!(
+            err.contains(&format!("`{}` is full", mnt.display())),
+            "{err}"
+        );
+    }
     // The run itself was decided and reported; only recording failed.
+    assert_eq!(outcome(&report, "D-1"), "fail", "{report}");
+    // A new store on the full file system fails at open: the message says the file system
+    // is full, whatever SQLite's own words.
+    let cfg_new = d.join("new.yaml");
+    std::fs::write(&cfg_new, format!("store: sqlite://m/new.db\n{body}")).unwrap();
+    let (code, report, err) = run(&cfg_new);
+    eprintln!("disk full, new store: exit {code}: {}", err.trim());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot open the history store")
+            && err.contains(&format!(
+                "the file system holding `{}` is full",
+                mnt.display()
+            )),
+        "{err}"
+    );
     assert_eq!(outcome(&report, "D-1"), "fail", "{report}");
     // Space again: the same store records (nothing was left broken).
     std::fs::remove_file(mnt.join("filler")).unwrap();

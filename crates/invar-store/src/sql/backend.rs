@@ -318,7 +318,10 @@ impl SqlStore<SqliteBackend> {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 r => {
-                    break r.map_err(|e| StoreError::Open(format!("`{}`: {e}", path.display())))?;
+                    break r.map_err(|e| {
+                        let full = full_file_system(path).unwrap_or_default();
+                        StoreError::Open(format!("`{}`: {e}{full}", path.display()))
+                    })?;
                 }
             }
         };
@@ -326,6 +329,35 @@ impl SqlStore<SqliteBackend> {
         store.migrate().await?;
         Ok(store)
     }
+}
+
+/// `: the file system holding DIR is full (N bytes free)` when the store's directory has
+/// (next to) no space left: SQLite reports a full disk at open as `disk I/O error` (it cannot
+/// grow the shared-memory file), which does not say what to fix.
+fn full_file_system(path: &Path) -> Option<String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    free_bytes(dir)
+        .filter(|free| *free < 64 * 1024)
+        .map(|free| {
+            format!(
+                ": the file system holding `{}` is full ({free} bytes free)",
+                dir.display()
+            )
+        })
+}
+
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// How long opening a SQLite store waits out another process's lock.

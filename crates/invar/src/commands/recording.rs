@@ -14,9 +14,8 @@ use std::time::Duration;
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn open(cfg: &Config) -> Result<Arc<dyn Store>> {
-    let store = invar_store::open(&cfg.store)
-        .await
-        .context("opening the history store")?;
+    // Every StoreError of an open says "history store" itself.
+    let store = invar_store::open(&cfg.store).await?;
     Ok(Arc::from(store))
 }
 
