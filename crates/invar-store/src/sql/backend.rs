@@ -350,6 +350,7 @@ fn full_file_system(path: &Path) -> Option<String> {
 }
 
 #[cfg(unix)]
+#[allow(clippy::useless_conversion)] // u64 on Linux, u32 on macOS (fsblkcnt_t)
 fn free_bytes(dir: &Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
