@@ -368,12 +368,20 @@ fn kill_config(cfg: &Path, hook: &Receiver, state: &Path, extra: &str) {
 /// The state K-1 reads in iteration `i`: it flips every 6 iterations, so incidents open and
 /// resolve under the kills (faster flips make it flapping, whose incidents are quiet by design).
 fn flip(state: &Path, i: usize) {
-    std::fs::write(state, if (i / 6) % 2 == 0 { "BAD\n" } else { "ok\n" }).unwrap();
+    std::fs::write(
+        state,
+        if (i / 6).is_multiple_of(2) {
+            "BAD\n"
+        } else {
+            "ok\n"
+        },
+    )
+    .unwrap();
 }
 
-/// A kill during a delivery leaves its row leased by the dead process (the sink's timeout × 2
-/// + 5 s): it is delivered again, with its key, once the lease ends. Waits that out; returns
-/// how many rows were left leased.
+/// A kill during a delivery leaves its row leased by the dead process (for twice the sink's
+/// timeout plus 5 s): it is delivered again, with its key, once the lease ends. Waits that
+/// out; returns how many rows were left leased.
 fn wait_out_leases(db: &Path) -> u64 {
     let leased: u64 = sqlite(
         db,
