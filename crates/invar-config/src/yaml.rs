@@ -189,6 +189,59 @@ impl Builder {
     }
 }
 
+/// A scalar's kind: plain `~`, `null` and the empty scalar are null; the rest keep their style.
+fn scalar_kind(value: String, style: ScalarStyle) -> Kind {
+    match style {
+        ScalarStyle::Plain if matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
+            Kind::Null
+        }
+        ScalarStyle::Plain => Kind::Scalar(value, Style::Plain),
+        ScalarStyle::SingleQuoted => Kind::Scalar(value, Style::SingleQuoted),
+        ScalarStyle::DoubleQuoted => Kind::Scalar(value, Style::DoubleQuoted),
+        _ => Kind::Scalar(value, Style::Block),
+    }
+}
+
+impl Builder {
+    /// The node an alias stands for (a copy of its anchor's), counted against the expansion
+    /// limit; `Err` when the limit is passed (the whole parse stops: a billion-laughs file).
+    /// An unknown alias is an error and a null.
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<Node, YamlError> {
+        match self.anchors.get(&id) {
+            Some((_, count)) if self.alias_nodes + count > MAX_ALIAS_NODES => Err(YamlError {
+                line: pos.line,
+                col: pos.col,
+                len: pos.len(),
+                message: format!(
+                    "aliases expand to more than {MAX_ALIAS_NODES} nodes, the limit on alias \
+                     expansion"
+                ),
+                hint: Some("write the repeated parts out, or use fewer nested aliases".into()),
+            }),
+            Some((n, count)) => {
+                self.alias_nodes += count;
+                Ok(Node {
+                    kind: n.kind.clone(),
+                    pos,
+                })
+            }
+            None => {
+                self.errors.push(YamlError {
+                    line: pos.line,
+                    col: pos.col,
+                    len: pos.len(),
+                    message: "unknown alias".into(),
+                    hint: None,
+                });
+                Ok(Node {
+                    kind: Kind::Null,
+                    pos,
+                })
+            }
+        }
+    }
+}
+
 /// Parses one YAML document into a tree (None for an empty document) plus the problems found.
 /// On a syntax error, the tree is None and the error comes alone (what follows it cannot be
 /// trusted); duplicate keys are reported while the tree (keeping the first) is still returned.
@@ -237,63 +290,13 @@ pub(crate) fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
-                let kind = match style {
-                    ScalarStyle::Plain
-                        if matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") =>
-                    {
-                        Kind::Null
-                    }
-                    ScalarStyle::Plain => Kind::Scalar(value.into_owned(), Style::Plain),
-                    ScalarStyle::SingleQuoted => {
-                        Kind::Scalar(value.into_owned(), Style::SingleQuoted)
-                    }
-                    ScalarStyle::DoubleQuoted => {
-                        Kind::Scalar(value.into_owned(), Style::DoubleQuoted)
-                    }
-                    _ => Kind::Scalar(value.into_owned(), Style::Block),
-                };
+                let kind = scalar_kind(value.into_owned(), style);
                 b.finish(Node { kind, pos }, anchor);
             }
-            Event::Alias(id) => {
-                let node = match b.anchors.get(&id) {
-                    Some((_, count)) if b.alias_nodes + count > MAX_ALIAS_NODES => {
-                        let err = YamlError {
-                            line: pos.line,
-                            col: pos.col,
-                            len: pos.len(),
-                            message: format!(
-                                "aliases expand to more than {MAX_ALIAS_NODES} nodes, the limit on \
-                                 alias expansion"
-                            ),
-                            hint: Some(
-                                "write the repeated parts out, or use fewer nested aliases".into(),
-                            ),
-                        };
-                        return (None, vec![err]);
-                    }
-                    Some((n, count)) => {
-                        b.alias_nodes += count;
-                        Node {
-                            kind: n.kind.clone(),
-                            pos,
-                        }
-                    }
-                    None => {
-                        b.errors.push(YamlError {
-                            line: pos.line,
-                            col: pos.col,
-                            len: pos.len(),
-                            message: "unknown alias".into(),
-                            hint: None,
-                        });
-                        Node {
-                            kind: Kind::Null,
-                            pos,
-                        }
-                    }
-                };
-                b.finish(node, 0);
-            }
+            Event::Alias(id) => match b.alias(id, pos) {
+                Ok(node) => b.finish(node, 0),
+                Err(limit) => return (None, vec![limit]),
+            },
             Event::MappingStart(anchor, _) => {
                 b.stack.push(Frame::Map {
                     pos,

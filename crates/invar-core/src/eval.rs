@@ -13,6 +13,7 @@ use crate::value::{Table, Value};
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -460,41 +461,10 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
     if let Some(c) = pc.every_row {
-        // Looked for once, before any row is evaluated.
-        if let Some((row, reason)) = c.nan_read(table, 0..count) {
-            return Verdict {
-                measured: v.measured,
-                ..Verdict::error(format!("row {}: {reason}", row + 1))
-            };
-        }
-        let mut broken = Vec::new();
-        for i in 0..count {
-            let mut rctx = ctx.new_inner_scope();
-            rctx.add_variable_from_value("r", table.row_cel(i));
-            match c.eval_bool(&rctx) {
-                Ok(true) => {}
-                Ok(false) => broken.push(i),
-                Err(e) => {
-                    return Verdict {
-                        measured: v.measured,
-                        ..Verdict::error(format!("row {}: {e}", i + 1))
-                    };
-                }
-            }
-        }
-        v.measure("rows_breaking", broken.len() as u64);
-        if !broken.is_empty() {
-            let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
-                "{} of {count} {} `{}`",
-                broken.len(),
-                plural(count as u64, "row breaks", "rows break"),
-                c.source
-            ));
-            for i in broken {
-                v.push_violation(table.row_json(i));
-            }
-            return v;
-        }
+        v = match every_row(c, table, &ctx, v) {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(decided) => return decided,
+        };
     }
     if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none()) {
         // Without `fail_when` or `every_row`, every returned row is a violation.
@@ -531,6 +501,53 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         v.reason = Some("vacuous: the probe returned no rows".into());
     }
     v
+}
+
+/// `every_row`: each row as `r`; the rows that break it are the violations. `Break` is the
+/// decided verdict (a failure or an error), `Continue` the verdict to go on with.
+fn every_row(
+    c: &Condition,
+    table: &Table,
+    ctx: &cel::Context<'_, '_>,
+    mut v: Verdict,
+) -> ControlFlow<Verdict, Verdict> {
+    let count = table.len();
+    // Looked for once, before any row is evaluated.
+    if let Some((row, reason)) = c.nan_read(table, 0..count) {
+        return ControlFlow::Break(Verdict {
+            measured: v.measured,
+            ..Verdict::error(format!("row {}: {reason}", row + 1))
+        });
+    }
+    let mut broken = Vec::new();
+    for i in 0..count {
+        let mut rctx = ctx.new_inner_scope();
+        rctx.add_variable_from_value("r", table.row_cel(i));
+        match c.eval_bool(&rctx) {
+            Ok(true) => {}
+            Ok(false) => broken.push(i),
+            Err(e) => {
+                return ControlFlow::Break(Verdict {
+                    measured: v.measured,
+                    ..Verdict::error(format!("row {}: {e}", i + 1))
+                });
+            }
+        }
+    }
+    v.measure("rows_breaking", broken.len() as u64);
+    if !broken.is_empty() {
+        let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
+            "{} of {count} {} `{}`",
+            broken.len(),
+            plural(count as u64, "row breaks", "rows break"),
+            c.source
+        ));
+        for i in broken {
+            v.push_violation(table.row_json(i));
+        }
+        return ControlFlow::Break(v);
+    }
+    ControlFlow::Continue(v)
 }
 
 impl Verdict {
