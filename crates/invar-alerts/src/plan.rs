@@ -40,7 +40,7 @@ pub const FORENSIC_LINES: usize = 5;
 pub struct RunRef {
     pub run_id: String,
     pub suite: String,
-    pub trigger: String,
+    pub trigger: invar_core::Trigger,
     pub started_at: DateTime<Utc>,
 }
 
@@ -106,7 +106,7 @@ pub fn plan(
     let run = RunRef {
         run_id: report.run_id.clone(),
         suite: report.suite.clone(),
-        trigger: report.trigger.clone(),
+        trigger: report.trigger,
         started_at: now,
     };
     let results: BTreeMap<&str, &InvariantResult> =

@@ -262,7 +262,7 @@ pub(crate) mod tests {
             run: RunRef {
                 run_id: "r1".into(),
                 suite: "sweep".into(),
-                trigger: "schedule".into(),
+                trigger: invar_core::Trigger::Schedule,
                 started_at: at,
             },
             opened_at: Some(at),

@@ -187,7 +187,7 @@ fn run(base: DateTime<Utc>, n: i64, outcome: Outcome) -> RunReport {
     RunReport {
         run_id: format!("run-{n}"),
         suite: "gate".into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: (base + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),

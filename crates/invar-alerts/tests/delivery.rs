@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::{Backoff, Outbox, record_run};
-use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport, SourceUnavailable};
+use invar_core::{Config, Counts, InvariantResult, Outcome, RunProblem, RunReport};
 use invar_store::{DeliveryQuery, DeliveryStatus, IncidentQuery, Store};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -200,7 +200,7 @@ fn run(n: i64, results: Vec<InvariantResult>, unavailable: &[&str]) -> RunReport
     RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
@@ -212,10 +212,7 @@ fn run(n: i64, results: Vec<InvariantResult>, unavailable: &[&str]) -> RunReport
         skipped_budget: 0,
         sources_unavailable: unavailable
             .iter()
-            .map(|s| SourceUnavailable {
-                source: s.to_string(),
-                error: "unable to open database file".into(),
-            })
+            .map(|s| RunProblem::source(*s, "unable to open database file"))
             .collect(),
         results,
     }

@@ -220,7 +220,7 @@ fn run(n: i64, results: Vec<InvariantResult>) -> RunReport {
     RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_alerts::record_run;
-use invar_core::{Config, Counts, InvariantResult, Outcome, RunReport, SourceUnavailable};
+use invar_core::{Config, Counts, InvariantResult, Outcome, RunProblem, RunReport};
 use invar_store::{DeliveryQuery, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ fn run(n: i64, outcome: Outcome, down: bool) -> RunReport {
     RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: (t0() + TimeDelta::minutes(15 * n)),
         duration_ms: 5,
         status: invar_core::report::run_status(&results),
@@ -72,10 +72,7 @@ fn run(n: i64, outcome: Outcome, down: bool) -> RunReport {
         lock_skipped: false,
         skipped_budget: 0,
         sources_unavailable: if down {
-            vec![SourceUnavailable {
-                source: "app".into(),
-                error: "unable to open database file".into(),
-            }]
+            vec![RunProblem::source("app", "unable to open database file")]
         } else {
             vec![]
         },

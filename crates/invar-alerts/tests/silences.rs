@@ -66,7 +66,7 @@ fn run(n: usize, when: DateTime<Utc>, outcomes: &[(&str, Outcome)]) -> RunReport
     RunReport {
         run_id: format!("run-{n}"),
         suite: "all".into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: when,
         duration_ms: 5,
         status: invar_core::report::run_status(&results),

@@ -28,7 +28,7 @@
 //! (the "last red 42m ago" of a reopening), if there was one.
 
 use crate::model::{Config, Invariant};
-use crate::report::{Outcome, RunReport};
+use crate::report::{Outcome, RunReport, Trigger};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,9 +41,6 @@ pub const FLAP_WINDOW: TimeDelta = TimeDelta::hours(24);
 pub const SOURCE_PREFIX: &str = "source:";
 /// The prefix of a suite subject (the dead-man's switch of a scheduled suite): `suite:nightly`.
 pub const SUITE_PREFIX: &str = "suite:";
-/// The trigger of the record `invar watch` writes when a scheduled suite is overdue: red for
-/// its `suite:NAME` subject. A recorded scheduled run of the suite is green for it.
-pub const OVERDUE_TRIGGER: &str = "watchdog";
 
 /// What one run says about a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,7 +331,7 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
     let unavailable: BTreeSet<&str> = report
         .sources_unavailable
         .iter()
-        .map(|s| s.source.as_str())
+        .filter_map(|s| s.source_name())
         .collect();
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut invs = Vec::new();
@@ -360,11 +357,10 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
             sources,
         });
     }
-    // A watchdog record's `sources_unavailable` explains the overdue suite; it says nothing
-    // about sources.
-    let from_watchdog = report.trigger == OVERDUE_TRIGGER;
+    // Only problems about a configured source say anything about sources (a watchdog's
+    // `overdue` or a failed `select` do not, whatever a source happens to be called).
     for s in &unavailable {
-        if config.sources.contains_key(*s) && !from_watchdog {
+        if config.sources.contains_key(*s) {
             needed.insert(s.to_string());
         }
     }
@@ -389,9 +385,9 @@ pub fn observe(config: &Config, report: &RunReport) -> Vec<Observation> {
     let scheduled = config
         .suite(&report.suite)
         .is_some_and(|s| s.schedule.is_some());
-    let signal = if report.trigger == OVERDUE_TRIGGER {
+    let signal = if report.trigger == Trigger::Watchdog {
         Some(Signal::Red)
-    } else if report.trigger == "schedule" && !report.lock_skipped {
+    } else if report.trigger == Trigger::Schedule && !report.lock_skipped {
         Some(Signal::Green)
     } else {
         None

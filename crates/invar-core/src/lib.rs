@@ -27,7 +27,8 @@ pub use eval::{
 pub use metrics::{MetricFn, MetricsProbe};
 pub use model::*;
 pub use report::{
-    Counts, InvariantResult, Outcome, RunReport, SilencedBy, SourceUnavailable, Verdict,
+    Counts, InvariantResult, Outcome, ProblemKind, RunProblem, RunReport, SilencedBy, Trigger,
+    Verdict,
 };
 pub use secret::{Secret, redact_url};
 pub use value::{Table, Value};

@@ -152,11 +152,109 @@ impl Counts {
     }
 }
 
+/// What started a run (`trigger` in the report and the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `invar run` (and each run of a `--hold`).
+    Cli,
+    /// A scheduled tick of `invar watch`.
+    Schedule,
+    /// `POST /api/v1/runs`.
+    Api,
+    /// The watchdog's record of a scheduled run that did not happen (the dead-man's switch).
+    Watchdog,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Schedule => "schedule",
+            Trigger::Api => "api",
+            Trigger::Watchdog => "watchdog",
+        }
+    }
+    /// The stored name back; None for a name this version does not know.
+    pub fn parse(s: &str) -> Option<Trigger> {
+        [
+            Trigger::Cli,
+            Trigger::Schedule,
+            Trigger::Api,
+            Trigger::Watchdog,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run could not decide what it was asked, an entry of the report's
+/// `sources_unavailable` (`{source, error}`, the contract): a source that could not be read,
+/// or — with `kind` — a problem of the run itself, named `suite` (its `select` failed) or
+/// `schedule` (the watchdog's record of an overdue suite). Only `kind: source` entries are
+/// about a configured source, whatever a source happens to be called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceUnavailable {
+pub struct RunProblem {
     pub source: String,
     /// Already redacted.
     pub error: String,
+    #[serde(default, skip_serializing_if = "ProblemKind::is_source")]
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// `source` names a configured source that could not be read.
+    #[default]
+    Source,
+    /// The suite's `select` could not be evaluated: nothing was run.
+    Select,
+    /// A scheduled run did not happen (recorded by the watchdog).
+    Overdue,
+}
+
+impl ProblemKind {
+    pub fn is_source(&self) -> bool {
+        *self == ProblemKind::Source
+    }
+}
+
+impl RunProblem {
+    /// A configured source that could not be read.
+    pub fn source(name: impl Into<String>, error: impl Into<String>) -> RunProblem {
+        RunProblem {
+            source: name.into(),
+            error: error.into(),
+            kind: ProblemKind::Source,
+        }
+    }
+    /// The suite's `select` failed.
+    pub fn select(error: impl Into<String>) -> RunProblem {
+        RunProblem {
+            source: "suite".into(),
+            error: error.into(),
+            kind: ProblemKind::Select,
+        }
+    }
+    /// A scheduled tick passed with no run.
+    pub fn overdue(error: impl Into<String>) -> RunProblem {
+        RunProblem {
+            source: "schedule".into(),
+            error: error.into(),
+            kind: ProblemKind::Overdue,
+        }
+    }
+    /// The configured source this is about, if it is about one.
+    pub fn source_name(&self) -> Option<&str> {
+        self.kind.is_source().then_some(self.source.as_str())
+    }
 }
 
 /// The JSON run report; field names are a documented contract.
@@ -164,7 +262,7 @@ pub struct SourceUnavailable {
 pub struct RunReport {
     pub run_id: String,
     pub suite: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     /// RFC 3339, UTC, milliseconds (`2026-12-04T18:32:02.123Z`).
     #[serde(with = "rfc3339_millis")]
     pub started_at: chrono::DateTime<chrono::Utc>,
@@ -176,7 +274,7 @@ pub struct RunReport {
     pub assessment_failures: u64,
     pub lock_skipped: bool,
     pub skipped_budget: u64,
-    pub sources_unavailable: Vec<SourceUnavailable>,
+    pub sources_unavailable: Vec<RunProblem>,
     pub results: Vec<InvariantResult>,
 }
 
@@ -185,13 +283,13 @@ impl RunReport {
     pub fn new(
         run_id: String,
         suite: &str,
-        trigger: &str,
+        trigger: Trigger,
         started_at: chrono::DateTime<chrono::Utc>,
     ) -> RunReport {
         RunReport {
             run_id,
             suite: suite.to_string(),
-            trigger: trigger.to_string(),
+            trigger,
             started_at,
             duration_ms: 0,
             status: Outcome::Pass,
@@ -212,7 +310,7 @@ impl RunReport {
     pub fn set_results(
         &mut self,
         results: Vec<InvariantResult>,
-        sources_unavailable: Vec<SourceUnavailable>,
+        sources_unavailable: Vec<RunProblem>,
         fail_on: FailOn,
     ) {
         let mut counts = Counts::default();
@@ -288,7 +386,7 @@ mod tests {
         let t = chrono::DateTime::parse_from_rfc3339("2026-12-04T19:32:02.123456+01:00")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let r = RunReport::new("r".into(), "all", "cli", t);
+        let r = RunReport::new("r".into(), "all", Trigger::Cli, t);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["started_at"], "2026-12-04T18:32:02.123Z");
         let back: RunReport = serde_json::from_value(json).unwrap();

@@ -57,7 +57,7 @@ fn result(id: &str, outcome: Outcome) -> InvariantResult {
 }
 
 fn report(run: &str, at: DateTime<Utc>, n01: Outcome) -> RunReport {
-    let mut r = RunReport::new(run.into(), "all", "cli", at);
+    let mut r = RunReport::new(run.into(), "all", invar_core::Trigger::Cli, at);
     r.set_results(
         vec![result("E-02", Outcome::Pass), result("N-01", n01)],
         Vec::new(),

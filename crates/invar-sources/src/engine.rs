@@ -24,7 +24,7 @@ use futures::future::{BoxFuture, Shared};
 use invar_core::eval::KeyedResult;
 use invar_core::{
     Check, Config, Invariant, InvariantResult, JoinRelation, KeyedProbe, MetricsProbe, Outcome,
-    Probe, ProbeResult, Remembered, RunReport, Snapshot, SourceUnavailable, Suite, Value, Verdict,
+    Probe, ProbeResult, Remembered, RunProblem, RunReport, Snapshot, Suite, Value, Verdict,
     evaluate_with_memory, skip_if_decision,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,8 +40,10 @@ pub struct RunOptions {
     pub suite: String,
     /// Restrict to these ids (already checked to exist).
     pub only: Vec<String>,
-    /// `cli`, `schedule` or `api`.
-    pub trigger: String,
+    pub trigger: invar_core::Trigger,
+    /// The run's instant on the caller's clock (the watcher's may be a test clock); None
+    /// reads the system clock when the run starts.
+    pub at: Option<DateTime<Utc>>,
     /// Called after each invariant is decided: (done, total).
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
     /// The remembered states of each `transitions` invariant (by id), as loaded from the
@@ -54,7 +56,8 @@ impl Default for RunOptions {
         RunOptions {
             suite: "all".into(),
             only: Vec::new(),
-            trigger: "cli".into(),
+            trigger: invar_core::Trigger::Cli,
+            at: None,
             progress: None,
             remembered: HashMap::new(),
         }
@@ -190,7 +193,7 @@ struct RunPlan<'c> {
     checks: Vec<Planned<'c>>,
     conns: Conns,
     /// Sources that could not be connected and that a check not skipped needed.
-    unavailable: Vec<SourceUnavailable>,
+    unavailable: Vec<RunProblem>,
     /// Every distinct probe, in first-seen order, with its shape.
     probes: Vec<(Probe, Shape)>,
     readers: Readers,
@@ -229,7 +232,7 @@ impl Engine {
     /// on the invariants that needed it.
     pub async fn run(&self, opts: &RunOptions) -> RunOutcome {
         let started = Instant::now();
-        let now = Utc::now();
+        let now = opts.at.unwrap_or_else(Utc::now);
         let run_id = uuid::Uuid::now_v7().to_string();
         let suite = self
             .config
@@ -240,10 +243,7 @@ impl Engine {
             Ok(s) => s,
             Err(e) => {
                 // A select that cannot be evaluated is an automation error for the whole run.
-                let problem = SourceUnavailable {
-                    source: "suite".into(),
-                    error: e,
-                };
+                let problem = RunProblem::select(e);
                 let report = report(run_id, &suite, opts, now, started, vec![], vec![problem]);
                 return RunOutcome {
                     report,
@@ -310,10 +310,7 @@ impl Engine {
                 let used = checks
                     .iter()
                     .any(|c| c.early.is_none() && c.inv.check.sources().contains(&name.as_str()));
-                used.then(|| SourceUnavailable {
-                    source: name.clone(),
-                    error: e.clone(),
-                })
+                used.then(|| RunProblem::source(name.clone(), e.clone()))
             })
             .collect();
         let (probes, readers) = shapes(&checks);
@@ -548,10 +545,7 @@ impl Engine {
         let mut unavailable = plan.unavailable;
         for (source, error) in down.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             if !unavailable.iter().any(|u| &u.source == source) {
-                unavailable.push(SourceUnavailable {
-                    source: source.clone(),
-                    error: error.clone(),
-                });
+                unavailable.push(RunProblem::source(source.clone(), error.clone()));
             }
         }
         let report = report(
@@ -926,13 +920,13 @@ fn report(
     now: DateTime<Utc>,
     started: Instant,
     results: Vec<InvariantResult>,
-    sources_unavailable: Vec<SourceUnavailable>,
+    sources_unavailable: Vec<RunProblem>,
 ) -> RunReport {
     let skipped_budget = results
         .iter()
         .filter(|r| r.outcome == Outcome::Skip && r.reason.as_deref().is_some_and(is_budget_skip))
         .count() as u64;
-    let mut report = RunReport::new(run_id, &suite.name, &opts.trigger, now);
+    let mut report = RunReport::new(run_id, &suite.name, opts.trigger, now);
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.skipped_budget = skipped_budget;
     report.set_results(results, sources_unavailable, suite.fail_on);

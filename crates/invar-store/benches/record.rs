@@ -56,7 +56,7 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
     let mut report = RunReport::new(
         format!("bench-{n:06}-{}", uuid::Uuid::now_v7().simple()),
         "sweep",
-        "schedule",
+        invar_core::Trigger::Schedule,
         at,
     );
     report.duration_ms = 900;

@@ -63,7 +63,12 @@ fn report(n: usize, at: DateTime<Utc>) -> RunReport {
             }
         })
         .collect();
-    let mut report = RunReport::new(format!("bench-{n:06}"), "sweep", "schedule", at);
+    let mut report = RunReport::new(
+        format!("bench-{n:06}"),
+        "sweep",
+        invar_core::Trigger::Schedule,
+        at,
+    );
     report.duration_ms = 900;
     report.set_results(results, vec![], invar_core::FailOn::Fail);
     report

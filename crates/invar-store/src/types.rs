@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use invar_core::incident::{IncidentEvent, IncidentState};
-use invar_core::{Counts, RunReport, SourceUnavailable};
+use invar_core::{Counts, RunProblem, RunReport};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -100,7 +100,7 @@ pub struct RunSummary {
     pub automation_error: bool,
     pub lock_skipped: bool,
     pub skipped_budget: u64,
-    pub sources_unavailable: Vec<SourceUnavailable>,
+    pub sources_unavailable: Vec<RunProblem>,
 }
 
 #[derive(Debug, Clone, Default)]

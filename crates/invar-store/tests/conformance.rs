@@ -5,9 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use invar_core::incident::{self, EventKind, Notice, Observation, Policy, Signal, SubjectKind};
-use invar_core::{
-    Counts, InvariantResult, Outcome, Retention, RunReport, Secret, SourceUnavailable,
-};
+use invar_core::{Counts, InvariantResult, Outcome, Retention, RunProblem, RunReport, Secret};
 use invar_store::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -57,7 +55,7 @@ fn report(
     RunReport {
         run_id: id.into(),
         suite: suite.into(),
-        trigger: "cli".into(),
+        trigger: invar_core::Trigger::Cli,
         started_at: at,
         duration_ms: 42,
         status: invar_core::report::run_status(&results),
@@ -75,10 +73,7 @@ fn report(
         skipped_budget: 0,
         sources_unavailable: unavailable
             .iter()
-            .map(|s| SourceUnavailable {
-                source: s.to_string(),
-                error: "connection refused".into(),
-            })
+            .map(|s| RunProblem::source(*s, "connection refused"))
             .collect(),
         results,
     }

@@ -10,7 +10,7 @@ use crate::status::{
 };
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
-use invar_core::incident::OVERDUE_TRIGGER;
+use invar_core::Trigger;
 use invar_core::{Config, RunReport, Suite};
 use invar_record as recorder;
 use invar_sources::{Engine, RunOptions};
@@ -222,7 +222,7 @@ impl Watcher {
         self: &Arc<Self>,
         suite: &str,
         only: Vec<String>,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<RunReport, RunError> {
         self.check_request(suite, &only)?;
         if self.is_draining() {
@@ -233,7 +233,7 @@ impl Watcher {
             return Err(RunError::Busy);
         };
         let lease = format!("suite:{suite}");
-        let now = Utc::now();
+        let now = self.clock.now();
         let got = self
             .store
             .acquire_lease(&lease, &self.owner, now + ttl(), now)
@@ -244,17 +244,17 @@ impl Watcher {
             return Err(RunError::Busy);
         }
         let w = self.clone();
-        let trigger = trigger.to_string();
         let task = tokio::spawn(async move {
             let _guard = guard;
             let renew = {
                 let store = w.store.clone();
                 let owner = w.owner.clone();
                 let lease = lease.clone();
+                let clock = w.clock.clone();
                 tokio::spawn(async move {
                     loop {
-                        tokio::time::sleep(LEASE_RENEW).await;
-                        match store.renew_lease(&lease, &owner, Utc::now() + ttl()).await {
+                        clock.sleep_until(clock.now() + renew_every()).await;
+                        match store.renew_lease(&lease, &owner, clock.now() + ttl()).await {
                             Ok(true) => {}
                             Ok(false) => tracing::error!(
                                 lease,
@@ -268,7 +268,7 @@ impl Watcher {
                     }
                 })
             };
-            let result = w.run_locked(&slot, only, &trigger).await;
+            let result = w.run_locked(&slot, only, trigger).await;
             // Stop renewing (and let an in-flight renewal finish) before releasing.
             renew.abort();
             let _ = renew.await;
@@ -306,13 +306,14 @@ impl Watcher {
         &self,
         slot: &SuiteSlot,
         only: Vec<String>,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<RunReport> {
         let remembered = recorder::load_remembered(self.store.as_ref(), &self.cfg).await?;
         let opts = RunOptions {
             suite: slot.suite.name.clone(),
             only,
-            trigger: trigger.into(),
+            trigger,
+            at: Some(self.clock.now()),
             progress: None,
             remembered,
         };
@@ -324,7 +325,7 @@ impl Watcher {
         recorder::record(self.store.as_ref(), &self.cfg, &mut report, remembered).await?;
         tracing::info!(
             suite = %report.suite,
-            trigger,
+            trigger = trigger.as_str(),
             run_id = %report.run_id,
             status = report.status.as_str(),
             duration_ms = report.duration_ms,
@@ -357,7 +358,7 @@ impl Watcher {
                 return;
             }
         }
-        match self.run_suite(suite, Vec::new(), "schedule").await {
+        match self.run_suite(suite, Vec::new(), Trigger::Schedule).await {
             Ok(report) => {
                 if let Err(e) = self.store.finish_tick(suite, tick, &report.run_id).await {
                     tracing::error!(error = %e, suite, %tick, "cannot mark the tick as run");
@@ -365,7 +366,7 @@ impl Watcher {
             }
             Err(RunError::Busy) => {
                 tracing::warn!(suite, %tick, "the suite is still running: lock_skipped");
-                let mut report = lock_skipped_report(suite, "schedule");
+                let mut report = lock_skipped_report(suite, Trigger::Schedule, self.clock.now());
                 if let Err(e) = recorder::record(
                     self.store.as_ref(),
                     &self.cfg,
@@ -434,7 +435,7 @@ impl Watcher {
             .context("reading runs")?;
         if since
             .iter()
-            .any(|r| !r.lock_skipped && r.trigger != OVERDUE_TRIGGER)
+            .any(|r| !r.lock_skipped && r.trigger != Trigger::Watchdog.as_str())
         {
             return Ok(None);
         }
@@ -472,7 +473,7 @@ impl Watcher {
                 .context("reading runs")?;
             let last = recent
                 .iter()
-                .position(|r| !r.lock_skipped && r.trigger != OVERDUE_TRIGGER)
+                .position(|r| !r.lock_skipped && r.trigger != Trigger::Watchdog.as_str())
                 .map_or(recent.first().cloned(), |i| recent.get(i).cloned());
             suites.push(SuiteStatus {
                 name: slot.suite.name.clone(),
@@ -559,7 +560,7 @@ impl Watcher {
             .await
             .context("reading alert deliveries")?;
         Ok(StatusSnapshot {
-            generated_at: Utc::now(),
+            generated_at: self.clock.now(),
             version: self.version.clone(),
             store: store.backend().to_string(),
             suites,
@@ -606,12 +607,9 @@ impl Watcher {
                 due.format("%Y-%m-%d %H:%M UTC")
             );
             tracing::error!(suite, %due, "{msg}");
-            // No results, the reason as an unavailable `schedule`: an automation error.
-            let mut report = new_report(&suite, OVERDUE_TRIGGER);
-            let reason = invar_core::SourceUnavailable {
-                source: "schedule".into(),
-                error: msg,
-            };
+            // No results, the reason as the run's problem: an automation error.
+            let mut report = new_report(&suite, Trigger::Watchdog, self.clock.now());
+            let reason = invar_core::RunProblem::overdue(msg);
             report.set_results(Vec::new(), vec![reason], invar_core::FailOn::Fail);
             recorder::record(
                 self.store.as_ref(),
@@ -645,14 +643,18 @@ fn ttl() -> TimeDelta {
     TimeDelta::from_std(LEASE_TTL).unwrap_or(TimeDelta::MAX)
 }
 
-/// An empty report of a run of `suite` starting now.
-fn new_report(suite: &str, trigger: &str) -> RunReport {
-    RunReport::new(uuid::Uuid::now_v7().to_string(), suite, trigger, Utc::now())
+fn renew_every() -> TimeDelta {
+    TimeDelta::from_std(LEASE_RENEW).unwrap_or(TimeDelta::MAX)
+}
+
+/// An empty report of a run of `suite` starting at `at`.
+fn new_report(suite: &str, trigger: Trigger, at: DateTime<Utc>) -> RunReport {
+    RunReport::new(uuid::Uuid::now_v7().to_string(), suite, trigger, at)
 }
 
 /// The record of a tick that found its suite still running: no results, `lock_skipped`.
-pub fn lock_skipped_report(suite: &str, trigger: &str) -> RunReport {
-    let mut report = new_report(suite, trigger);
+pub fn lock_skipped_report(suite: &str, trigger: Trigger, at: DateTime<Utc>) -> RunReport {
+    let mut report = new_report(suite, trigger, at);
     report.lock_skipped = true;
     report
 }

@@ -5,10 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 use chrono::{DateTime, TimeDelta, Utc};
-use invar_core::incident::{
-    IncidentState, Notice, OVERDUE_TRIGGER, Signal, SubjectKind, advance, observe,
-};
-use invar_core::{Config, RunReport};
+use invar_core::incident::{IncidentState, Notice, Signal, SubjectKind, advance, observe};
+use invar_core::{Config, RunReport, Trigger};
 use std::collections::BTreeMap;
 
 fn config() -> (tempfile::TempDir, Config) {
@@ -24,8 +22,8 @@ fn config() -> (tempfile::TempDir, Config) {
     (dir, cfg)
 }
 
-fn report(suite: &str, trigger: &str, lock_skipped: bool) -> RunReport {
-    let mut r = invar_watch::watcher::lock_skipped_report(suite, trigger);
+fn report(suite: &str, trigger: Trigger, lock_skipped: bool) -> RunReport {
+    let mut r = invar_watch::watcher::lock_skipped_report(suite, trigger, Utc::now());
     r.lock_skipped = lock_skipped;
     r
 }
@@ -44,19 +42,25 @@ fn suite_signal(cfg: &Config, r: &RunReport) -> Option<Signal> {
 fn watchdog_records_are_red_and_scheduled_runs_green_for_scheduled_suites_only() {
     let (_d, cfg) = config();
     assert_eq!(
-        suite_signal(&cfg, &report("sweep", OVERDUE_TRIGGER, false)),
+        suite_signal(&cfg, &report("sweep", Trigger::Watchdog, false)),
         Some(Signal::Red)
     );
     assert_eq!(
-        suite_signal(&cfg, &report("sweep", "schedule", false)),
+        suite_signal(&cfg, &report("sweep", Trigger::Schedule, false)),
         Some(Signal::Green)
     );
     // A lock_skipped tick did not run; an API or CLI run says nothing about the schedule.
-    assert_eq!(suite_signal(&cfg, &report("sweep", "schedule", true)), None);
-    assert_eq!(suite_signal(&cfg, &report("sweep", "api", false)), None);
+    assert_eq!(
+        suite_signal(&cfg, &report("sweep", Trigger::Schedule, true)),
+        None
+    );
+    assert_eq!(
+        suite_signal(&cfg, &report("sweep", Trigger::Api, false)),
+        None
+    );
     // A suite without a schedule has no dead-man's switch.
     assert_eq!(
-        suite_signal(&cfg, &report("gate", OVERDUE_TRIGGER, false)),
+        suite_signal(&cfg, &report("gate", Trigger::Watchdog, false)),
         None
     );
 }
@@ -69,15 +73,15 @@ fn an_overdue_suite_alerts_once_and_resolves_once() {
     let mut n = 0;
     let mut notices = Vec::new();
     let runs = [
-        "schedule",
-        OVERDUE_TRIGGER,
-        OVERDUE_TRIGGER,
-        OVERDUE_TRIGGER,
-        "schedule",
-        "schedule",
+        Trigger::Schedule,
+        Trigger::Watchdog,
+        Trigger::Watchdog,
+        Trigger::Watchdog,
+        Trigger::Schedule,
+        Trigger::Schedule,
     ];
     for (i, trigger) in runs.iter().enumerate() {
-        let obs: Vec<_> = observe(&cfg, &report("sweep", trigger, false))
+        let obs: Vec<_> = observe(&cfg, &report("sweep", *trigger, false))
             .into_iter()
             .filter(|o| o.kind == SubjectKind::Suite)
             .collect();
@@ -100,4 +104,60 @@ fn an_overdue_suite_alerts_once_and_resolves_once() {
         }
     }
     assert_eq!(notices, vec![(Notice::Firing, 1), (Notice::Resolved, 4)]);
+}
+
+#[test]
+fn run_problems_open_no_source_incident_whatever_a_source_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invar.yaml");
+    // Sources named like the run's own problems.
+    std::fs::write(
+        &path,
+        "sources:\n  suite: { type: sqlite, path: a.db }\n  schedule: { type: sqlite, path: b.db }\n\
+         suites:\n  sweep: { select: \"true\", schedule: \"*/15 * * * *\" }\n\
+         invariants:\n  - id: A-1\n    title: a\n    probe: { source: suite, sql: \"SELECT 1 AS n\" }\n    fail_when: row.n == 0.0\n",
+    )
+    .unwrap();
+    let cfg = invar_config::load(&path).unwrap();
+    let sources = |r: &RunReport| -> Vec<(String, Signal)> {
+        observe(&cfg, r)
+            .into_iter()
+            .filter(|o| o.kind == SubjectKind::Source)
+            .map(|o| (o.subject, o.signal))
+            .collect()
+    };
+    let mut r = report("sweep", Trigger::Api, false);
+    r.set_results(
+        vec![],
+        vec![invar_core::RunProblem::select(
+            "`select` failed: no such field",
+        )],
+        invar_core::FailOn::Fail,
+    );
+    assert_eq!(
+        sources(&r),
+        vec![],
+        "a failed select is not source `suite` down"
+    );
+    let mut w = report("sweep", Trigger::Watchdog, false);
+    w.set_results(
+        vec![],
+        vec![invar_core::RunProblem::overdue("not recorded within 2m")],
+        invar_core::FailOn::Fail,
+    );
+    assert_eq!(sources(&w), vec![]);
+    // The wire form keeps `{source, error}` and adds `kind` for the run's own problems.
+    let j = serde_json::to_value(&r.sources_unavailable).unwrap();
+    assert_eq!(
+        j,
+        serde_json::json!([{"source": "suite", "error": "`select` failed: no such field", "kind": "select"}])
+    );
+    let down = invar_core::RunProblem::source("suite", "unable to open database file");
+    assert_eq!(
+        serde_json::to_value(&down).unwrap(),
+        serde_json::json!({"source": "suite", "error": "unable to open database file"})
+    );
+    let mut d = report("sweep", Trigger::Api, false);
+    d.set_results(vec![], vec![down], invar_core::FailOn::Fail);
+    assert_eq!(sources(&d), vec![("source:suite".to_string(), Signal::Red)]);
 }

@@ -367,7 +367,9 @@ async fn a_prune_between_two_scrapes_lowers_no_counter() {
     )
     .await;
     let w = s.watcher.clone();
-    w.run_suite("all", vec![], "api").await.unwrap();
+    w.run_suite("all", vec![], invar_core::Trigger::Api)
+        .await
+        .unwrap();
     let outbox = invar_alerts::Outbox::new(w.store.clone(), &w.cfg.alerts);
     let flushed = outbox.flush(Duration::from_secs(10)).await.unwrap();
     assert_eq!(flushed.delivered, 1, "{flushed:?}");

@@ -72,7 +72,12 @@ mod tests {
 
     #[test]
     fn a_report_maps_to_its_exit_and_an_unknown_code_is_never_green() {
-        let mut r = RunReport::new("r".into(), "all", "cli", chrono::Utc::now());
+        let mut r = RunReport::new(
+            "r".into(),
+            "all",
+            invar_core::Trigger::Cli,
+            chrono::Utc::now(),
+        );
         for (code, exit) in [
             (0, Exit::Held),
             (1, Exit::Failed),

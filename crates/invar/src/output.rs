@@ -2,7 +2,7 @@
 //! progress bar on stderr for runs that take longer than a second.
 
 use crate::cli::Format;
-use invar_core::{InvariantResult, Outcome, RunReport};
+use invar_core::{InvariantResult, Outcome, ProblemKind, RunReport};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -76,13 +76,12 @@ fn table(report: &RunReport, color: bool) -> String {
         report.duration_ms
     );
     for s in &report.sources_unavailable {
-        let _ = writeln!(
-            out,
-            "{} source `{}` unavailable: {}",
-            st.paint("1;35", "!"),
-            s.source,
-            s.error
-        );
+        let what = match s.kind {
+            ProblemKind::Source => format!("source `{}` unavailable", s.source),
+            ProblemKind::Select => "the suite's `select` failed".to_string(),
+            ProblemKind::Overdue => "the suite is overdue".to_string(),
+        };
+        let _ = writeln!(out, "{} {what}: {}", st.paint("1;35", "!"), s.error);
     }
     out.push('\n');
     let id_w = report

@@ -101,7 +101,7 @@ fn insert_run(r: &RunReport, at: i64) -> Stmt {
     )
     .bind(&r.run_id)
     .bind(&r.suite)
-    .bind(&r.trigger)
+    .bind(r.trigger.as_str())
     .bind(at)
     .bind(r.duration_ms as i64)
     .bind(r.status.as_str())
@@ -314,7 +314,8 @@ impl<B: Backend> SqlStore<B> {
         Ok(Some(RunReport {
             run_id: s.run_id,
             suite: s.suite,
-            trigger: s.trigger,
+            trigger: invar_core::Trigger::parse(&s.trigger)
+                .ok_or_else(|| StoreError::Decode(format!("run trigger `{}`", s.trigger)))?,
             started_at: s.started_at,
             duration_ms: s.duration_ms,
             status: rows::outcome_of(&s.status)?,

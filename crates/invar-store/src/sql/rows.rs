@@ -5,7 +5,7 @@ use super::{db, decode};
 use crate::Result;
 use crate::types::*;
 use chrono::{DateTime, Utc};
-use invar_core::{Counts, InvariantResult, Outcome, SourceUnavailable};
+use invar_core::{Counts, InvariantResult, Outcome, RunProblem};
 
 /// `runs`, as [`run_summary`] reads it.
 pub(super) const RUN_COLS: &str = "run_id, suite, trigger, started_at, duration_ms, status, \
@@ -179,7 +179,7 @@ pub(super) fn run_summary(r: &impl Cols) -> Result<RunSummary> {
         automation_error: r.get("automation_error")?,
         lock_skipped: r.get("lock_skipped")?,
         skipped_budget: r.get::<i64>("skipped_budget")? as u64,
-        sources_unavailable: json::<Vec<SourceUnavailable>>(r, "sources_unavailable")?,
+        sources_unavailable: json::<Vec<RunProblem>>(r, "sources_unavailable")?,
     })
 }
 

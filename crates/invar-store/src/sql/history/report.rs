@@ -6,7 +6,7 @@ use super::super::{Backend, RowOf, SqlStore, Stmt};
 use crate::Result;
 use crate::types::*;
 use chrono::{DateTime, Utc};
-use invar_core::SourceUnavailable;
+use invar_core::RunProblem;
 use std::collections::BTreeMap;
 
 /// Incidents opened or resolved in `[$1, $2)`, or open across it.
@@ -193,8 +193,10 @@ impl<B: Backend> SqlStore<B> {
             )
             .await?
         {
-            for s in rows::json::<Vec<SourceUnavailable>>(&r, "sources_unavailable")? {
-                *unavailable.entry(s.source).or_default() += 1;
+            for s in rows::json::<Vec<RunProblem>>(&r, "sources_unavailable")? {
+                if let Some(name) = s.source_name() {
+                    *unavailable.entry(name.to_string()).or_default() += 1;
+                }
             }
         }
         Ok(unavailable)

@@ -157,9 +157,8 @@ pub fn run_suite(
     let mut opts = RunOptions {
         suite,
         only,
-        trigger: "cli".into(),
-        progress: None,
-        remembered: Default::default(),
+        trigger: invar_core::Trigger::Cli,
+        ..RunOptions::default()
     };
     let report = match hold {
         None => {
