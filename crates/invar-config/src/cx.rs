@@ -467,7 +467,7 @@ impl<'a> Cx<'a> {
 }
 
 /// The character offset of 1-based (`line`, `col`) in `text`.
-fn char_offset(text: &str, line: usize, col: usize) -> usize {
+pub(crate) fn char_offset(text: &str, line: usize, col: usize) -> usize {
     let before: usize = text
         .split('\n')
         .take(line.saturating_sub(1))

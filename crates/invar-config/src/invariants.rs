@@ -1,12 +1,13 @@
 //! `invariants:` — common fields plus exactly one check kind.
 
 use crate::cx::{Cx, Fields, MAX_STREAK, sub};
+use crate::history::HistScope;
 use crate::probes::{self, Keyed};
 use crate::sources::SourceTable;
 use crate::yaml::{Entry, Kind, Node};
 use invar_core::{
-    Check, Invariant, JoinCheck, OnEmpty, PairCheck, ProbeCheck, Scope, Severity, SubsetCheck,
-    TransitionsCheck,
+    Check, Invariant, JoinCheck, OnEmpty, PairCheck, Probe, ProbeCheck, Scope, Severity,
+    SubsetCheck, TransitionsCheck,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,7 @@ const CONDITION_KEYS: &[&str] = &[
     "warn_when",
     "every_row",
     "on_empty",
+    "anomaly",
 ];
 const INVARIANT_KEYS: &[&str] = &[
     "id",
@@ -43,6 +45,8 @@ const INVARIANT_KEYS: &[&str] = &[
     "warn_when",
     "every_row",
     "on_empty",
+    "history",
+    "anomaly",
 ];
 
 /// Invariant ids seen so far in any file: id → `file:line`.
@@ -148,7 +152,20 @@ fn invariant(
     let alerts = f
         .get("alerts")
         .and_then(|e| cx.string_list(&e.value, &p("alerts")));
-    let check = check(cx, &f, path, id.as_deref(), sources);
+    let history = f
+        .get("history")
+        .and_then(|e| crate::history::history(cx, &e.value, &p("history")));
+    let check = check(cx, &f, path, id.as_deref(), sources, history.is_some());
+    if let (Some(e), Some(c)) = (f.get("history"), &check)
+        && !matches!(c, Check::Probe(_))
+    {
+        cx.err(
+            e.key_pos,
+            &p("history"),
+            format!("`history` applies to a `probe` check, not `{}`", c.kind()),
+            None,
+        );
+    }
 
     if cx.count() > before {
         return None;
@@ -166,6 +183,7 @@ fn invariant(
         resolve_after: resolve_after.unwrap_or(1),
         alerts: alerts.unwrap_or_default(),
         check: check?,
+        history,
         defined_at: format!("{}:{}", cx.file.display.display(), node.pos.line),
     })
 }
@@ -176,6 +194,7 @@ fn check(
     path: &str,
     id: Option<&str>,
     sources: &SourceTable,
+    history: bool,
 ) -> Option<Check> {
     let who = id
         .map(|id| format!("invariant `{id}`"))
@@ -226,7 +245,9 @@ fn check(
         }
     }
     match kind.key.as_str() {
-        "probe" => probe_check(cx, f, path, &kind.value, &kpath, sources).map(Check::Probe),
+        "probe" => {
+            probe_check(cx, f, path, &kind.value, &kpath, sources, history).map(Check::Probe)
+        }
         "same" => pair(cx, &kind.value, &kpath, sources).map(Check::Same),
         "disjoint" => pair(cx, &kind.value, &kpath, sources).map(Check::Disjoint),
         "subset" => subset(cx, &kind.value, &kpath, sources).map(Check::Subset),
@@ -245,10 +266,12 @@ struct RowConds {
     on_empty: OnEmpty,
 }
 
-fn row_conditions(cx: &mut Cx, f: &Fields, path: &str) -> RowConds {
+fn row_conditions(cx: &mut Cx, f: &Fields, path: &str, hist: &HistScope) -> RowConds {
     let cond = |cx: &mut Cx, key: &str, scope: Scope| {
-        f.get(key)
-            .and_then(|e| cx.condition(&e.value, &sub(path, key), scope))
+        let e = f.get(key)?;
+        let c = cx.condition(&e.value, &sub(path, key), scope)?;
+        crate::history::check_refs(cx, &c, &e.value, &sub(path, key), hist);
+        Some(c)
     };
     let skip_when = cond(cx, "skip_when", Scope::Probe);
     let fail_when = cond(cx, "fail_when", Scope::Probe);
@@ -282,10 +305,29 @@ fn probe_check(
     node: &Node,
     kpath: &str,
     sources: &SourceTable,
+    history: bool,
 ) -> Option<ProbeCheck> {
     let before = cx.count();
     let probe = probes::probe(cx, node, kpath, sources);
-    let c = row_conditions(cx, f, path);
+    let hist = HistScope {
+        history,
+        measures: match &probe {
+            // A metrics probe's row is its named metrics; `count` is always measured.
+            Some(Probe::Metrics(m)) => Some(
+                std::iter::once("count".to_string())
+                    .chain(m.compute.iter().map(|(n, _)| n.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        },
+    };
+    let c = row_conditions(cx, f, path, &hist);
+    let anomaly = f
+        .get("anomaly")
+        .and_then(|e| crate::history::anomaly(cx, &e.value, &sub(path, "anomaly")));
+    if let Some(a) = &anomaly {
+        crate::history::check_anomaly(cx, f, path, a, &hist);
+    }
     if cx.count() > before {
         return None;
     }
@@ -296,6 +338,7 @@ fn probe_check(
         warn_when: c.warn_when,
         every_row: c.every_row,
         on_empty: c.on_empty,
+        anomaly,
     })
 }
 
@@ -348,7 +391,15 @@ fn join(
         }
         Some(sql)
     });
-    let c = row_conditions(cx, f, path);
+    let c = row_conditions(cx, f, path, &HistScope::NONE);
+    if let Some(e) = f.get("anomaly") {
+        cx.err(
+            e.key_pos,
+            &sub(path, "anomaly"),
+            "`anomaly` applies to a `probe` check, not `join`",
+            None,
+        );
+    }
     if cx.count() > before {
         return None;
     }

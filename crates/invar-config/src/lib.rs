@@ -12,6 +12,7 @@ mod alerts;
 mod cx;
 mod diag;
 mod glob;
+mod history;
 mod interp;
 mod invariants;
 mod probes;

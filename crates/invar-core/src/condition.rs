@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// Which variables a condition may use; an unknown variable is a config error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// `skip_when` / `fail_when` / `warn_when`: `rows`, `row`, `count`, `now`.
+    /// `skip_when` / `fail_when` / `warn_when`: `rows`, `row`, `count`, `now`, and `hist`
+    /// (only with `history:`, checked by the config reader).
     Probe,
     /// `every_row`: `r`, `now`.
     EveryRow,
@@ -24,7 +25,7 @@ pub enum Scope {
 impl Scope {
     pub fn variables(self) -> &'static [&'static str] {
         match self {
-            Scope::Probe => &["rows", "row", "count", "now"],
+            Scope::Probe => &["rows", "row", "count", "now", "hist"],
             Scope::EveryRow => &["r", "now"],
             Scope::SkipIf => &["source", "now"],
             Scope::Select => &["id", "severity", "tags"],
@@ -50,6 +51,18 @@ pub struct Condition {
     fields: Arc<HashSet<String>>,
     /// Whether it names `rows` (the whole table), not only `row` (the first).
     all_rows: bool,
+    /// Each place it reads `hist` (for the config reader's checks).
+    hist: Arc<Vec<HistRef>>,
+}
+
+/// A use of `hist` in a condition: `hist.<measure>.<stat>` as far as it is spelled out, and
+/// where (1-based line and column in the condition's text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistRef {
+    pub measure: Option<String>,
+    pub stat: Option<String>,
+    pub line: usize,
+    pub col: usize,
 }
 
 impl fmt::Debug for Condition {
@@ -145,11 +158,13 @@ impl Condition {
             Expr::Ident(n) if n == "rows" => all_rows = true,
             _ => {}
         });
+        let hist = hist_refs(&program, source);
         Ok(Condition {
             source: source.to_string(),
             program: Arc::new(program),
             fields: Arc::new(fields),
             all_rows,
+            hist: Arc::new(hist),
         })
     }
 
@@ -415,6 +430,53 @@ fn line_col(source: &str, char_offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+impl Condition {
+    /// Where it reads `hist`, outermost spelling first.
+    pub fn hist_refs(&self) -> &[HistRef] {
+        &self.hist
+    }
+}
+
+/// Every `hist`, `hist.m` and `hist.m.stat` in the expression, each once (the longest).
+fn hist_refs(program: &cel::Program, source: &str) -> Vec<HistRef> {
+    let mut out = Vec::new();
+    let mut inner = HashSet::new();
+    walk(program.expression(), &mut |x| {
+        // hist.m.stat
+        if let Expr::Select(outer) = &x.expr
+            && let Expr::Select(mid) = &outer.operand.expr
+            && matches!(&mid.operand.expr, Expr::Ident(n) if n == "hist")
+        {
+            inner.insert(outer.operand.id);
+            inner.insert(mid.operand.id);
+            out.push((x.id, Some(mid.field.clone()), Some(outer.field.clone())));
+        } else if let Expr::Select(mid) = &x.expr
+            && matches!(&mid.operand.expr, Expr::Ident(n) if n == "hist")
+            && !inner.contains(&x.id)
+        {
+            inner.insert(mid.operand.id);
+            out.push((x.id, Some(mid.field.clone()), None));
+        } else if matches!(&x.expr, Expr::Ident(n) if n == "hist") && !inner.contains(&x.id) {
+            out.push((x.id, None, None));
+        }
+    });
+    out.into_iter()
+        .map(|(id, measure, stat)| {
+            let offset = program
+                .source_info()
+                .offset_for(id)
+                .map_or(0, |(s, _)| s as usize);
+            let (line, col) = line_col(source, offset);
+            HistRef {
+                measure,
+                stat,
+                line,
+                col,
+            }
+        })
+        .collect()
+}
+
 fn collect_bound(e: &IdedExpr, out: &mut HashSet<String>) {
     walk(e, &mut |x| {
         if let Expr::Comprehension(c) = &x.expr {
@@ -488,6 +550,34 @@ fn walk(e: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hist_references_are_found_with_their_positions() {
+        let c = Condition::compile(
+            "row.n < 0.5 * hist.n.median ||\n  hist.errors.p90 > 3.0 || 'x' in hist",
+            Scope::Probe,
+        )
+        .unwrap();
+        let refs: Vec<(Option<&str>, Option<&str>, usize)> = c
+            .hist_refs()
+            .iter()
+            .map(|r| (r.measure.as_deref(), r.stat.as_deref(), r.line))
+            .collect();
+        assert_eq!(
+            refs,
+            vec![
+                (Some("n"), Some("median"), 1),
+                (Some("errors"), Some("p90"), 2),
+                (None, None, 2)
+            ]
+        );
+        assert!(
+            Condition::compile("row.n > 1.0", Scope::Probe)
+                .unwrap()
+                .hist_refs()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn compiles_and_evaluates() {

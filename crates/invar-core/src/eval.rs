@@ -4,9 +4,10 @@
 //! (set-check violations are sorted by key).
 
 use crate::condition::Condition;
+use crate::hist::{PastRun, Summary};
 use crate::model::{
-    Check, Invariant, JoinCheck, JoinRelation, KeyedProbe, OnEmpty, PairCheck, Probe, ProbeCheck,
-    Remembered, SubsetCheck, TransitionsCheck,
+    Anomaly, Check, HistorySpec, Invariant, JoinCheck, JoinRelation, KeyedProbe, OnEmpty,
+    PairCheck, Probe, ProbeCheck, Remembered, SubsetCheck, TransitionsCheck,
 };
 use crate::report::{Outcome, Verdict};
 use crate::value::{Table, Value};
@@ -34,6 +35,9 @@ pub struct Snapshot {
     /// The remembered states of each `transitions` invariant (by id) as of the previous runs.
     /// An invariant with no entry (or an empty one) has never been seen: its run is a baseline.
     pub remembered: HashMap<String, Vec<Remembered>>,
+    /// The earlier runs each invariant with `history:` sees (by id), already cut to its
+    /// window; an invariant with no entry has none.
+    pub history: HashMap<String, Vec<PastRun>>,
 }
 
 impl Snapshot {
@@ -44,6 +48,7 @@ impl Snapshot {
             joins: HashMap::new(),
             keyed: HashMap::new(),
             remembered: HashMap::new(),
+            history: HashMap::new(),
         }
     }
     fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
@@ -137,7 +142,13 @@ pub fn evaluate_with_memory(
         return (Verdict::error(errors.join("; ")), None);
     }
     let v = match &inv.check {
-        Check::Probe(pc) => eval_probe(pc, snap),
+        Check::Probe(pc) => {
+            let summary = inv.history.as_ref().map(|h| {
+                let past = snap.history.get(&inv.id).map(Vec::as_slice);
+                (h, Summary::of(past.unwrap_or_default()))
+            });
+            eval_probe(pc, snap, summary.as_ref().map(|(h, s)| (*h, s)))
+        }
         Check::Same(pair) => eval_pair(pair, snap, PairKind::Same),
         Check::Disjoint(pair) => eval_pair(pair, snap, PairKind::Disjoint),
         Check::Subset(sub) => eval_subset(sub, snap),
@@ -306,9 +317,12 @@ struct RowConditions<'a> {
     warn_when: Option<&'a Condition>,
     every_row: Option<&'a Condition>,
     on_empty: OnEmpty,
+    /// The invariant's `history:` and what its window holds.
+    hist: Option<(&'a HistorySpec, &'a Summary)>,
+    anomaly: Option<&'a Anomaly>,
 }
 
-fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
+fn eval_probe(pc: &ProbeCheck, snap: &Snapshot, hist: Option<(&HistorySpec, &Summary)>) -> Verdict {
     let table = match snap.get(&pc.probe) {
         Ok(t) => t,
         Err(e) => return Verdict::error(e),
@@ -319,6 +333,8 @@ fn eval_probe(pc: &ProbeCheck, snap: &Snapshot) -> Verdict {
         warn_when: pc.warn_when.as_ref(),
         every_row: pc.every_row.as_ref(),
         on_empty: pc.on_empty,
+        hist,
+        anomaly: pc.anomaly.as_ref(),
     };
     eval_rows(&conds, table, snap.now)
 }
@@ -337,6 +353,8 @@ fn eval_join(jc: &JoinCheck, snap: &Snapshot) -> Verdict {
         warn_when: jc.warn_when.as_ref(),
         every_row: jc.every_row.as_ref(),
         on_empty: jc.on_empty,
+        hist: None,
+        anomaly: None,
     };
     eval_rows(&conds, table, snap.now)
 }
@@ -389,6 +407,14 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         }
     }
 
+    // Thin history: measured (so this run adds to the history) but never decided.
+    if let Some((h, sum)) = pc.hist
+        && sum.runs < h.min_runs as usize
+    {
+        return v
+            .into_outcome(Outcome::Skip)
+            .with_reason(format!("thin history: {} of {} runs", sum.runs, h.min_runs));
+    }
     if count == 0 {
         let (after, decided) = on_empty(pc.on_empty, v);
         if decided {
@@ -400,7 +426,8 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
     let has_conditions = pc.fail_when.is_some()
         || pc.every_row.is_some()
         || pc.skip_when.is_some()
-        || pc.warn_when.is_some();
+        || pc.warn_when.is_some()
+        || pc.anomaly.is_some();
     let need_table_ctx = pc.skip_when.is_some() || pc.fail_when.is_some() || pc.warn_when.is_some();
     let mut ctx = crate::condition::context();
     ctx.add_variable_from_value("now", now_cel(now));
@@ -413,6 +440,9 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
         ctx.add_variable_from_value("rows", cel::Value::List(Arc::new(rows)));
         ctx.add_variable_from_value("row", row);
         ctx.add_variable_from_value("count", cel::Value::Float(count as f64));
+        if let Some((_, sum)) = pc.hist {
+            ctx.add_variable_from_value("hist", sum.to_cel());
+        }
     }
 
     if let Some(reason) = nan_read(pc, table) {
@@ -466,7 +496,14 @@ fn eval_rows(pc: &RowConditions<'_>, table: &Table, now: DateTime<Utc>) -> Verdi
             ControlFlow::Break(decided) => return decided,
         };
     }
-    if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none()) {
+    if let (Some(a), Some((h, sum))) = (pc.anomaly, pc.hist) {
+        v = match anomaly(a, h, sum, v) {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(decided) => return decided,
+        };
+    }
+    if !has_conditions || (pc.fail_when.is_none() && pc.every_row.is_none() && pc.anomaly.is_none())
+    {
         // Without `fail_when` or `every_row`, every returned row is a violation.
         if count > 0 {
             let mut v = v.into_outcome(Outcome::Fail).with_reason(format!(
@@ -546,6 +583,85 @@ fn every_row(
             v.push_violation(table.row_json(i));
         }
         return ControlFlow::Break(v);
+    }
+    ControlFlow::Continue(v)
+}
+
+/// `anomaly`: the run's value of the measure against the window's median and MAD. `Break`
+/// is a decided fail (or error); a warn, or nothing, goes on as `Continue`.
+fn anomaly(
+    a: &Anomaly,
+    h: &HistorySpec,
+    sum: &Summary,
+    mut v: Verdict,
+) -> ControlFlow<Verdict, Verdict> {
+    let Some(x) = v
+        .measured
+        .get(&a.measure)
+        .and_then(serde_json::Value::as_f64)
+    else {
+        let known = v.measured.keys().cloned().collect::<Vec<_>>().join(", ");
+        return ControlFlow::Break(Verdict {
+            measured: v.measured,
+            ..Verdict::error(format!(
+                "anomaly: `{}` is not a number this run (measured: {known})",
+                a.measure
+            ))
+        });
+    };
+    let Some(stats) = sum.measures.get(&a.measure) else {
+        return ControlFlow::Break(Verdict {
+            measured: v.measured,
+            ..Verdict::error(format!(
+                "anomaly: no earlier run measured `{}` as a number",
+                a.measure
+            ))
+        });
+    };
+    let score = crate::hist::Score::of(x, stats);
+    v.measure("anomaly_x", x);
+    v.measure("anomaly_median", score.median);
+    v.measure("anomaly_mad", score.mad);
+    // ±∞ (a constant history that moved) is not JSON: shown as a string.
+    v.measure(
+        "anomaly_score",
+        if score.z.is_finite() {
+            serde_json::json!(score.z)
+        } else {
+            serde_json::json!(if score.z > 0.0 { "inf" } else { "-inf" })
+        },
+    );
+    v.measure(
+        "anomaly_window",
+        format!(
+            "{}, {} runs",
+            crate::units::format_duration(h.window),
+            stats.count
+        ),
+    );
+    let says = |level: &str, t: f64| {
+        format!(
+            "anomaly: `{}` = {x} is {} from the median {} (MAD {}, robust z {}), past the {level} threshold {t}",
+            a.measure,
+            if x >= score.median { "up" } else { "down" },
+            score.median,
+            score.mad,
+            if score.z.is_finite() {
+                format!("{:.2}", score.z)
+            } else {
+                "∞ (the history is constant)".into()
+            },
+        )
+    };
+    if score.beyond(a, a.threshold) {
+        let reason = says("fail", a.threshold);
+        return ControlFlow::Break(v.into_outcome(Outcome::Fail).with_reason(reason));
+    }
+    if let Some(w) = a.warn_threshold
+        && score.beyond(a, w)
+    {
+        let reason = says("warn", w);
+        return ControlFlow::Break(v.into_outcome(Outcome::Warn).with_reason(reason));
     }
     ControlFlow::Continue(v)
 }
@@ -1172,6 +1288,7 @@ mod join_tests {
             resolve_after: 1,
             alerts: vec![],
             check,
+            history: None,
             defined_at: "x:1".into(),
         }
     }
@@ -1394,6 +1511,7 @@ mod transitions_tests {
             resolve_after: 1,
             alerts: vec![],
             check: Check::Transitions(c.clone()),
+            history: None,
             defined_at: "x:1".into(),
         };
         let mut s = Snapshot::new(t0());

@@ -9,6 +9,7 @@ pub mod cel_check;
 pub mod condition;
 pub mod errors;
 pub mod eval;
+pub mod hist;
 pub mod incident;
 pub mod metrics;
 pub mod model;

@@ -573,6 +573,36 @@ pub struct ProbeCheck {
     pub warn_when: Option<Condition>,
     pub every_row: Option<Condition>,
     pub on_empty: OnEmpty,
+    /// `anomaly:` — fail (or warn) when a measure strays from its own history.
+    pub anomaly: Option<Anomaly>,
+}
+
+/// `history:` — the earlier runs an invariant's conditions see as `hist` (docs/HISTORY.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistorySpec {
+    pub window: Duration,
+    /// Fewer runs in the window than this: `skip` ("thin history"), never a pass.
+    pub min_runs: u32,
+    /// Only runs on the same weekday, in the suite's time zone.
+    pub same_weekday: bool,
+}
+
+/// `anomaly: { measure, method: mad, threshold, warn_threshold, direction }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    pub measure: String,
+    pub threshold: f64,
+    pub warn_threshold: Option<f64>,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    /// Only values above the median count.
+    Up,
+    /// Only values below the median count.
+    Down,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -730,6 +760,8 @@ pub struct Invariant {
     pub resolve_after: u32,
     pub alerts: Vec<String>,
     pub check: Check,
+    /// `history:` — its conditions may use `hist`; None: they may not.
+    pub history: Option<HistorySpec>,
     /// Where it was defined (`file:line`), for messages.
     pub defined_at: String,
 }

@@ -193,7 +193,9 @@ mod tests {
                 warn_when: None,
                 every_row: None,
                 on_empty: crate::model::OnEmpty::Pass,
+                anomaly: None,
             }),
+            history: None,
             defined_at: "x:1".into(),
         };
         let s = ActiveSilence::compile(

@@ -83,6 +83,7 @@ fn inv(check: Check) -> Invariant {
         resolve_after: 1,
         alerts: vec![],
         check,
+        history: None,
         defined_at: "invar.yaml:1".into(),
     }
 }
@@ -95,6 +96,7 @@ fn pc(probe: Probe) -> ProbeCheck {
         warn_when: None,
         every_row: None,
         on_empty: OnEmpty::Pass,
+        anomaly: None,
     }
 }
 

@@ -82,3 +82,55 @@ pub async fn record(
         .context("pruning old history")?;
     Ok(recorded)
 }
+
+/// The most recent runs of a window `hist` reads (the store's page limit): 104 days of
+/// 15-minute runs.
+pub const HISTORY_RUNS: u32 = 10_000;
+
+/// The earlier runs each invariant with `history:` sees at `now` in a run of `suite`: one
+/// query per such invariant, cut to `now − window` (and, with `same_weekday`, to runs on
+/// `now`'s weekday in the suite's time zone). A run counts when its probe was read: its
+/// outcome is not `error` and it measured `count` (a check skipped by `skip_if` or the budget
+/// measured nothing).
+pub async fn load_history(
+    store: &dyn Store,
+    cfg: &Config,
+    suite: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<HashMap<String, Vec<invar_core::hist::PastRun>>> {
+    use invar_core::hist::{PastRun, weekday};
+    let zone = cfg.suite(suite).and_then(|s| s.timezone.as_deref());
+    let today = weekday(now, zone);
+    let mut out = HashMap::new();
+    for inv in &cfg.invariants {
+        let Some(h) = &inv.history else { continue };
+        let since = chrono::TimeDelta::from_std(h.window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w));
+        let rows = store
+            .results(&invar_store::ResultQuery {
+                invariant: Some(inv.id.clone()),
+                since,
+                limit: HISTORY_RUNS,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("reading the history of `{}`", inv.id))?;
+        let past: Vec<PastRun> = rows
+            .into_iter()
+            .filter(|r| r.started_at < now && r.outcome != "error")
+            .filter(|r| {
+                r.measured
+                    .get("count")
+                    .is_some_and(serde_json::Value::is_number)
+            })
+            .filter(|r| !h.same_weekday || weekday(r.started_at, zone) == today)
+            .map(|r| PastRun {
+                at: r.started_at,
+                measured: r.measured,
+            })
+            .collect();
+        out.insert(inv.id.clone(), past);
+    }
+    Ok(out)
+}

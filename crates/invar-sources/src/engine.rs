@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use invar_core::eval::KeyedResult;
+use invar_core::hist::PastRun;
 use invar_core::{
     Check, Config, Invariant, InvariantResult, JoinRelation, KeyedProbe, MetricsProbe, Outcome,
     Probe, ProbeResult, Remembered, RunProblem, RunReport, Snapshot, Suite, Value, Verdict,
@@ -49,6 +50,9 @@ pub struct RunOptions {
     /// The remembered states of each `transitions` invariant (by id), as loaded from the
     /// history store; an invariant without an entry has never run (its run is a baseline).
     pub remembered: HashMap<String, Vec<Remembered>>,
+    /// The earlier runs of each invariant with `history:` (by id), cut to its window, as
+    /// loaded from the history store (invar-record); none: thin history.
+    pub history: HashMap<String, Vec<PastRun>>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +64,7 @@ impl Default for RunOptions {
             at: None,
             progress: None,
             remembered: HashMap::new(),
+            history: HashMap::new(),
         }
     }
 }
@@ -809,6 +814,8 @@ struct CheckTask {
     keyed: Vec<(Probe, SharedKeyed)>,
     join: Option<(JoinRelation, SharedProbe)>,
     previous: Option<Vec<Remembered>>,
+    /// The earlier runs `hist` sees, for an invariant with `history:`.
+    past: Option<Vec<PastRun>>,
     spent: Vec<Arc<AtomicBool>>,
     budget: Option<Budget>,
 }
@@ -844,6 +851,11 @@ impl CheckTask {
             Check::Transitions(_) => opts.remembered.get(&c.inv.id).cloned(),
             _ => None,
         };
+        let past = c
+            .inv
+            .history
+            .as_ref()
+            .and_then(|_| opts.history.get(&c.inv.id).cloned());
         CheckTask {
             inv: c.inv.clone(),
             now,
@@ -852,6 +864,7 @@ impl CheckTask {
             keyed,
             join,
             previous,
+            past,
             spent,
             budget,
         }
@@ -867,6 +880,7 @@ impl CheckTask {
             keyed,
             join,
             previous,
+            past,
             spent,
             budget,
         } = self;
@@ -874,6 +888,9 @@ impl CheckTask {
             let mut snap = Snapshot::new(now);
             if let Some(prev) = previous {
                 snap.remembered.insert(inv.id.clone(), prev);
+            }
+            if let Some(past) = past {
+                snap.history.insert(inv.id.clone(), past);
             }
             for (p, f) in tables {
                 snap.probes.insert(p, f.await);

@@ -309,13 +309,19 @@ impl Watcher {
         trigger: Trigger,
     ) -> Result<RunReport> {
         let remembered = recorder::load_remembered(self.store.as_ref(), &self.cfg).await?;
+        // Runs, their records and the outbox live on the wall clock; the scheduler's clock
+        // (which tests scale) decides only when ticks are due and leases end.
+        let now = Utc::now();
+        let history =
+            recorder::load_history(self.store.as_ref(), &self.cfg, &slot.suite.name, now).await?;
         let opts = RunOptions {
             suite: slot.suite.name.clone(),
             only,
             trigger,
-            at: Some(self.clock.now()),
+            at: Some(now),
             progress: None,
             remembered,
+            history,
         };
         let invar_sources::RunOutcome {
             mut report,
@@ -366,7 +372,7 @@ impl Watcher {
             }
             Err(RunError::Busy) => {
                 tracing::warn!(suite, %tick, "the suite is still running: lock_skipped");
-                let mut report = lock_skipped_report(suite, Trigger::Schedule, self.clock.now());
+                let mut report = lock_skipped_report(suite, Trigger::Schedule, Utc::now());
                 if let Err(e) = recorder::record(
                     self.store.as_ref(),
                     &self.cfg,
@@ -560,7 +566,7 @@ impl Watcher {
             .await
             .context("reading alert deliveries")?;
         Ok(StatusSnapshot {
-            generated_at: self.clock.now(),
+            generated_at: Utc::now(),
             version: self.version.clone(),
             store: store.backend().to_string(),
             suites,
@@ -608,7 +614,7 @@ impl Watcher {
             );
             tracing::error!(suite, %due, "{msg}");
             // No results, the reason as the run's problem: an automation error.
-            let mut report = new_report(&suite, Trigger::Watchdog, self.clock.now());
+            let mut report = new_report(&suite, Trigger::Watchdog, Utc::now());
             let reason = invar_core::RunProblem::overdue(msg);
             report.set_results(Vec::new(), vec![reason], invar_core::FailOn::Fail);
             recorder::record(

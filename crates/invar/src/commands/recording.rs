@@ -19,14 +19,14 @@ pub async fn open(cfg: &Config) -> Result<Arc<dyn Store>> {
     Ok(Arc::from(store))
 }
 
-/// Opens the store only to read what `transitions` invariants remember (`--dry-run`): None when
-/// the config has no `transitions` invariant or the SQLite store was never created (nothing
-/// remembered; a dry run does not create it).
+/// Opens the store only to read what `transitions` invariants remember and what `history:`
+/// invariants see (`--dry-run`): None when the config has neither or the SQLite store was
+/// never created (nothing recorded; a dry run does not create it).
 pub async fn open_for_memory(cfg: &Config) -> Result<Option<Arc<dyn Store>>> {
     let any = cfg
         .invariants
         .iter()
-        .any(|i| matches!(i.check, Check::Transitions(_)));
+        .any(|i| matches!(i.check, Check::Transitions(_)) || i.history.is_some());
     if !any {
         return Ok(None);
     }

@@ -240,6 +240,33 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// The earlier runs `history:` invariants see; on a read error, none (thin history, and
+    /// exit 2 later).
+    fn load_history(
+        &mut self,
+        suite: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<HashMap<String, Vec<invar_core::hist::PastRun>>> {
+        let Some(s) = &self.memory else {
+            return Ok(Default::default());
+        };
+        Ok(
+            match self.cx.block_on(invar_record::load_history(
+                s.as_ref(),
+                &self.cfg,
+                suite,
+                now,
+            ))? {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
+                    self.memory_failed = true;
+                    Default::default()
+                }
+            },
+        )
+    }
+
     /// What `transitions` invariants remember; on a read error, nothing (and exit 2 later).
     fn load_memory(&mut self) -> Result<HashMap<String, Vec<Remembered>>> {
         let Some(s) = &self.memory else {
@@ -267,6 +294,10 @@ impl<'a> Session<'a> {
         opts: &mut RunOptions,
     ) -> Result<(RunReport, HashMap<String, Vec<Remembered>>)> {
         opts.remembered = self.load_memory()?;
+        // One instant for the window and the run, so a run never sees itself.
+        let now = chrono::Utc::now();
+        opts.history = self.load_history(&opts.suite, now)?;
+        opts.at = Some(now);
         let out = self.cx.block_on(self.engine.run(opts))?;
         Ok((out.report, out.remembered))
     }
