@@ -1206,3 +1206,109 @@ invariants:
         ]
     );
 }
+
+const HIST_SOURCES: &str = "sources:\n  app: { type: sqlite, path: app.db }\ninvariants:\n";
+
+#[test]
+fn history_and_anomaly_parse_into_the_model() {
+    let (_d, c) = ok(&[(
+        "invar.yaml",
+        &format!(
+            "{HIST_SOURCES}  - id: H-1\n    title: orders keep up\n    history: {{ window: 14d, min_runs: 5, same_weekday: true }}\n    probe: {{ source: app, metrics: {{ table: orders, compute: {{ n: \"count()\" }} }} }}\n    fail_when: row.n < 0.5 * hist.n.median\n    anomaly: {{ measure: n, threshold: 3.5, warn_threshold: 2.5, direction: down }}\n  - id: H-2\n    title: defaults\n    history: {{ window: 7d }}\n    probe: {{ source: app, sql: \"SELECT 1 AS x\" }}\n    fail_when: row.x > hist.x.p90\n"
+        ),
+    )]);
+    let h = c.invariants[0].history.as_ref().unwrap();
+    assert_eq!(
+        (h.window.as_secs(), h.min_runs, h.same_weekday),
+        (14 * 86_400, 5, true)
+    );
+    let Check::Probe(pc) = &c.invariants[0].check else {
+        panic!()
+    };
+    let a = pc.anomaly.as_ref().unwrap();
+    assert_eq!(
+        (
+            a.measure.as_str(),
+            a.threshold,
+            a.warn_threshold,
+            a.direction
+        ),
+        ("n", 3.5, Some(2.5), invar_core::Direction::Down)
+    );
+    let h2 = c.invariants[1].history.as_ref().unwrap();
+    assert_eq!((h2.min_runs, h2.same_weekday), (7, false));
+}
+
+#[test]
+fn hist_mistakes_are_positioned() {
+    let case = |body: &str| -> Vec<(usize, usize, String)> {
+        errs(&[("invar.yaml", &format!("{HIST_SOURCES}{body}"))])
+            .into_iter()
+            .map(|d| (d.line, d.col, d.message))
+            .collect()
+    };
+    // `hist` without `history:`: at the `hist` in the expression.
+    let e = case(
+        "  - id: H-1\n    title: t\n    probe: { source: app, sql: \"SELECT 1 AS n\" }\n    fail_when: row.n < 0.5 * hist.n.median\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0, e[0].1), (7, 30), "{e:?}");
+    assert!(e[0].2.contains("`hist` needs `history:`"), "{e:?}");
+    // An unknown statistic.
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 14d }\n    probe: { source: app, sql: \"SELECT 1 AS n\" }\n    fail_when: row.n < hist.n.average\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].2.contains("unknown statistic `hist.n.average`"),
+        "{e:?}"
+    );
+    assert_eq!(e[0].0, 8);
+    // A measure a metrics probe does not compute.
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 14d }\n    probe: { source: app, metrics: { table: orders, compute: { n: \"count()\" } } }\n    fail_when: row.n < hist.total.median\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].2.contains("unknown measure `hist.total`"), "{e:?}");
+    // `anomaly` without `history:`; an unknown measure; thresholds out of order.
+    let e = case(
+        "  - id: H-1\n    title: t\n    probe: { source: app, sql: \"SELECT 1 AS n\" }\n    anomaly: { measure: n, threshold: 3.5 }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.2.contains("`anomaly` needs `history:`") && d.0 == 7),
+        "{e:?}"
+    );
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 14d }\n    probe: { source: app, metrics: { table: orders, compute: { n: \"count()\" } } }\n    anomaly: { measure: m, threshold: 3.5 }\n",
+    );
+    assert!(
+        e.iter().any(|d| d.2.contains("unknown measure `m`")),
+        "{e:?}"
+    );
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 14d }\n    probe: { source: app, sql: \"SELECT 1 AS n\" }\n    anomaly: { measure: n, threshold: 3.5, warn_threshold: 4 }\n",
+    );
+    assert!(
+        e.iter().any(|d| d.2.contains("must be below `threshold`")),
+        "{e:?}"
+    );
+    // A window of nothing, a zero min_runs, history on a set check.
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 0s, min_runs: 0 }\n    probe: { source: app, sql: \"SELECT 1 AS n\" }\n    fail_when: row.n < hist.n.median\n",
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.2.contains("`window` must be more than 0")),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|d| d.2.contains("min_runs")), "{e:?}");
+    let e = case(
+        "  - id: H-1\n    title: t\n    history: { window: 1d }\n    same:\n      left:  { source: app, sql: \"SELECT 1 AS k\", key: [k] }\n      right: { source: app, sql: \"SELECT 1 AS k\", key: [k] }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.2.contains("`history` applies to a `probe` check")),
+        "{e:?}"
+    );
+}

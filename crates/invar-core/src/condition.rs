@@ -449,13 +449,17 @@ fn hist_refs(program: &cel::Program, source: &str) -> Vec<HistRef> {
         {
             inner.insert(outer.operand.id);
             inner.insert(mid.operand.id);
-            out.push((x.id, Some(mid.field.clone()), Some(outer.field.clone())));
+            out.push((
+                mid.operand.id,
+                Some(mid.field.clone()),
+                Some(outer.field.clone()),
+            ));
         } else if let Expr::Select(mid) = &x.expr
             && matches!(&mid.operand.expr, Expr::Ident(n) if n == "hist")
             && !inner.contains(&x.id)
         {
             inner.insert(mid.operand.id);
-            out.push((x.id, Some(mid.field.clone()), None));
+            out.push((mid.operand.id, Some(mid.field.clone()), None));
         } else if matches!(&x.expr, Expr::Ident(n) if n == "hist") && !inner.contains(&x.id) {
             out.push((x.id, None, None));
         }

@@ -1683,3 +1683,130 @@ proptest! {
         prop_assert_eq!(&k, &n.to_string());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// History: `hist` in conditions, thin history, `anomaly`
+
+fn past(ns: &[f64]) -> Vec<invar_core::hist::PastRun> {
+    ns.iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let mut measured = serde_json::Map::new();
+            measured.insert("count".into(), json!(1));
+            measured.insert("n".into(), json!(n));
+            invar_core::hist::PastRun {
+                at: now() - Span::days(k as i64 + 1),
+                measured,
+            }
+        })
+        .collect()
+}
+
+fn with_history(check: ProbeCheck, n: i64, history: &[f64], min_runs: u32) -> Verdict {
+    let probe = check.probe.clone();
+    let mut invariant = inv(Check::Probe(check));
+    invariant.history = Some(invar_core::HistorySpec {
+        window: Duration::from_secs(14 * 86_400),
+        min_runs,
+        same_weekday: false,
+    });
+    let mut s = snap(vec![(probe, table(&["n"], vec![vec![i(n)]]))]);
+    s.history.insert(invariant.id.clone(), past(history));
+    evaluate(&invariant, &s)
+}
+
+#[test]
+fn hist_in_a_condition_compares_with_the_window() {
+    let check = || ProbeCheck {
+        fail_when: when("row.n < 0.5 * hist.n.median"),
+        warn_when: when("row.n > hist.n.p90"),
+        ..pc(sql("SELECT n"))
+    };
+    let h = [100.0, 110.0, 90.0, 105.0, 95.0, 100.0, 102.0];
+    assert_eq!(with_history(check(), 101, &h, 7).outcome, Outcome::Pass);
+    let v = with_history(check(), 40, &h, 7);
+    assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+    assert!(reason(&v).contains("0.5 * hist.n.median"), "{}", reason(&v));
+    assert_eq!(with_history(check(), 200, &h, 7).outcome, Outcome::Warn);
+}
+
+#[test]
+fn thin_history_is_a_skip_that_still_measures() {
+    let check = ProbeCheck {
+        fail_when: when("row.n < 0.5 * hist.n.median"),
+        ..pc(sql("SELECT n"))
+    };
+    let v = with_history(check, 1, &[100.0, 100.0, 100.0], 7);
+    assert_eq!(v.outcome, Outcome::Skip);
+    assert_eq!(reason(&v), "thin history: 3 of 7 runs");
+    // Measured all the same: this run adds to the history.
+    assert_eq!(measured(&v, "n"), json!(1));
+    assert_eq!(measured(&v, "count"), json!(1));
+}
+
+#[test]
+fn a_measure_the_history_lacks_is_an_error_never_a_pass() {
+    let check = ProbeCheck {
+        fail_when: when("row.n < hist.latency.median"),
+        ..pc(sql("SELECT n"))
+    };
+    let v = with_history(check, 1, &[1.0, 2.0, 3.0], 3);
+    assert_eq!(v.outcome, Outcome::Error, "{v:?}");
+}
+
+#[test]
+fn anomaly_scores_against_the_median_and_mad() {
+    let anomaly = |direction, warn| invar_core::Anomaly {
+        measure: "n".into(),
+        threshold: 3.5,
+        warn_threshold: warn,
+        direction,
+    };
+    let check = |a| ProbeCheck {
+        anomaly: Some(a),
+        ..pc(sql("SELECT n"))
+    };
+    // median 100, MAD 2 → 1.4826 · 2 = 2.9652 per unit of z.
+    let h = [96.0, 98.0, 100.0, 100.0, 102.0, 104.0, 100.0];
+    let both = invar_core::Direction::Both;
+    let v = with_history(check(anomaly(both, None)), 101, &h, 7);
+    assert_eq!(v.outcome, Outcome::Pass, "{v:?}");
+    let v = with_history(check(anomaly(both, Some(2.0))), 107, &h, 7);
+    assert_eq!(v.outcome, Outcome::Warn, "z = 7 / 2.9652 = 2.36: {v:?}");
+    let v = with_history(check(anomaly(both, None)), 120, &h, 7);
+    assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+    assert_eq!(measured(&v, "anomaly_x"), json!(120.0));
+    assert_eq!(measured(&v, "anomaly_median"), json!(100.0));
+    assert_eq!(measured(&v, "anomaly_mad"), json!(2.0));
+    let z = measured(&v, "anomaly_score").as_f64().unwrap();
+    assert!((z - 20.0 / (1.4826 * 2.0)).abs() < 1e-9, "{z}");
+    assert_eq!(measured(&v, "anomaly_window"), json!("14d, 7 runs"));
+    assert!(
+        reason(&v).contains("`n` = 120 is up from the median 100"),
+        "{}",
+        reason(&v)
+    );
+    // Only drops count with `down`.
+    let down = invar_core::Direction::Down;
+    assert_eq!(
+        with_history(check(anomaly(down, None)), 120, &h, 7).outcome,
+        Outcome::Pass
+    );
+    assert_eq!(
+        with_history(check(anomaly(down, None)), 80, &h, 7).outcome,
+        Outcome::Fail
+    );
+    // A constant history: any change is an anomaly, and says why.
+    let v = with_history(check(anomaly(both, None)), 6, &[5.0; 7], 7);
+    assert_eq!(v.outcome, Outcome::Fail);
+    assert_eq!(measured(&v, "anomaly_score"), json!("inf"));
+    assert!(
+        reason(&v).contains("the history is constant"),
+        "{}",
+        reason(&v)
+    );
+    assert_eq!(
+        with_history(check(anomaly(both, None)), 5, &[5.0; 7], 7).outcome,
+        Outcome::Pass
+    );
+}
