@@ -47,6 +47,7 @@ const INVARIANT_KEYS: &[&str] = &[
     "on_empty",
     "history",
     "anomaly",
+    "vacuous_after",
 ];
 
 /// Invariant ids seen so far in any file: id → `file:line`.
@@ -152,6 +153,9 @@ fn invariant(
     let alerts = f
         .get("alerts")
         .and_then(|e| cx.string_list(&e.value, &p("alerts")));
+    let vacuous_after = f
+        .get("vacuous_after")
+        .and_then(|e| cx.duration(&e.value, &p("vacuous_after")));
     let history = f
         .get("history")
         .and_then(|e| crate::history::history(cx, &e.value, &p("history")));
@@ -184,6 +188,7 @@ fn invariant(
         alerts: alerts.unwrap_or_default(),
         check: check?,
         history,
+        vacuous_after,
         defined_at: format!("{}:{}", cx.file.display.display(), node.pos.line),
     })
 }

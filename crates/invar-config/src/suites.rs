@@ -5,7 +5,13 @@ use crate::yaml::{Kind, Node};
 use invar_core::{FailOn, Misfire, Scope, Suite};
 
 const SUITE_KEYS: &[&str] = &[
-    "select", "fail_on", "schedule", "timezone", "budget", "misfire",
+    "select",
+    "fail_on",
+    "schedule",
+    "timezone",
+    "budget",
+    "misfire",
+    "vacuous_after",
 ];
 
 /// Reads a `suites:` map. Without any suite, the implicit `all`.
@@ -83,6 +89,9 @@ fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
     let budget = f
         .get("budget")
         .and_then(|e| cx.duration(&e.value, &sub(path, "budget")));
+    let vacuous_after = f
+        .get("vacuous_after")
+        .and_then(|e| cx.duration(&e.value, &sub(path, "vacuous_after")));
     let misfire = f.get("misfire").and_then(|e| {
         cx.choice(
             &e.value,
@@ -105,6 +114,7 @@ fn suite(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<Suite> {
         schedule,
         timezone,
         budget,
+        vacuous_after,
         misfire: match misfire {
             Some("run_once") => Misfire::RunOnce,
             _ => Misfire::Skip,

@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// The earlier runs each invariant with `history:` sees (by id), already cut to its
     /// window; an invariant with no entry has none.
     pub history: HashMap<String, Vec<PastRun>>,
+    /// For each invariant whose every run for its `vacuous_after` was a vacuous pass: when it
+    /// last examined anything (or first ran).
+    pub vacuous_since: HashMap<String, DateTime<Utc>>,
 }
 
 impl Snapshot {
@@ -49,6 +52,7 @@ impl Snapshot {
             keyed: HashMap::new(),
             remembered: HashMap::new(),
             history: HashMap::new(),
+            vacuous_since: HashMap::new(),
         }
     }
     fn get(&self, p: &Probe) -> Result<&Arc<Table>, String> {
@@ -169,7 +173,23 @@ pub fn evaluate_with_memory(
             };
         }
     };
-    (v, None)
+    (persistently_vacuous(inv, snap, v), None)
+}
+
+/// A vacuous pass that has been one for the invariant's whole `vacuous_after` (the caller
+/// says since when, in the snapshot) is a `warn`: a check that examines nothing for a week is
+/// a hidden green.
+fn persistently_vacuous(inv: &Invariant, snap: &Snapshot, v: Verdict) -> Verdict {
+    match snap.vacuous_since.get(&inv.id) {
+        Some(since) if v.vacuous && v.outcome == Outcome::Pass => {
+            let reason = format!(
+                "examined nothing since {} (a vacuous pass in every run since)",
+                since.format("%Y-%m-%d %H:%M UTC")
+            );
+            v.into_outcome(Outcome::Warn).with_reason(reason)
+        }
+        _ => v,
+    }
 }
 
 /// The key text of a `transitions` row: the column's text for one key column, a JSON array of
@@ -1289,6 +1309,7 @@ mod join_tests {
             alerts: vec![],
             check,
             history: None,
+            vacuous_after: None,
             defined_at: "x:1".into(),
         }
     }
@@ -1512,6 +1533,7 @@ mod transitions_tests {
             alerts: vec![],
             check: Check::Transitions(c.clone()),
             history: None,
+            vacuous_after: None,
             defined_at: "x:1".into(),
         };
         let mut s = Snapshot::new(t0());

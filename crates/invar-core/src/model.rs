@@ -762,6 +762,9 @@ pub struct Invariant {
     pub check: Check,
     /// `history:` — its conditions may use `hist`; None: they may not.
     pub history: Option<HistorySpec>,
+    /// `vacuous_after:` — a vacuous pass in every run for this long is a `warn` (the suite's
+    /// setting when None).
+    pub vacuous_after: Option<Duration>,
     /// Where it was defined (`file:line`), for messages.
     pub defined_at: String,
 }
@@ -789,6 +792,8 @@ pub struct Suite {
     pub timezone: Option<String>,
     pub budget: Option<Duration>,
     pub misfire: Misfire,
+    /// `vacuous_after:` for its invariants that set none.
+    pub vacuous_after: Option<Duration>,
 }
 
 /// What the watcher does about scheduled runs missed while it was down.
@@ -838,6 +843,7 @@ impl Suite {
             timezone: None,
             budget: None,
             misfire: Misfire::Skip,
+            vacuous_after: None,
         }
     }
 

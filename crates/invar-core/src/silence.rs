@@ -196,6 +196,7 @@ mod tests {
                 anomaly: None,
             }),
             history: None,
+            vacuous_after: None,
             defined_at: "x:1".into(),
         };
         let s = ActiveSilence::compile(

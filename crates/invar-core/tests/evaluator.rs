@@ -84,6 +84,7 @@ fn inv(check: Check) -> Invariant {
         alerts: vec![],
         check,
         history: None,
+        vacuous_after: None,
         defined_at: "invar.yaml:1".into(),
     }
 }
@@ -1809,4 +1810,33 @@ fn anomaly_scores_against_the_median_and_mad() {
         with_history(check(anomaly(both, None)), 5, &[5.0; 7], 7).outcome,
         Outcome::Pass
     );
+}
+
+#[test]
+fn a_vacuous_pass_for_the_whole_vacuous_after_is_a_warn() {
+    let check = ProbeCheck {
+        fail_when: when("count > 0.0"),
+        ..pc(sql("SELECT 1"))
+    };
+    let probe = check.probe.clone();
+    let invariant = inv(Check::Probe(check));
+    let mut s = snap(vec![(probe.clone(), table(&["n"], vec![]))]);
+    assert_eq!(evaluate(&invariant, &s).outcome, Outcome::Pass);
+    let since = now() - Span::days(8);
+    s.vacuous_since.insert(invariant.id.clone(), since);
+    let v = evaluate(&invariant, &s);
+    assert_eq!(v.outcome, Outcome::Warn, "{v:?}");
+    assert!(v.vacuous);
+    assert!(
+        reason(&v).starts_with("examined nothing since "),
+        "{}",
+        reason(&v)
+    );
+    // A run that examined rows is not touched, whatever the streak said.
+    let s2 = {
+        let mut s2 = snap(vec![(probe, table(&["n"], vec![vec![i(1)]]))]);
+        s2.vacuous_since.insert(invariant.id.clone(), since);
+        s2
+    };
+    assert_eq!(evaluate(&invariant, &s2).outcome, Outcome::Fail);
 }

@@ -134,3 +134,48 @@ pub async fn load_history(
     }
     Ok(out)
 }
+
+/// For each invariant with a `vacuous_after` (its own, else the suite's) whose every recorded
+/// run for at least that long was a vacuous pass: when it last examined anything (its oldest
+/// run of the streak when it never did). One query per such invariant, newest first.
+pub async fn load_vacuity(
+    store: &dyn Store,
+    cfg: &Config,
+    suite: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<HashMap<String, chrono::DateTime<Utc>>> {
+    let suite_after = cfg.suite(suite).and_then(|s| s.vacuous_after);
+    let mut out = HashMap::new();
+    for inv in &cfg.invariants {
+        let Some(after) = inv.vacuous_after.or(suite_after) else {
+            continue;
+        };
+        let Some(after) = chrono::TimeDelta::from_std(after).ok() else {
+            continue;
+        };
+        let rows = store
+            .results(&invar_store::ResultQuery {
+                invariant: Some(inv.id.clone()),
+                limit: HISTORY_RUNS,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("reading the recent results of `{}`", inv.id))?;
+        // Newest first: the streak of vacuous passes, up to the first run that examined
+        // something (or decided otherwise).
+        let streak: Vec<_> = rows
+            .iter()
+            .take_while(|r| r.vacuous && r.outcome == "pass")
+            .collect();
+        let Some(oldest) = streak.last() else {
+            continue;
+        };
+        let since = rows
+            .get(streak.len())
+            .map_or(oldest.started_at, |examined| examined.started_at);
+        if now - oldest.started_at >= after {
+            out.insert(inv.id.clone(), since);
+        }
+    }
+    Ok(out)
+}

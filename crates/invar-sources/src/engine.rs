@@ -53,6 +53,8 @@ pub struct RunOptions {
     /// The earlier runs of each invariant with `history:` (by id), cut to its window, as
     /// loaded from the history store (invar-record); none: thin history.
     pub history: HashMap<String, Vec<PastRun>>,
+    /// For each invariant vacuous for its whole `vacuous_after`: since when (invar-record).
+    pub vacuous_since: HashMap<String, DateTime<Utc>>,
 }
 
 impl Default for RunOptions {
@@ -65,6 +67,7 @@ impl Default for RunOptions {
             progress: None,
             remembered: HashMap::new(),
             history: HashMap::new(),
+            vacuous_since: HashMap::new(),
         }
     }
 }
@@ -816,6 +819,7 @@ struct CheckTask {
     previous: Option<Vec<Remembered>>,
     /// The earlier runs `hist` sees, for an invariant with `history:`.
     past: Option<Vec<PastRun>>,
+    vacuous_since: Option<DateTime<Utc>>,
     spent: Vec<Arc<AtomicBool>>,
     budget: Option<Budget>,
 }
@@ -856,6 +860,7 @@ impl CheckTask {
             .history
             .as_ref()
             .and_then(|_| opts.history.get(&c.inv.id).cloned());
+        let vacuous_since = opts.vacuous_since.get(&c.inv.id).copied();
         CheckTask {
             inv: c.inv.clone(),
             now,
@@ -865,6 +870,7 @@ impl CheckTask {
             join,
             previous,
             past,
+            vacuous_since,
             spent,
             budget,
         }
@@ -881,6 +887,7 @@ impl CheckTask {
             join,
             previous,
             past,
+            vacuous_since,
             spent,
             budget,
         } = self;
@@ -891,6 +898,9 @@ impl CheckTask {
             }
             if let Some(past) = past {
                 snap.history.insert(inv.id.clone(), past);
+            }
+            if let Some(since) = vacuous_since {
+                snap.vacuous_since.insert(inv.id.clone(), since);
             }
             for (p, f) in tables {
                 snap.probes.insert(p, f.await);

@@ -314,6 +314,8 @@ impl Watcher {
         let now = Utc::now();
         let history =
             recorder::load_history(self.store.as_ref(), &self.cfg, &slot.suite.name, now).await?;
+        let vacuous_since =
+            recorder::load_vacuity(self.store.as_ref(), &self.cfg, &slot.suite.name, now).await?;
         let opts = RunOptions {
             suite: slot.suite.name.clone(),
             only,
@@ -322,6 +324,7 @@ impl Watcher {
             progress: None,
             remembered,
             history,
+            vacuous_since,
         };
         let invar_sources::RunOutcome {
             mut report,

@@ -102,3 +102,52 @@ fn a_history_invariant_learns_its_normal_and_flags_a_drop_and_a_spike() {
     assert_eq!(m["anomaly_window"], "30d, 5 runs", "{spike}");
     assert_eq!(result(&r, "ORD-RATE")["outcome"], "pass");
 }
+
+#[test]
+fn a_check_that_examines_nothing_for_its_vacuous_after_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let cfg = d.join("invar.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store: sqlite://h.db\ninvariants:\n\
+             \x20 - id: ERR-LINES\n    title: every error line names its job\n    vacuous_after: 1s\n\
+             \x20   probe: {{ lines: {{ path: {}, match: ERROR }} }}\n\
+             \x20   every_row: r.text.contains('job=')\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let (code, r) = run(&cfg, &[]);
+    assert_eq!(code, 0, "{r}");
+    let first = result(&r, "ERR-LINES");
+    assert_eq!(
+        (first["outcome"].as_str(), first["vacuous"].as_bool()),
+        (Some("pass"), Some(true)),
+        "{first}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Vacuous in every run for over a second: a warn saying since when.
+    let (code, r) = run(&cfg, &[]);
+    assert_eq!(code, 0, "a warn does not fail the run: {r}");
+    let res = result(&r, "ERR-LINES");
+    assert_eq!(res["outcome"], "warn", "{res}");
+    let reason = res["reason"].as_str().unwrap();
+    assert!(reason.starts_with("examined nothing since "), "{reason}");
+    assert_eq!(res["vacuous"], true);
+    // A run that examines a line ends the streak.
+    std::fs::write(&log, "2026-12-04 10:00:00 ERROR job=7 failed\n").unwrap();
+    let (_, r) = run(&cfg, &[]);
+    assert_eq!(result(&r, "ERR-LINES")["outcome"], "pass", "{r}");
+    std::fs::write(&log, "").unwrap();
+    let (_, r) = run(&cfg, &[]);
+    let res = result(&r, "ERR-LINES");
+    assert_eq!(
+        (res["outcome"].as_str(), res["vacuous"].as_bool()),
+        (Some("pass"), Some(true)),
+        "{res}"
+    );
+}

@@ -23,10 +23,9 @@ pub async fn open(cfg: &Config) -> Result<Arc<dyn Store>> {
 /// invariants see (`--dry-run`): None when the config has neither or the SQLite store was
 /// never created (nothing recorded; a dry run does not create it).
 pub async fn open_for_memory(cfg: &Config) -> Result<Option<Arc<dyn Store>>> {
-    let any = cfg
-        .invariants
-        .iter()
-        .any(|i| matches!(i.check, Check::Transitions(_)) || i.history.is_some());
+    let any = cfg.invariants.iter().any(|i| {
+        matches!(i.check, Check::Transitions(_)) || i.history.is_some() || i.vacuous_after.is_some()
+    }) || cfg.suites.iter().any(|s| s.vacuous_after.is_some());
     if !any {
         return Ok(None);
     }

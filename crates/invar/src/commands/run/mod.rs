@@ -267,6 +267,33 @@ impl<'a> Session<'a> {
         )
     }
 
+    /// Which invariants have examined nothing for their `vacuous_after`; on a read error,
+    /// none (and exit 2 later).
+    fn load_vacuity(
+        &mut self,
+        suite: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<HashMap<String, chrono::DateTime<chrono::Utc>>> {
+        let Some(s) = &self.memory else {
+            return Ok(Default::default());
+        };
+        Ok(
+            match self.cx.block_on(invar_record::load_vacuity(
+                s.as_ref(),
+                &self.cfg,
+                suite,
+                now,
+            ))? {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
+                    self.memory_failed = true;
+                    Default::default()
+                }
+            },
+        )
+    }
+
     /// What `transitions` invariants remember; on a read error, nothing (and exit 2 later).
     fn load_memory(&mut self) -> Result<HashMap<String, Vec<Remembered>>> {
         let Some(s) = &self.memory else {
@@ -297,6 +324,7 @@ impl<'a> Session<'a> {
         // One instant for the window and the run, so a run never sees itself.
         let now = chrono::Utc::now();
         opts.history = self.load_history(&opts.suite, now)?;
+        opts.vacuous_since = self.load_vacuity(&opts.suite, now)?;
         opts.at = Some(now);
         let out = self.cx.block_on(self.engine.run(opts))?;
         Ok((out.report, out.remembered))
