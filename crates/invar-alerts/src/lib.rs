@@ -104,7 +104,17 @@ pub async fn active_silences(
 pub fn mark_silenced(config: &Config, report: &mut RunReport, silences: &[ActiveSilence]) {
     for r in &mut report.results {
         r.silenced = None;
-        let Some(inv) = config.invariant(&r.id) else {
+    }
+    if silences.is_empty() {
+        return;
+    }
+    let by_id: std::collections::HashMap<&str, &invar_core::Invariant> = config
+        .invariants
+        .iter()
+        .map(|i| (i.id.as_str(), i))
+        .collect();
+    for r in &mut report.results {
+        let Some(inv) = by_id.get(r.id.as_str()).copied() else {
             continue;
         };
         let (held, errors) = invar_core::silence::holding(silences, inv, &report.suite);
@@ -148,16 +158,19 @@ pub fn silencing(
 /// Holds the firing notice of each invariant the report marks as silenced (`silence <id>
 /// until <t>`): it waits until a run after the silence, and is never sent if it resolves first.
 pub fn hold_silenced(report: &RunReport, observations: &mut [invar_core::incident::Observation]) {
+    let silenced: std::collections::HashMap<&str, &SilencedBy> = report
+        .results
+        .iter()
+        .filter_map(|r| Some((r.id.as_str(), r.silenced.as_ref()?)))
+        .collect();
+    if silenced.is_empty() {
+        return;
+    }
     for o in observations
         .iter_mut()
         .filter(|o| o.kind == invar_core::incident::SubjectKind::Invariant)
     {
-        if let Some(s) = report
-            .results
-            .iter()
-            .find(|r| r.id == o.subject)
-            .and_then(|r| r.silenced.as_ref())
-        {
+        if let Some(s) = silenced.get(o.subject.as_str()) {
             o.held_by
                 .push(format!("silence {} until {}", s.id, s.until.to_rfc3339()));
         }

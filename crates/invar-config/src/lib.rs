@@ -169,6 +169,7 @@ pub fn load_from_str(
         retention: config_retention,
         server: config_server,
         silences: config_silences,
+        invariant_index: Default::default(),
     })
 }
 

@@ -29,14 +29,30 @@ pub struct Config {
     pub server: Server,
     /// `silences:` — recurring maintenance windows (one-off silences live in the store).
     pub silences: Vec<crate::silence::SilenceRule>,
+    /// Id → position in `invariants`, built on the first [`Config::invariant`]. Every hit is
+    /// checked, so an index gone stale (the list changed since) only falls back to a scan.
+    pub invariant_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,
 }
 
 impl Config {
     pub fn suite(&self, name: &str) -> Option<&Suite> {
         self.suites.iter().find(|s| s.name == name)
     }
+    /// The invariant `id`, in constant time (recording a 10,000-invariant run looks each one
+    /// up several times).
     pub fn invariant(&self, id: &str) -> Option<&Invariant> {
-        self.invariants.iter().find(|i| i.id == id)
+        let index = self.invariant_index.get_or_init(|| {
+            let mut m = std::collections::HashMap::with_capacity(self.invariants.len());
+            for (k, i) in self.invariants.iter().enumerate() {
+                m.entry(i.id.clone()).or_insert(k);
+            }
+            m
+        });
+        index
+            .get(id)
+            .and_then(|k| self.invariants.get(*k))
+            .filter(|i| i.id == id)
+            .or_else(|| self.invariants.iter().find(|i| i.id == id))
     }
 }
 
