@@ -580,6 +580,21 @@ fn the_measurements_route() {
         (200, 3),
         "{body}"
     );
+
+    // The status page charts the same series, with the incident's opening on its timeline.
+    let (s, _, html) = http.send("GET", &w.url("/"), None, None);
+    assert_eq!(s, 200);
+    let row = &html[html.find("data-invariant=\"Q-FAIL\"").unwrap()..];
+    let row = &row[..row.find("</li>\n").unwrap()];
+    assert!(
+        row.contains("<svg class=\"trend\" data-measure=\"count\""),
+        "{row}"
+    );
+    assert_eq!(row.matches("data-outcome=\"fail\" cx=").count(), 3, "{row}");
+    assert!(
+        row.contains("<li data-event=\"opened\">opened <time"),
+        "{row}"
+    );
 }
 
 /// Every operation the OpenAPI document lists is served (no 404/405), and the document lists
