@@ -392,6 +392,70 @@ async fn status_page_renders_in_headless_chromium_on_a_phone() {
     );
 }
 
+/// The trend chart's own marks, in pixels: one invariant (15 passes, then 5 fails with an
+/// incident opened) screenshotted with its chart and again with the chart's `<svg>` cut out of
+/// the same HTML — the chart must add red (fail marks, the opening) and green (pass marks).
+/// The header is green and no suite is listed, so all other red is the strip's, in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trend_chart_draws_red_and_green_marks() {
+    let Some(bin) = chromium() else { return };
+    let mut snap = snapshot();
+    snap.suites.clear();
+    snap.invariants = vec![invariant(
+        "orders_paid",
+        "Every paid order has a ledger entry",
+        "critical",
+        "fail",
+        false,
+    )];
+    let with = page::render(&snap);
+    let start = with.find("<svg class=\"trend\"").unwrap();
+    let end = with[start..].find("</svg>").unwrap() + start + "</svg>".len();
+    let without = format!("{}{}", &with[..start], &with[end..]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for (name, html) in [("with", &with), ("without", &without)] {
+        let file = dir.path().join(format!("{name}.html"));
+        std::fs::write(&file, html).unwrap();
+        let png = dir.path().join(format!("{name}.png"));
+        let profile = tempfile::tempdir().unwrap();
+        run_chromium(
+            bin,
+            profile.path(),
+            &[
+                format!("--screenshot={}", png.display()),
+                "--window-size=412,915".into(),
+                format!("file://{}", file.display()),
+            ],
+        )
+        .await;
+        let img = png::decode(&std::fs::read(&png).unwrap()).unwrap();
+        let count = |c: [u8; 3]| {
+            (0..img.height)
+                .flat_map(|y| (0..img.width).map(move |x| (x, y)))
+                .filter(|&(x, y)| near(img.pixel(x, y), c))
+                .count()
+        };
+        counts.push((count([0xcf, 0x22, 0x2e]), count([0x1a, 0x7f, 0x37])));
+    }
+    let [(red, green), (red0, green0)] = counts[..] else {
+        unreachable!()
+    };
+    assert!(
+        red >= red0 + 100,
+        "red: {red} with the chart, {red0} without"
+    );
+    assert!(
+        green >= green0 + 300,
+        "green: {green} with the chart, {green0} without"
+    );
+    eprintln!(
+        "the chart adds {} red and {} green pixels",
+        red - red0,
+        green - green0
+    );
+}
+
 /// `(id, data-outcome, data-incident)` of each `data-invariant` element, in document order.
 fn invariant_rows(dom: &str) -> Vec<(String, String, String)> {
     let attr = |tag: &str, name: &str| -> String {
