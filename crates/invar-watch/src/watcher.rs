@@ -581,16 +581,18 @@ impl Watcher {
     }
 
     /// The incident events of the status page's timelines, by subject (oldest first): one
-    /// query for all invariants, from the oldest of their recent runs on (the newest
-    /// [`TIMELINE_EVENTS`] of them).
+    /// query for all invariants, from the oldest recent run of a configured invariant on (the
+    /// newest [`TIMELINE_EVENTS`] of them).
     async fn timeline_events(
         &self,
         recent: &BTreeMap<String, Vec<invar_store::OutcomeAt>>,
     ) -> Result<BTreeMap<String, Vec<invar_store::IncidentEventRow>>> {
         let mut by_subject: BTreeMap<String, Vec<invar_store::IncidentEventRow>> = BTreeMap::new();
-        let Some(since) = recent
-            .values()
-            .filter_map(|runs| runs.last().map(|r| r.started_at))
+        let Some(since) = self
+            .cfg
+            .invariants
+            .iter()
+            .filter_map(|i| recent.get(&i.id)?.last().map(|r| r.started_at))
             .min()
         else {
             return Ok(by_subject);
