@@ -132,6 +132,20 @@ pub trait History: Send + Sync {
         invariant: &'a str,
         before: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<u64>>;
+
+    /// One invariant's measured series, newest first (by start, then run id), a page at a
+    /// time (`cursor`: the previous page's `next_cursor`). Reads `results_invariant_started`.
+    fn measurements<'a>(
+        &'a self,
+        q: &'a MeasurementQuery,
+    ) -> BoxFuture<'a, Result<Page<Measurement>>>;
+
+    /// Incident events at or after `since`, oldest first, at most `limit` (the newest kept).
+    fn incident_events(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<IncidentEventRow>>>;
 }
 
 /// The alert outbox: deliveries waiting for a sink, their leases and every attempt.

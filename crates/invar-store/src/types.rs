@@ -327,7 +327,8 @@ pub struct ViolationStats {
     pub invariants: Vec<InvariantViolationStats>,
 }
 
-/// One recorded result of an invariant, for the status page's strip of recent runs.
+/// One recorded result of an invariant, for the status page's strip of recent runs and its
+/// trend chart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeAt {
     pub run_id: String,
@@ -336,6 +337,8 @@ pub struct OutcomeAt {
     pub outcome: String,
     pub reason: Option<String>,
     pub violations_total: u64,
+    /// What it measured (the trend chart's points).
+    pub measured: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Alert deliveries as the outbox holds them (until retention prunes delivered ones).
@@ -405,4 +408,38 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
 
 pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+/// A page of one invariant's measured series ([`crate::History::measurements`]).
+#[derive(Debug, Clone, Default)]
+pub struct MeasurementQuery {
+    pub invariant: String,
+    pub since: Option<DateTime<Utc>>,
+    /// 0 means the default (50).
+    pub limit: u32,
+    /// From [`Page::next_cursor`]: `MS~RUN_ID` of the previous page's last row.
+    pub cursor: Option<String>,
+}
+
+/// One recorded result of an invariant as a point of its series: when, how it ended, and what
+/// it measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    /// `pass`, `warn`, `fail`, `skip` or `error`.
+    pub outcome: String,
+    pub measured: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One stored incident event (`opened`, `released`, `flapping`, `resolved`), with the notice
+/// it queued, if any — the status page's incident timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentEventRow {
+    pub subject: String,
+    pub incident_id: Option<String>,
+    pub event: String,
+    /// `firing`, `resolved`, `flapping`, …; None when the notice was held back or suppressed.
+    pub notice: Option<String>,
+    pub at: DateTime<Utc>,
 }

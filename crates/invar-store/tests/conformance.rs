@@ -373,6 +373,10 @@ async fn story(store: &dyn Store) {
                 outcome: "fail".into(),
                 reason: None,
                 violations_total: 1,
+                measured: json!({"rows": 10, "missing": 1})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
             },
             OutcomeAt {
                 run_id: "run-2".into(),
@@ -380,6 +384,10 @@ async fn story(store: &dyn Store) {
                 outcome: "pass".into(),
                 reason: None,
                 violations_total: 0,
+                measured: json!({"rows": 10, "missing": 0})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
             },
         ]
     );
@@ -1394,4 +1402,125 @@ async fn open_error_hides_the_password() {
     let text = format!("{e} {e:?}");
     assert!(!text.contains("hunter2-secret"), "{text}");
     assert!(e.source().is_none());
+}
+
+/// The measured series of one invariant a page at a time (runs sharing a millisecond
+/// included), and the incident events the status page's timeline reads.
+async fn measurements_and_events(store: &dyn Store) {
+    let at = |n: i64| t0() + TimeDelta::minutes(n);
+    // Runs 2 and 3 start in the same millisecond; M fails in runs 2 and 3.
+    let starts = [at(0), at(1), at(2), at(2), at(3)];
+    for (n, s) in starts.iter().enumerate() {
+        let outcome = if n == 2 || n == 3 {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
+        let mut r = result("M", outcome, None, 0);
+        r.measured = json!({"count": n * 10, "note": "x"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let other = result("N", Outcome::Pass, None, 0);
+        let rep = report(&format!("run-{n}"), "all", *s, vec![r, other], &[]);
+        record(store, &rep, &[]).await;
+    }
+    let mut q = MeasurementQuery {
+        invariant: "M".into(),
+        limit: 2,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.measurements(&q).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|p| {
+            (
+                p.run_id.clone(),
+                p.outcome.clone(),
+                p.measured["count"].as_i64().unwrap(),
+            )
+        }));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<(String, String, i64)> = [
+        (4, "pass"),
+        (3, "fail"),
+        (2, "fail"),
+        (1, "pass"),
+        (0, "pass"),
+    ]
+    .iter()
+    .map(|(n, o)| (format!("run-{n}"), o.to_string(), n * 10))
+    .collect();
+    assert_eq!(seen, want);
+    // `since` keeps the start; an unknown invariant has no series; a bad cursor is refused.
+    let recent = store
+        .measurements(&MeasurementQuery {
+            invariant: "M".into(),
+            since: Some(at(2)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recent.items.len(), 3);
+    assert!(recent.next_cursor.is_none());
+    let none = MeasurementQuery {
+        invariant: "nope".into(),
+        ..Default::default()
+    };
+    assert!(store.measurements(&none).await.unwrap().items.is_empty());
+    let bad = MeasurementQuery {
+        invariant: "M".into(),
+        cursor: Some("12x".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.measurements(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // The recent outcomes carry what was measured (the page's trend chart).
+    let latest = store.latest_outcomes(3).await.unwrap();
+    assert_eq!(latest["M"][0].measured["count"], json!(40));
+
+    // M's incident opened in run 2 and resolved in run 4, oldest first.
+    let events = store.incident_events(t0(), 100).await.unwrap();
+    let of_m: Vec<(&str, Option<&str>, DateTime<Utc>)> = events
+        .iter()
+        .filter(|e| e.subject == "M")
+        .map(|e| (e.event.as_str(), e.notice.as_deref(), e.at))
+        .collect();
+    assert_eq!(
+        of_m,
+        [
+            ("opened", Some("firing"), at(2)),
+            ("resolved", Some("resolved"), at(3))
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].at <= w[1].at));
+    assert!(store.incident_events(at(4), 100).await.unwrap().is_empty());
+    // The limit keeps the newest.
+    let last = store.incident_events(t0(), 1).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].event, "resolved");
+}
+
+#[tokio::test]
+async fn sqlite_measurements_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(&dir.path().join("history.db")).await.unwrap();
+    measurements_and_events(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_measurements_and_events() {
+    let schema = format!("invar_store_{}", uuid::Uuid::now_v7().simple());
+    let Some(store) = postgres(&schema).await else {
+        return;
+    };
+    measurements_and_events(&store).await;
+    store.drop_schema(&schema).await.unwrap();
 }

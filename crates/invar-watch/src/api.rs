@@ -11,7 +11,8 @@
 //! SQLite file waits out its 10 s busy timeout, a frozen Postgres never answers) makes the
 //! route answer 503 at once rather than hold the client, and `/livez` never touches the store.
 
-use crate::request::{IncidentsParams, RunRequest, RunsParams, StatsParams, ViolationsParams};
+use crate::request::ViolationsParams;
+use crate::request::{IncidentsParams, MeasurementsParams, RunRequest, RunsParams, StatsParams};
 use crate::serve::Workers;
 use crate::watcher::{RunError, Watcher};
 use axum::Json;
@@ -20,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::DateTime;
-use invar_store::{IncidentQuery, RunQuery, ViolationQuery};
+use invar_store::{IncidentQuery, MeasurementQuery, RunQuery, ViolationQuery};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,6 +158,7 @@ pub fn router(watcher: Arc<Watcher>, workers: Workers) -> (axum::Router, utoipa:
     };
     let api = OpenApiRouter::new()
         .routes(routes!(list_invariants))
+        .routes(routes!(list_measurements))
         .routes(routes!(create_run, list_runs))
         .routes(routes!(get_run))
         .routes(routes!(list_violations))
@@ -252,7 +254,10 @@ fn refine(mut doc: Value, names: &Names) -> Value {
                             p["schema"] =
                                 json!({ "type": "string", "enum": ["critical", "major", "minor"] })
                         }
-                        Some("cursor") if path == "/api/v1/runs" => {
+                        Some("cursor")
+                            if path == "/api/v1/runs"
+                                || path == "/api/v1/invariants/{id}/measurements" =>
+                        {
                             p["schema"] =
                                 json!({ "type": "string", "pattern": "^-?[0-9]{1,18}~.+$" })
                         }
@@ -550,6 +555,59 @@ async fn list_invariants(State(w): State<AppState>) -> Result<Json<Value>, ApiEr
         })
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// One invariant's measured series: each recorded result's run, start, outcome and
+/// `measured` map, newest first, a page at a time. 404 when the invariant is neither in the
+/// config nor in the history.
+#[utoipa::path(get, path = "/invariants/{id}/measurements", tag = "api", security(("bearer" = [])),
+    params(("id" = String, Path, description = "invariant id"), MeasurementsParams),
+    responses((status = 200, description = "`{invariant, items, next_cursor}`", body = Value),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn list_measurements(
+    State(w): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<MeasurementsParams>,
+) -> Result<Response, ApiError> {
+    // The store's cursor is `MS~RUN_ID`; anything else is the client's mistake, said here
+    // (the store would call it invalid, which the API answers as an outage).
+    if let Some(c) = &p.cursor
+        && !c
+            .split_once('~')
+            .is_some_and(|(ms, run)| ms.parse::<i64>().is_ok() && !run.is_empty())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid cursor `{c}`: pass the `next_cursor` of the previous page"),
+        ));
+    }
+    let page = store(w.store.measurements(&MeasurementQuery {
+        invariant: id.clone(),
+        since: p.since,
+        limit: limit(p.limit),
+        cursor: p.cursor,
+    }))
+    .await?;
+    if page.items.is_empty() && w.cfg.invariant(&id).is_none() {
+        let any = MeasurementQuery {
+            invariant: id.clone(),
+            limit: 1,
+            ..Default::default()
+        };
+        if store(w.store.measurements(&any)).await?.items.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no invariant `{id}` in the config or the history"),
+            ));
+        }
+    }
+    Ok(Json(json!({
+        "invariant": id,
+        "items": page.items,
+        "next_cursor": page.next_cursor,
+    }))
+    .into_response())
 }
 
 /// Runs a suite now and answers its report — the same document as `invar run --format json`.

@@ -358,6 +358,7 @@ mod tests {
             violations: 0,
             silenced: None,
             recent: vec![],
+            trend: Default::default(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! Top to bottom: a header with the overall state (`N firing` / `N overdue` in red, `all
 //! clear` in green); the open incidents, most severe first; every invariant (firing ones
 //! first, most severe first, then config order) with its severity, state, last outcome, last
-//! change and a strip of its recent runs; every suite with its schedule, next and last run,
+//! change, a strip of its recent runs, and under it its trend chart and incident timeline
+//! (inline SVG, [`trend`]); every suite with its schedule, next and last run,
 //! and `RUNNING` / `OVERDUE` flags; the alert outbox counts.
 //!
 //! Every text from the snapshot is HTML-escaped. Stable attributes for tests and scrapers:
@@ -17,6 +18,8 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+
+mod trend;
 
 use crate::status::{IncidentStatus, InvariantStatus, StatusSnapshot, SuiteStatus};
 
@@ -240,6 +243,7 @@ fn invariant_row(h: &mut String, now: DateTime<Utc>, i: &InvariantStatus) {
         }
         h.push_str("</div>");
     }
+    trend::render(h, now, i);
     h.push_str("</li>\n");
 }
 
@@ -503,6 +507,18 @@ time[title]{text-decoration:underline dotted;text-underline-offset:2px}\
 .strip .b-fail{background:var(--fail)}.strip .b-skip{background:var(--skip)}\
 .strip .b-error{background:var(--error)}\
 .none{color:var(--muted);margin:.2rem 0}\
+.trend{display:block;width:100%;max-width:32rem;height:auto;margin-top:.35rem}\
+.trend text{font:8px system-ui,sans-serif;fill:var(--muted);paint-order:stroke;\
+stroke:var(--card);stroke-width:2px}\
+.trend .axis{stroke:var(--line);stroke-width:1}\
+.trend .ln{fill:none;stroke:var(--muted);stroke-width:1.2}\
+.trend .p-pass{fill:var(--pass)}.trend .p-warn{fill:var(--warn)}.trend .p-fail{fill:var(--fail)}\
+.trend .p-skip{fill:var(--skip)}.trend .p-error{fill:var(--error)}.trend .p-none{fill:var(--none)}\
+.trend .band{fill:var(--fail);opacity:.3}.trend .notice{fill:var(--fg)}\
+.trend .e-opened{fill:var(--fail)}.trend .e-resolved{fill:var(--pass)}\
+.trend .e-other{fill:var(--warn)}\
+.timeline{display:flex;flex-wrap:wrap;gap:0 .6rem;margin:.1rem 0 0;padding:0;list-style:none;\
+font-size:.78rem;color:var(--muted)}\
 ";
 
 #[cfg(test)]
@@ -545,6 +561,7 @@ mod tests {
                     outcome: outcome.into(),
                 },
             ],
+            trend: Default::default(),
         }
     }
 
@@ -730,6 +747,44 @@ mod tests {
         let last = pos(&html, "title=\"fail · 2024-05-01 12:29:00 UTC\"");
         assert!(first < last);
         assert!(html.contains("<span class=\"b-pass\" title="));
+    }
+
+    #[test]
+    fn each_invariant_row_ends_with_its_trend_chart_and_timeline() {
+        let mut x = invariant("x", "major", "fail", true);
+        x.trend = crate::status::Trend {
+            measure: Some("n".into()),
+            values: vec![Some(10.0), Some(3.0)],
+            events: vec![crate::status::TimelineEvent {
+                at: now() - Duration::minutes(1),
+                event: "opened".into(),
+                notice: Some("firing".into()),
+            }],
+        };
+        let mut never = invariant("never", "minor", "pass", false);
+        never.recent.clear();
+        let html = render(&snapshot(vec![x, never], vec![]));
+        let row = &html[pos(&html, "data-invariant=\"x\"")..];
+        let row = &row[..pos(row, "</li></ol></li>")];
+        assert!(
+            row.contains(
+                "<svg class=\"trend\" data-measure=\"n\" viewBox=\"0 0 300 70\" role=\"img\" \
+             aria-label=\"n over the last 2 runs: last 3, min 3, max 10\">"
+            ),
+            "{row}"
+        );
+        assert!(
+            row.contains("<circle class=\"p-fail\" data-outcome=\"fail\""),
+            "{row}"
+        );
+        assert!(
+            row.contains("<path class=\"e-opened\" data-event=\"opened\""),
+            "{row}"
+        );
+        assert!(row.ends_with("(firing notice)"), "{row}");
+        // Once: not in the open incidents; none for an invariant never run.
+        assert_eq!(html.matches("<svg").count(), 1);
+        assert!(html.contains(".trend .p-fail{fill:var(--fail)}"));
     }
 
     #[test]

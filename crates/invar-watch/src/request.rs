@@ -77,6 +77,17 @@ pub(crate) struct IncidentsParams {
     pub(crate) limit: Option<u32>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MeasurementsParams {
+    /// Only results of runs started at or after this time (RFC 3339).
+    pub(crate) since: Option<DateTime<Utc>>,
+    /// Page size (default 50, at most 1000).
+    pub(crate) limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+}
+
 /// Decodes `body` as `POST /runs` does (blank = `{}`), then `query` as each list route does;
 /// the error is the message a 4xx answer would carry. For the fuzz target: it must never
 /// panic, whatever the bytes.
@@ -96,6 +107,7 @@ pub fn decode_request(query: &str, body: &[u8]) -> Vec<Result<(), String>> {
             out.push(q::<ViolationsParams>(&uri));
             out.push(q::<StatsParams>(&uri));
             out.push(q::<IncidentsParams>(&uri));
+            out.push(q::<MeasurementsParams>(&uri));
         }
     }
     out

@@ -26,6 +26,8 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 const LEASE_RENEW: Duration = Duration::from_secs(20);
 /// How long a status snapshot is reused.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
+/// The most incident events the status page's timelines read (the newest).
+const TIMELINE_EVENTS: u32 = 5_000;
 
 /// Why a run did not happen.
 #[derive(Debug)]
@@ -526,6 +528,7 @@ impl Watcher {
         let silences = invar_alerts::active_silences(store, &self.cfg, self.clock.now())
             .await
             .context("reading silences")?;
+        let events = self.timeline_events(&recent).await?;
         let mut invariants = Vec::new();
         for inv in &self.cfg.invariants {
             let runs = recent.get(&inv.id).map(Vec::as_slice).unwrap_or(&[]);
@@ -562,6 +565,10 @@ impl Watcher {
                         outcome: r.outcome.clone(),
                     })
                     .collect(),
+                trend: crate::status::trend_of(
+                    runs,
+                    events.get(inv.id.as_str()).map_or(&[], Vec::as_slice),
+                ),
             });
         }
         let d = store
@@ -580,6 +587,34 @@ impl Watcher {
                 pending: d.pending,
             },
         })
+    }
+
+    /// The incident events of the status page's timelines, by subject (oldest first): one
+    /// query for all invariants, from the oldest recent run of a configured invariant on (the
+    /// newest [`TIMELINE_EVENTS`] of them).
+    async fn timeline_events(
+        &self,
+        recent: &BTreeMap<String, Vec<invar_store::OutcomeAt>>,
+    ) -> Result<BTreeMap<String, Vec<invar_store::IncidentEventRow>>> {
+        let mut by_subject: BTreeMap<String, Vec<invar_store::IncidentEventRow>> = BTreeMap::new();
+        let Some(since) = self
+            .cfg
+            .invariants
+            .iter()
+            .filter_map(|i| recent.get(&i.id)?.last().map(|r| r.started_at))
+            .min()
+        else {
+            return Ok(by_subject);
+        };
+        let events = self
+            .store
+            .incident_events(since, TIMELINE_EVENTS)
+            .await
+            .context("reading incident events")?;
+        for e in events {
+            by_subject.entry(e.subject.clone()).or_default().push(e);
+        }
+        Ok(by_subject)
     }
 
     /// The dead-man's switch's alert: for each overdue tick, one replica (the one that claims

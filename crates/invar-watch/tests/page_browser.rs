@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use invar_watch::page;
 use invar_watch::status::{
     DeliveryCounts, IncidentStatus, InvariantStatus, LastRun, RECENT_RUNS, RecentOutcome,
-    StatusSnapshot, SuiteStatus,
+    StatusSnapshot, SuiteStatus, TimelineEvent, Trend,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -69,7 +69,45 @@ fn invariant(
         last_change: Some(now() - Duration::minutes(15 * streak as i64)),
         violations: if outcome == "fail" { 42 } else { 0 },
         silenced: None,
+        trend: trend(id, outcome, streak),
         recent,
+    }
+}
+
+/// The main measure over the recent runs: about 1,000 rows a run, down to 400 while failing;
+/// a failing invariant's incident opened (and notified) at the start of its streak, and
+/// `terminal_stays_terminal` had one that opened and resolved within the window.
+fn trend(id: &str, outcome: &str, streak: usize) -> Trend {
+    let at = |k: usize| now() - Duration::minutes(15 * (RECENT_RUNS - k) as i64);
+    let values = (0..RECENT_RUNS)
+        .map(|k| {
+            let base = 1_000.0 + 40.0 * ((k * 7) % 5) as f64;
+            Some(if k + streak >= RECENT_RUNS && outcome == "fail" {
+                400.0 + 10.0 * k as f64
+            } else {
+                base
+            })
+        })
+        .collect();
+    let event = |k: usize, event: &str, notice: &str| TimelineEvent {
+        at: at(k),
+        event: event.into(),
+        notice: Some(notice.into()),
+    };
+    let events = match (id, outcome) {
+        (_, "fail") => vec![event(RECENT_RUNS - streak, "opened", "firing")],
+        ("terminal_stays_terminal", _) => {
+            vec![
+                event(4, "opened", "firing"),
+                event(9, "resolved", "resolved"),
+            ]
+        }
+        _ => vec![],
+    };
+    Trend {
+        measure: Some("count".into()),
+        values,
+        events,
     }
 }
 
@@ -259,6 +297,36 @@ async fn status_page_renders_in_headless_chromium_on_a_phone() {
     assert!(dom.contains("data-suite=\"sweep\" data-overdue=\"false\""));
     assert!(dom.contains("1 firing · 1 overdue"));
     assert!(!dom.contains("<script"), "the page has no JavaScript");
+    // Every invariant has its trend chart (inline SVG, in the DOM Chromium built); the firing
+    // one's timeline shows the opening with its notice, terminal_stays_terminal's a resolution.
+    assert_eq!(
+        dom.matches("<svg class=\"trend\" data-measure=\"count\"")
+            .count(),
+        4,
+        "{dom}"
+    );
+    assert_eq!(dom.matches("data-outcome=\"fail\" cx=").count(), 5, "{dom}");
+    assert!(
+        dom.matches("<circle class=\"p-pass\"").count() >= 60,
+        "{dom}"
+    );
+    let firing = &dom[dom.find("data-invariant=\"orders_paid").unwrap()..];
+    let firing = &firing[..firing.find("</li></ol></li>").unwrap()];
+    assert!(
+        firing.contains("<path class=\"e-opened\" data-event=\"opened\""),
+        "{firing}"
+    );
+    assert!(
+        firing.contains("<li data-event=\"opened\">opened <time"),
+        "{firing}"
+    );
+    assert!(firing.contains("(firing notice)"), "{firing}");
+    assert_eq!(
+        dom.matches("<li data-event=\"resolved\">resolved <time")
+            .count(),
+        1,
+        "{dom}"
+    );
 
     // A phone-sized screenshot.
     let png = tmp.join("status-page.png");
@@ -321,6 +389,70 @@ async fn status_page_renders_in_headless_chromium_on_a_phone() {
         "status page screenshot: {} ({} bytes, {greens} green and {reds} red pixels below the header)",
         png.display(),
         bytes.len()
+    );
+}
+
+/// The trend chart's own marks, in pixels: one invariant (15 passes, then 5 fails with an
+/// incident opened) screenshotted with its chart and again with the chart's `<svg>` cut out of
+/// the same HTML — the chart must add red (fail marks, the opening) and green (pass marks).
+/// The header is green and no suite is listed, so all other red is the strip's, in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trend_chart_draws_red_and_green_marks() {
+    let Some(bin) = chromium() else { return };
+    let mut snap = snapshot();
+    snap.suites.clear();
+    snap.invariants = vec![invariant(
+        "orders_paid",
+        "Every paid order has a ledger entry",
+        "critical",
+        "fail",
+        false,
+    )];
+    let with = page::render(&snap);
+    let start = with.find("<svg class=\"trend\"").unwrap();
+    let end = with[start..].find("</svg>").unwrap() + start + "</svg>".len();
+    let without = format!("{}{}", &with[..start], &with[end..]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for (name, html) in [("with", &with), ("without", &without)] {
+        let file = dir.path().join(format!("{name}.html"));
+        std::fs::write(&file, html).unwrap();
+        let png = dir.path().join(format!("{name}.png"));
+        let profile = tempfile::tempdir().unwrap();
+        run_chromium(
+            bin,
+            profile.path(),
+            &[
+                format!("--screenshot={}", png.display()),
+                "--window-size=412,915".into(),
+                format!("file://{}", file.display()),
+            ],
+        )
+        .await;
+        let img = png::decode(&std::fs::read(&png).unwrap()).unwrap();
+        let count = |c: [u8; 3]| {
+            (0..img.height)
+                .flat_map(|y| (0..img.width).map(move |x| (x, y)))
+                .filter(|&(x, y)| near(img.pixel(x, y), c))
+                .count()
+        };
+        counts.push((count([0xcf, 0x22, 0x2e]), count([0x1a, 0x7f, 0x37])));
+    }
+    let [(red, green), (red0, green0)] = counts[..] else {
+        unreachable!()
+    };
+    assert!(
+        red >= red0 + 100,
+        "red: {red} with the chart, {red0} without"
+    );
+    assert!(
+        green >= green0 + 300,
+        "green: {green} with the chart, {green0} without"
+    );
+    eprintln!(
+        "the chart adds {} red and {} green pixels",
+        red - red0,
+        green - green0
     );
 }
 

@@ -49,6 +49,7 @@ fn invariant(id: &str, severity: &str, outcome: Option<&str>, firing: bool) -> I
         violations: if outcome == Some("fail") { 42 } else { 0 },
         silenced: None,
         recent,
+        trend: Default::default(),
     }
 }
 

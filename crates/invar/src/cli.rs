@@ -161,11 +161,21 @@ pub struct HistoryArgs {
     /// Only the last DURATION, e.g. `24h`, `7d`.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub since: Option<Duration>,
-    /// At most N rows.
+    /// At most N rows (the newest).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: u32,
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-    pub format: ListFormat,
+    /// With `--invariant`, `table` adds one line per numeric measure (a sparkline on a
+    /// terminal), `json` adds the series, `csv` is one row per result with a column per
+    /// measure, oldest first.
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(clap::Args)]

@@ -126,8 +126,12 @@ fn story(store: &str) {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.matches("fail").count(), 2, "{text}");
-    assert_eq!(text.matches("pass").count(), 1, "{text}");
+    // The results, then the series (the outcomes once more, oldest first).
+    let (results, series) = text.split_once("measures, oldest first").unwrap();
+    assert_eq!(results.matches("fail").count(), 2, "{text}");
+    assert_eq!(results.matches("pass").count(), 1, "{text}");
+    assert!(series.contains("(outcome)  fail fail pass\n"), "{text}");
+    assert!(series.contains("  missing    1 1 0\n"), "{text}");
 
     let out = invar(d)
         .env("HOOK_URL", &url)
@@ -191,4 +195,126 @@ fn story(store: &str) {
             );
         }
     }
+}
+
+/// `history --invariant ID`: the measured series oldest first — JSON and CSV shapes, plain
+/// numbers when piped, a sparkline only on a terminal (`script` gives it one).
+#[test]
+fn an_invariants_measured_series_as_json_csv_and_sparklines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("invar.yaml"),
+        "invariants:\n  - id: ORD-01\n    title: orders keep flowing\n    severity: major\n\
+         \x20   probe: { command: { run: [cat, n.json], parse: json } }\n    fail_when: row.n < 5\n",
+    )
+    .unwrap();
+    // n: 10, 12, 3 (a fail), a run without n (an error), 11.
+    for body in [
+        r#"{"n": 10}"#,
+        r#"{"n": 12}"#,
+        r#"{"n": 3, "note": "a, \"quoted\" note"}"#,
+        r#"{"m": 1}"#,
+        r#"{"n": 11.5}"#,
+    ] {
+        std::fs::write(d.join("n.json"), body).unwrap();
+        invar(d).args(["run", "--format", "json"]).output().unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = invar(d)
+            .args(["history", "--invariant", "ORD-01"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bars = |s: &str| s.chars().any(|c| ('▁'..='█').contains(&c));
+
+    let j: J = serde_json::from_str(&run(&["--format", "json"])).unwrap();
+    assert_eq!(j["invariant"], "ORD-01");
+    assert_eq!(j["results"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        j["results"][0]["measured"]["n"], 11.5,
+        "results newest first"
+    );
+    let s = &j["series"];
+    assert_eq!(
+        s["measures"]["n"],
+        serde_json::json!([10, 12, 3, null, 11.5])
+    );
+    assert_eq!(s["outcome"][2], "fail");
+    assert_eq!(s["at"].as_array().unwrap().len(), 5);
+    assert!(s["measures"].get("note").is_none(), "only numeric measures");
+    assert!(!bars(&j.to_string()));
+
+    let csv = run(&["--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6, "{csv}");
+    let head: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(
+        &head[..6],
+        [
+            "started_at",
+            "run_id",
+            "suite",
+            "outcome",
+            "violations_total",
+            "reason"
+        ]
+    );
+    let n = head.iter().position(|h| *h == "n").unwrap();
+    assert!(head.contains(&"count"), "{csv}");
+    let col = |line: &str| {
+        line.rsplit(',')
+            .nth(head.len() - 1 - n)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(col(lines[1]), "10");
+    assert_eq!(col(lines[4]), "", "missing is empty: {csv}");
+    assert_eq!(col(lines[5]), "11.5");
+    assert!(
+        lines[3].contains(",all,fail,1,fail_when held: `row.n < 5`,"),
+        "{csv}"
+    );
+    assert!(!bars(&csv));
+
+    let piped = run(&[]);
+    assert!(
+        piped.contains("history of `ORD-01` (5 results, newest first)"),
+        "{piped}"
+    );
+    assert!(
+        piped.contains("measures, oldest first (5 results)"),
+        "{piped}"
+    );
+    assert!(piped.contains("  n          10 12 3 - 11.5\n"), "{piped}");
+    assert!(
+        piped.contains("(outcome)  pass pass fail error pass\n"),
+        "{piped}"
+    );
+    assert!(!bars(&piped), "no sparkline when piped: {piped}");
+
+    // On a terminal: one bar per run, min to max, a space where n is missing.
+    let bin = assert_cmd::cargo::cargo_bin("invar");
+    let Ok(out) = std::process::Command::new("script")
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .args([
+            "-qec",
+            &format!("{} history --invariant ORD-01", bin.display()),
+            "/dev/null",
+        ])
+        .output()
+    else {
+        eprintln!("warning: no `script`: the terminal half is not checked");
+        return;
+    };
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("n          ▆█▁ █  min 3  max 12  last 11.5"),
+        "{tty}"
+    );
+    assert!(tty.contains("(outcome)  ✓✓✗E✓"), "{tty}");
 }

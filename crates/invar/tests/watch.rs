@@ -461,6 +461,142 @@ fn the_api_contract() {
     assert!(!w.log().contains(ADMIN) && !w.log().contains(READ));
 }
 
+/// `GET /api/v1/invariants/{id}/measurements`: a read-token route, newest first, walked a
+/// page at a time to exactly the full list; 404 for an id neither configured nor recorded;
+/// 4xx (never 5xx) for bad query strings.
+#[test]
+fn the_measurements_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, API_CONFIG);
+    let w = Watch::start(d, &[]);
+    let http = Http::new();
+    for _ in 0..3 {
+        let (s, body) = http.post(
+            &w.url("/api/v1/runs"),
+            Some(ADMIN),
+            json!({"suite": "quick"}),
+        );
+        assert_eq!(s, 200, "{body}");
+    }
+    let url = |q: &str| w.url(&format!("/api/v1/invariants/Q-FAIL/measurements{q}"));
+    let (s, body) = http.get(&url(""), None);
+    assert_eq!(s, 401, "{body}");
+    let (s, _) = http.get(&url(""), Some("not-the-token-at-all"));
+    assert_eq!(s, 401);
+    let (s, all) = http.get(&url("?limit=100"), Some(READ));
+    assert_eq!(s, 200, "{all}");
+    assert_eq!(all["invariant"], "Q-FAIL");
+    assert!(all["next_cursor"].is_null(), "{all}");
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{all}");
+    for m in items {
+        assert_eq!(m["outcome"], "fail", "{m}");
+        assert!(m["measured"].is_object(), "{m}");
+        assert!(
+            m["run_id"].is_string() && m["started_at"].is_string(),
+            "{m}"
+        );
+    }
+    let starts: Vec<&str> = items
+        .iter()
+        .map(|m| m["started_at"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|p| p[0] >= p[1]),
+        "newest first: {starts:?}"
+    );
+    // The admin token reads too.
+    let (s, _) = http.get(&url(""), Some(ADMIN));
+    assert_eq!(s, 200);
+
+    // A page at a time: exactly the full list.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            None => "?limit=1".to_string(),
+            Some(c) => format!("?limit=1&cursor={c}"),
+        };
+        let (s, page) = http.get(&url(&q), Some(READ));
+        assert_eq!(s, 200, "{page}");
+        assert!(page["items"].as_array().unwrap().len() <= 1);
+        walked.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["run_id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let ids: Vec<J> = items.iter().map(|m| m["run_id"].clone()).collect();
+    assert_eq!(walked, ids);
+    // `since` after the last run: nothing.
+    let (s, later) = http.get(&url("?since=2999-01-01T00:00:00Z"), Some(READ));
+    assert_eq!(
+        (s, later["items"].as_array().unwrap().len()),
+        (200, 0),
+        "{later}"
+    );
+
+    // A configured invariant never run: an empty series; an unknown id: 404.
+    let (s, none) = http.get(
+        &w.url("/api/v1/invariants/S-SLEEP/measurements"),
+        Some(READ),
+    );
+    assert_eq!(
+        (s, none["items"].as_array().unwrap().len()),
+        (200, 0),
+        "{none}"
+    );
+    let (s, body) = http.get(&w.url("/api/v1/invariants/NOPE-1/measurements"), Some(READ));
+    assert_eq!(s, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("NOPE-1"), "{body}");
+
+    // Bad query strings are the client's: 4xx with a JSON message.
+    for (q, want) in [
+        ("?cursor=zzz", 422),
+        ("?cursor=12~", 422),
+        ("?cursor=~run", 422),
+        ("?since=yesterday", 400),
+        ("?limit=-1", 400),
+        ("?limit=99999999999", 400),
+        ("?nope=1", 200),
+    ] {
+        let (s, body) = http.get(&url(q), Some(READ));
+        assert_eq!(s, want, "{q}: {body}");
+        if want != 200 {
+            assert!(body["error"].is_string(), "{q}: {body}");
+        }
+    }
+    // A cursor for a later run than any: the rest is everything.
+    let (s, body) = http.get(&url("?cursor=9999999999999~zzz"), Some(READ));
+    assert_eq!(
+        (s, body["items"].as_array().unwrap().len()),
+        (200, 3),
+        "{body}"
+    );
+
+    // The status page charts the same series, with the incident's opening on its timeline.
+    let (s, _, html) = http.send("GET", &w.url("/"), None, None);
+    assert_eq!(s, 200);
+    let row = &html[html.find("data-invariant=\"Q-FAIL\"").unwrap()..];
+    let row = &row[..row.find("</li>\n").unwrap()];
+    assert!(
+        row.contains("<svg class=\"trend\" data-measure=\"count\""),
+        "{row}"
+    );
+    assert_eq!(row.matches("data-outcome=\"fail\" cx=").count(), 3, "{row}");
+    assert!(
+        row.contains("<li data-event=\"opened\">opened <time"),
+        "{row}"
+    );
+}
+
 /// Every operation the OpenAPI document lists is served (no 404/405), and the document lists
 /// every route that serves.
 #[test]
@@ -485,6 +621,7 @@ fn the_openapi_document_matches_the_routes() {
         "GET /",
         "GET /api/v1/incidents",
         "GET /api/v1/invariants",
+        "GET /api/v1/invariants/{id}/measurements",
         "GET /api/v1/runs",
         "GET /api/v1/runs/{id}",
         "GET /api/v1/silences",

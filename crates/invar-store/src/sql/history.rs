@@ -13,6 +13,7 @@ use invar_core::{Retention, RunReport};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod measurements;
 mod report;
 
 const INSERT_RESULTS: Insert = Insert {
@@ -665,5 +666,20 @@ impl<B: Backend> History for SqlStore<B> {
                     .bind(ms(before)),
             ),
         )
+    }
+
+    fn measurements<'a>(
+        &'a self,
+        q: &'a MeasurementQuery,
+    ) -> BoxFuture<'a, Result<Page<Measurement>>> {
+        Box::pin(self.measurements_inner(q))
+    }
+
+    fn incident_events(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<IncidentEventRow>>> {
+        Box::pin(self.incident_events_inner(since, limit))
     }
 }

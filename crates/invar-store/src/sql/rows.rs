@@ -17,10 +17,10 @@ pub(super) const RESULT_COLS: &str = "run_id, seq, invariant_id, started_at, sui
      severity, outcome, reason, examined, vacuous, duration_ms, measured, violations_total, \
      runbook";
 
-/// `results` for the status page's strip of recent outcomes, as [`outcome_at`] reads it (the
-/// few columns it shows: it reads many rows per invariant).
+/// `results` for the status page's strip of recent outcomes and its trend chart, as
+/// [`outcome_at`] reads it (the few columns it shows: it reads many rows per invariant).
 pub(super) const OUTCOME_COLS: &str =
-    "invariant_id, run_id, started_at, outcome, reason, violations_total";
+    "invariant_id, run_id, started_at, outcome, reason, violations_total, measured";
 
 /// `incidents`, as [`incident_row`] reads it.
 pub(super) const INCIDENT_COLS: &str = "id, subject, kind, title, severity, opened_at, \
@@ -233,6 +233,7 @@ pub(super) fn outcome_at(r: &impl Cols) -> Result<OutcomeAt> {
         outcome: r.get("outcome")?,
         reason: r.get("reason")?,
         violations_total: r.get("violations_total")?,
+        measured: json(r, "measured")?,
     })
 }
 

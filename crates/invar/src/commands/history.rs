@@ -1,34 +1,56 @@
 //! `invar history` and `invar incidents`: what the history store holds, newest first, as a
-//! table or JSON.
+//! table or JSON (and `history` as CSV, with an invariant's measured series).
 
 use super::Ctx;
-use crate::cli::{HistoryArgs, IncidentsArgs, ListFormat};
+use super::series::{Series, csv_field};
+use crate::cli::{HistoryArgs, HistoryFormat, IncidentsArgs, ListFormat};
 use crate::exit::Exit;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use invar_core::Config;
-use invar_store::{IncidentQuery, ResultQuery, RunQuery, Store};
+use invar_store::{IncidentQuery, ResultEntry, ResultQuery, RunQuery, RunSummary, Store};
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 
-/// `invar history`: `--invariant ID` lists that invariant's results, else whole runs.
+/// `invar history`: `--invariant ID` lists that invariant's results and its measured series,
+/// else whole runs.
 pub fn history(args: &HistoryArgs, cx: &Ctx) -> Result<Exit> {
     let since = match args.since.map(|d| super::report::since_ago(Utc::now(), d)) {
         None => None,
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return Ok(crate::exit::usage(e)),
     };
-    let json = args.format == ListFormat::Json;
-    print_from_store(cx, async |_, store: &dyn Store| {
-        render_history(
-            store,
-            args.invariant.clone(),
-            args.suite.clone(),
-            since,
-            args.limit,
-            json,
-        )
-        .await
+    let out = Out {
+        format: args.format,
+        terminal: std::io::stdout().is_terminal(),
+    };
+    print_from_store(cx, async |_, store: &dyn Store| match &args.invariant {
+        Some(id) => {
+            let q = ResultQuery {
+                invariant: Some(id.clone()),
+                suite: args.suite.clone(),
+                since,
+                limit: args.limit,
+            };
+            render_results(id, &store.results(&q).await?, out)
+        }
+        None => {
+            let q = RunQuery {
+                suite: args.suite.clone(),
+                since,
+                until: None,
+                limit: args.limit,
+            };
+            render_runs(&store.runs(&q).await?, out)
+        }
     })
+}
+
+/// How `invar history` prints: the format, and whether stdout is a terminal (sparklines).
+#[derive(Clone, Copy)]
+struct Out {
+    format: HistoryFormat,
+    terminal: bool,
 }
 
 /// `invar incidents [--open]`.
@@ -72,80 +94,96 @@ fn ago(d: chrono::TimeDelta) -> String {
     invar_core::units::format_duration(d.to_std().unwrap_or_default())
 }
 
-async fn render_history(
-    store: &dyn Store,
-    invariant: Option<String>,
-    suite: Option<String>,
-    since: Option<DateTime<Utc>>,
-    limit: u32,
-    json: bool,
-) -> Result<String> {
-    let mut out = String::new();
-    if let Some(id) = invariant {
-        let q = ResultQuery {
-            invariant: Some(id.clone()),
-            suite,
-            since,
-            limit,
-        };
-        let rows = store.results(&q).await?;
-        if json {
-            return Ok(serde_json::to_string_pretty(&rows)? + "\n");
+/// One invariant's results, newest first, then its measured series.
+fn render_results(id: &str, rows: &[ResultEntry], out: Out) -> Result<String> {
+    let series = Series::new(rows);
+    let mut text = String::new();
+    match out.format {
+        HistoryFormat::Json => {
+            return Ok(serde_json::to_string_pretty(&series.json(id, rows))? + "\n");
         }
-        let _ = writeln!(
-            out,
-            "history of `{id}` ({} results, newest first)",
-            rows.len()
-        );
-        for r in rows {
-            let _ = writeln!(
-                out,
-                "  {}  {:<5}  {:<8} run {}  {}{}",
-                ts(&r.started_at),
-                r.outcome,
-                r.suite,
-                &r.run_id[..r.run_id.len().min(13)],
-                r.reason.unwrap_or_default(),
-                if r.violations_total > 0 {
-                    format!(" ({} violations)", r.violations_total)
-                } else {
-                    String::new()
-                }
-            );
-        }
-    } else {
-        let q = RunQuery {
-            suite,
-            since,
-            until: None,
-            limit,
-        };
-        let rows = store.runs(&q).await?;
-        if json {
-            return Ok(serde_json::to_string_pretty(&rows)? + "\n");
-        }
-        let _ = writeln!(out, "{} runs, newest first", rows.len());
-        for r in rows {
-            let c = r.counts;
-            let _ = writeln!(
-                out,
-                "  {}  {:<6} {:<10} {:<8} {:>6} ms  pass {} warn {} fail {} skip {} error {}  exit {}  {}",
-                ts(&r.started_at),
-                r.status,
-                r.suite,
-                r.trigger,
-                r.duration_ms,
-                c.pass,
-                c.warn,
-                c.fail,
-                c.skip,
-                c.error,
-                r.exit_code,
-                r.run_id
-            );
-        }
+        HistoryFormat::Csv => return Ok(series.csv()),
+        HistoryFormat::Table => {}
     }
-    Ok(out)
+    let _ = writeln!(
+        text,
+        "history of `{id}` ({} results, newest first)",
+        rows.len()
+    );
+    for r in rows {
+        let _ = writeln!(
+            text,
+            "  {}  {:<5}  {:<8} run {}  {}{}",
+            ts(&r.started_at),
+            r.outcome,
+            r.suite,
+            &r.run_id[..r.run_id.len().min(13)],
+            r.reason.as_deref().unwrap_or_default(),
+            if r.violations_total > 0 {
+                format!(" ({} violations)", r.violations_total)
+            } else {
+                String::new()
+            }
+        );
+    }
+    text.push_str(&series.table(out.terminal));
+    Ok(text)
+}
+
+/// Whole runs, newest first (CSV: one row per run).
+fn render_runs(rows: &[RunSummary], out: Out) -> Result<String> {
+    let mut text = String::new();
+    match out.format {
+        HistoryFormat::Json => return Ok(serde_json::to_string_pretty(rows)? + "\n"),
+        HistoryFormat::Csv => {
+            text.push_str(
+                "started_at,run_id,suite,trigger,status,duration_ms,pass,warn,fail,skip,error,exit_code\n",
+            );
+            for r in rows {
+                let c = r.counts;
+                let _ = writeln!(
+                    text,
+                    "{},{},{},{},{},{},{},{},{},{},{},{}",
+                    r.started_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    csv_field(&r.run_id),
+                    csv_field(&r.suite),
+                    csv_field(&r.trigger),
+                    csv_field(&r.status),
+                    r.duration_ms,
+                    c.pass,
+                    c.warn,
+                    c.fail,
+                    c.skip,
+                    c.error,
+                    r.exit_code
+                );
+            }
+            return Ok(text);
+        }
+        HistoryFormat::Table => {}
+    }
+    let _ = writeln!(text, "{} runs, newest first", rows.len());
+    for r in rows {
+        let c = r.counts;
+        let _ = writeln!(
+            text,
+            "  {}  {:<6} {:<10} {:<8} {:>6} ms  pass {} warn {} fail {} skip {} error {}  exit {}  {}",
+            ts(&r.started_at),
+            r.status,
+            r.suite,
+            r.trigger,
+            r.duration_ms,
+            c.pass,
+            c.warn,
+            c.fail,
+            c.skip,
+            c.error,
+            r.exit_code,
+            r.run_id
+        );
+    }
+    Ok(text)
 }
 
 /// Open incidents of invariants a silence holds now say so (`silenced` in JSON).

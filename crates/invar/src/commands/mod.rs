@@ -8,6 +8,7 @@ mod recording;
 mod report;
 mod run;
 mod schedule;
+mod series;
 mod silence;
 mod validate;
 mod watch;
