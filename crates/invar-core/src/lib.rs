@@ -11,6 +11,7 @@ pub mod errors;
 pub mod eval;
 pub mod hist;
 pub mod incident;
+pub mod keyset;
 pub mod metrics;
 pub mod model;
 pub mod report;
