@@ -107,15 +107,17 @@ pub async fn load_history(
         let since = chrono::TimeDelta::from_std(h.window)
             .ok()
             .and_then(|w| now.checked_sub_signed(w));
+        // Only what `hist` needs (start, outcome, measured), over the invariant's index.
         let rows = store
-            .results(&invar_store::ResultQuery {
-                invariant: Some(inv.id.clone()),
+            .measurements(&invar_store::MeasurementQuery {
+                invariant: inv.id.clone(),
                 since,
                 limit: HISTORY_RUNS,
-                ..Default::default()
+                cursor: None,
             })
             .await
-            .with_context(|| format!("reading the history of `{}`", inv.id))?;
+            .with_context(|| format!("reading the history of `{}`", inv.id))?
+            .items;
         let past: Vec<PastRun> = rows
             .into_iter()
             .filter(|r| r.started_at < now && r.outcome != "error")
