@@ -82,6 +82,8 @@ async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // Below the API's 5 s idle keep-alive close (docs/WATCH.md).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
 }

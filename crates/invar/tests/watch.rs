@@ -116,8 +116,11 @@ impl Http {
                 .enable_all()
                 .build()
                 .unwrap(),
+            // The API closes a keep-alive connection idle for 5 s (docs/WATCH.md); a pooled
+            // connection reused right then is reset. Keep idle ones for less, as a client should.
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap(),
         }
