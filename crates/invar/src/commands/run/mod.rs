@@ -240,78 +240,24 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// The earlier runs `history:` invariants see; on a read error, none (thin history, and
-    /// exit 2 later).
-    fn load_history(
+    /// What earlier runs left that this run reads back — `transitions` states, `history:`
+    /// windows, vacuity streaks — through `load` on the store; without one, nothing. On a
+    /// read error, nothing either: the error is printed and the exit becomes 2.
+    fn read_back<T: Default>(
         &mut self,
-        suite: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<HashMap<String, Vec<invar_core::hist::PastRun>>> {
-        let Some(s) = &self.memory else {
-            return Ok(Default::default());
+        load: impl AsyncFnOnce(&dyn Store, &Config) -> anyhow::Result<T>,
+    ) -> Result<T> {
+        let Some(s) = self.memory.clone() else {
+            return Ok(T::default());
         };
-        Ok(
-            match self.cx.block_on(invar_record::load_history(
-                s.as_ref(),
-                &self.cfg,
-                suite,
-                now,
-            ))? {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
-                    self.memory_failed = true;
-                    Default::default()
-                }
-            },
-        )
-    }
-
-    /// Which invariants have examined nothing for their `vacuous_after`; on a read error,
-    /// none (and exit 2 later).
-    fn load_vacuity(
-        &mut self,
-        suite: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<HashMap<String, chrono::DateTime<chrono::Utc>>> {
-        let Some(s) = &self.memory else {
-            return Ok(Default::default());
-        };
-        Ok(
-            match self.cx.block_on(invar_record::load_vacuity(
-                s.as_ref(),
-                &self.cfg,
-                suite,
-                now,
-            ))? {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
-                    self.memory_failed = true;
-                    Default::default()
-                }
-            },
-        )
-    }
-
-    /// What `transitions` invariants remember; on a read error, nothing (and exit 2 later).
-    fn load_memory(&mut self) -> Result<HashMap<String, Vec<Remembered>>> {
-        let Some(s) = &self.memory else {
-            return Ok(Default::default());
-        };
-        Ok(
-            match self
-                .cx
-                .block_on(invar_record::load_remembered(s.as_ref(), &self.cfg))?
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
-                    self.memory_failed = true;
-                    Default::default()
-                }
-            },
-        )
+        Ok(match self.cx.block_on(load(s.as_ref(), &self.cfg))? {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: {}", invar_core::error_chain(e.as_ref()));
+                self.memory_failed = true;
+                T::default()
+            }
+        })
     }
 
     /// One run of the engine, and the states it leaves for `transitions` invariants. The one
@@ -320,11 +266,14 @@ impl<'a> Session<'a> {
         &mut self,
         opts: &mut RunOptions,
     ) -> Result<(RunReport, HashMap<String, Vec<Remembered>>)> {
-        opts.remembered = self.load_memory()?;
         // One instant for the window and the run, so a run never sees itself.
         let now = chrono::Utc::now();
-        opts.history = self.load_history(&opts.suite, now)?;
-        opts.vacuous_since = self.load_vacuity(&opts.suite, now)?;
+        let suite = opts.suite.clone();
+        opts.remembered = self.read_back(invar_record::load_remembered)?;
+        opts.history =
+            self.read_back(async |s, c| invar_record::load_history(s, c, &suite, now).await)?;
+        opts.vacuous_since =
+            self.read_back(async |s, c| invar_record::load_vacuity(s, c, &suite, now).await)?;
         opts.at = Some(now);
         let out = self.cx.block_on(self.engine.run(opts))?;
         Ok((out.report, out.remembered))
