@@ -119,6 +119,19 @@ impl Schedule {
                 fields[4]
             ));
         }
+        // An empty list item (`,`, `1,`, `,5`) leaves a field matching nothing: croner accepts
+        // it and then searches to its year limit for a tick that cannot come (seconds per
+        // call; found by the `schedule` fuzz target).
+        if let Some((i, field)) = fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.split(',').any(str::is_empty))
+        {
+            return Err(format!(
+                "cron schedule `{expr}`: the {} field `{field}` has an empty list item",
+                FIELD_NAMES[i]
+            ));
+        }
         let parser = parser(days_and(fields[2], fields[4]));
         let cron = parser.parse(expr).map_err(|err| {
             // Parse each field alone (the others `*`) to name the one that is wrong.

@@ -261,3 +261,23 @@ fn cronie_day_rule_for_a_star_step_day_of_month() {
         ]
     );
 }
+
+#[test]
+fn an_empty_list_item_is_refused_at_once() {
+    // Found by the `schedule` fuzz target: `,` parsed, then each search ran for seconds.
+    for expr in [
+        ", 9-17 * * MON-FRI",
+        "1, * * * *",
+        "0 ,5 * * *",
+        "0 0 * * 1,,5",
+    ] {
+        let t0 = std::time::Instant::now();
+        let e = invar_core::schedule::Schedule::parse(expr, Some("Asia/Kathmandu")).unwrap_err();
+        assert!(e.contains("has an empty list item"), "{expr}: {e}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(500),
+            "{expr}"
+        );
+    }
+    assert!(invar_core::schedule::Schedule::parse("0,30 9-17 * * MON-FRI", None).is_ok());
+}
